@@ -1,0 +1,89 @@
+# scoped — build, test and demo.
+#
+#   make                 build scoped.core for Lua 5.4 into build/lua5.4/scoped/core.so
+#   make LUA=luajit      build it for LuaJIT 2.1 into build/luajit/scoped/core.so
+#   make test            install missing deps, build both, start a throwaway MariaDB,
+#                        run the busted specs on lua5.4 and luajit and the C tests
+#   make demo            build, start a throwaway MariaDB, run examples/demo.lua
+#   make test-asan       the specs under lua5.4 with the core built with ASan + UBSan
+#   make test-tsan       the C pool thread test under ThreadSanitizer
+
+LUA ?= lua5.4
+CC ?= cc
+
+ifeq ($(LUA),luajit)
+  LUA_INC ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
+else
+  LUA_INC ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+endif
+
+MYSQL_CONFIG ?= $(shell command -v mariadb_config 2>/dev/null || command -v mysql_config 2>/dev/null)
+MYSQL_CFLAGS ?= $(shell $(MYSQL_CONFIG) --cflags 2>/dev/null)
+MYSQL_LIBS ?= $(shell $(MYSQL_CONFIG) --libs 2>/dev/null)
+
+WARN = -std=c99 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L
+OPT ?= -O2 -g
+SAN ?=
+CFLAGS_ALL = $(WARN) $(OPT) $(SAN) -fPIC $(LUA_INC) $(MYSQL_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = -shared $(SAN) $(LDFLAGS)
+
+BUILD ?= build/$(LUA)
+SRCS = $(wildcard csrc/*.c)
+HDRS = $(wildcard csrc/*.h)
+OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+CORE = $(BUILD)/scoped/core.so
+
+.PHONY: all build test test-asan test-tsan demo ctest deps clean bench
+
+all: $(CORE)
+build: $(CORE)
+
+$(BUILD)/obj/%.o: csrc/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(CORE): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(OBJS) $(MYSQL_LIBS) -lpthread
+
+# ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
+CTEST_SRCS = $(wildcard spec/c/test_*.c)
+CTEST_CORE = csrc/pool.c csrc/conn.c csrc/url.c csrc/binds.c csrc/clock.c
+CTEST_BINS = $(patsubst spec/c/%.c,build/ctest/%,$(CTEST_SRCS))
+CTEST_CFLAGS = $(WARN) -O1 -g $(MYSQL_CFLAGS) -Icsrc
+
+build/ctest/%: spec/c/%.c $(CTEST_CORE) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CTEST_CFLAGS) $(CTEST_SAN) -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread
+
+ctest: $(CTEST_BINS)
+
+# ---- the one test command ----------------------------------------------------
+deps:
+	@bash spec/support/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory LUA=lua5.4
+	@$(MAKE) --no-print-directory LUA=luajit
+	@$(MAKE) --no-print-directory ctest
+	@bash spec/support/with-db.sh bash spec/support/run-tests.sh
+
+test-asan: deps
+	@$(MAKE) --no-print-directory LUA=lua5.4 BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	@SCOPED_ASAN=1 bash spec/support/with-db.sh bash spec/support/run-asan.sh
+
+test-tsan: deps
+	@$(MAKE) --no-print-directory build/tsan/test_pool_threads
+	@./build/tsan/test_pool_threads
+
+build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread
+
+demo: deps
+	@$(MAKE) --no-print-directory LUA=lua5.4
+	@bash spec/support/with-db.sh --demo lua5.4 examples/demo.lua
+
+clean:
+	rm -rf build

@@ -1,0 +1,116 @@
+/* A connection pool in plain C: no Lua here, so C tests can drive it from
+ * many threads. It mirrors SQLAlchemy's QueuePool (pool_size, max_overflow,
+ * timeout, recycle, pre-ping, LIFO) and serves waiters in arrival order.
+ *
+ * The pool knows nothing of MySQL: it is generic over a connector (open,
+ * close, discard, ping). Resetting a connection on return is the caller's
+ * business (it knows whether a transaction is open); the pool only keeps or
+ * closes what it is given back. */
+#ifndef SCOPED_POOL_H
+#define SCOPED_POOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct sc_connector {
+    /* Open a new connection; NULL on failure with a message in err. */
+    void *(*open)(void *ud, char *err, size_t errlen);
+    /* Close a connection politely (it may talk to the server). */
+    void (*close)(void *ud, void *conn);
+    /* Free a connection without talking to the server: used for those
+     * inherited across fork(), whose socket belongs to the parent. */
+    void (*discard)(void *ud, void *conn);
+    /* 0 when the connection answers; anything else when it is dead. */
+    int (*ping)(void *ud, void *conn);
+    /* Frees ud when the pool is destroyed; may be NULL. */
+    void (*free_ud)(void *ud);
+    void *ud;
+} sc_connector;
+
+typedef struct sc_pool_config {
+    int pool_size;      /* idle connections kept; SQLAlchemy default 5 */
+    int max_overflow;   /* extra connections beyond pool_size; -1 unbounded */
+    double timeout;     /* seconds a checkout may wait */
+    double recycle;     /* seconds since connect before replacement; < 0 off */
+    int pre_ping;       /* ping idle connections at checkout */
+    int use_lifo;       /* hand out the most recently returned first */
+} sc_pool_config;
+
+/* One pooled connection. The caller reads these fields and never writes them. */
+typedef struct sc_pool_entry {
+    void *conn;          /* what the connector opened */
+    double created_at;   /* sc_monotonic() when opened */
+    double checked_out_at;
+    pid_t pid;           /* process that opened it */
+    unsigned generation; /* pool generation it belongs to (dispose, fork) */
+    int fresh;           /* 1 when opened by this very checkout */
+    struct sc_pool_entry *next, *prev; /* pool-private */
+} sc_pool_entry;
+
+typedef struct sc_pool sc_pool;
+typedef struct sc_waiter sc_waiter; /* a place in the queue of a polling checkout */
+
+enum {
+    SC_POOL_OK = 0,
+    SC_POOL_WAIT = 1,    /* try_checkout only: nothing free yet, keep the ticket */
+    SC_POOL_TIMEOUT = 2, /* waited for the configured timeout */
+    SC_POOL_ERROR = 3    /* the connector failed to open; message in err */
+};
+
+/* The pool takes ownership of connector->ud (freed with free_ud). */
+sc_pool *sc_pool_new(const sc_pool_config *cfg, const sc_connector *connector);
+/* Closes idle connections and frees the pool. Entries still checked out must
+ * not be checked in afterwards. */
+void sc_pool_free(sc_pool *p);
+
+/* Blocking checkout: waits on a condition variable, in arrival order, up to
+ * cfg->timeout seconds. Recycles and pre-pings idle connections outside the
+ * lock; a dead or too old one is replaced transparently. */
+int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen);
+
+/* Non-blocking checkout for callers that wait elsewhere (a coroutine that
+ * yields, an nginx semaphore). *ticket is NULL on the first call; when the
+ * answer is SC_POOL_WAIT the caller keeps *ticket, waits in its own way and
+ * calls again with it. The ticket holds the caller's place in the same FIFO
+ * queue the blocking waiters use; it is freed by the pool when the call
+ * answers anything but SC_POOL_WAIT, or by sc_pool_cancel. A ticket whose
+ * deadline has passed answers SC_POOL_TIMEOUT. */
+int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
+                         char *err, size_t errlen);
+/* Gives up a place in the queue (the waiting coroutine died or was
+ * cancelled); anything reserved for it goes to the next waiter. */
+void sc_pool_cancel(sc_pool *p, sc_waiter *ticket);
+/* Seconds left before the ticket's deadline (may be <= 0). */
+double sc_waiter_remaining(const sc_waiter *ticket);
+
+/* Returns an entry. discard != 0 closes it (an invalidated connection) and
+ * frees its slot for the next waiter. An entry from an older generation
+ * (dispose) or another process (fork) is closed / discarded. */
+void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard);
+
+/* Closes idle connections and starts a new generation: connections checked
+ * out now are closed when they come back. */
+void sc_pool_dispose(sc_pool *p);
+
+typedef struct sc_pool_stats {
+    int size;        /* pool_size */
+    int checkedin;   /* idle */
+    int checkedout;  /* open and handed out */
+    int overflow;    /* open - pool_size (negative on a fresh pool) */
+    int open;        /* open connections of the current generation */
+    int waiting;     /* callers queued */
+} sc_pool_stats;
+void sc_pool_stats_get(sc_pool *p, sc_pool_stats *st);
+const sc_pool_config *sc_pool_get_config(const sc_pool *p);
+
+/* Process-wide pools by name, for engines created with the same `shared`
+ * name in several Lua states (one per OS thread). key describes the URL and
+ * options: a second caller with another key gets NULL and a message in err.
+ * The pool takes ownership of connector->ud in every case: when the named
+ * pool exists already (or on error) acquire frees the ud it was given.
+ * Reference counted; sc_pool_shared_release frees the pool with the last. */
+sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool_config *cfg,
+                                const sc_connector *connector, char *err, size_t errlen);
+void sc_pool_shared_release(sc_pool *p);
+
+#endif
