@@ -44,7 +44,7 @@ $(BUILD)/obj/%.o: csrc/%.c $(HDRS)
 
 $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(OBJS) $(MYSQL_LIBS) -lpthread
+	$(CC) $(LDFLAGS_ALL) -o $@ $(OBJS) $(MYSQL_LIBS) -lpthread -lm
 
 # ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
 CTEST_SRCS = $(wildcard spec/c/test_*.c)
@@ -54,7 +54,7 @@ CTEST_CFLAGS = $(WARN) -O1 -g $(MYSQL_CFLAGS) -Icsrc
 
 build/ctest/%: spec/c/%.c $(CTEST_CORE) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CTEST_CFLAGS) $(CTEST_SAN) -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread
+	$(CC) $(CTEST_CFLAGS) $(CTEST_SAN) -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread -lm
 
 ctest: $(CTEST_BINS)
 
@@ -79,7 +79,7 @@ test-tsan: deps
 
 build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread
+	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread -lm
 
 demo: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4

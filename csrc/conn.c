@@ -1,0 +1,245 @@
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include "clock.h"
+#include "conn.h"
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+
+/* mysql_library_init is not thread-safe; mysql_init calls it lazily, so a
+ * first connect from two threads at once would race. */
+static void library_init(void)
+{
+    mysql_library_init(0, NULL, NULL);
+}
+
+static void set_error(sc_error *err, MYSQL *my)
+{
+    err->code = mysql_errno(my);
+    snprintf(err->sqlstate, sizeof err->sqlstate, "%s", mysql_sqlstate(my));
+    snprintf(err->message, sizeof err->message, "%s", mysql_error(my));
+}
+
+static const char *const safe_charsets[] = {
+    "utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary", NULL,
+};
+
+sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
+{
+    const char *const *prm = (const char *const *)url->params;
+    const char *charset = prm[SC_URL_CHARSET] ? prm[SC_URL_CHARSET] : "utf8mb4";
+    int safe = 0;
+    memset(err, 0, sizeof *err);
+    for (int i = 0; safe_charsets[i]; i++)
+        safe |= strcmp(charset, safe_charsets[i]) == 0;
+    if (!safe) {
+        /* client-side escaping is unsafe where a multibyte character may
+         * hold a backslash or quote byte (sjis, gbk, big5, ...) */
+        snprintf(err->message, sizeof err->message,
+                 "charset '%.40s' is not supported (use utf8mb4, utf8mb3, latin1, ascii or binary)",
+                 charset);
+        strcpy(err->sqlstate, "HY000");
+        return NULL;
+    }
+    pthread_once(&library_once, library_init);
+    sc_conn *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->my = mysql_init(NULL)) == NULL) {
+        free(c);
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return NULL;
+    }
+    MYSQL *my = c->my;
+    unsigned timeout = prm[SC_URL_CONNECT_TIMEOUT] ? (unsigned)atoi(prm[SC_URL_CONNECT_TIMEOUT]) : 10;
+    mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    if (prm[SC_URL_READ_TIMEOUT]) {
+        unsigned t = (unsigned)atoi(prm[SC_URL_READ_TIMEOUT]);
+        mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &t);
+    }
+    if (prm[SC_URL_WRITE_TIMEOUT]) {
+        unsigned t = (unsigned)atoi(prm[SC_URL_WRITE_TIMEOUT]);
+        mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &t);
+    }
+    mysql_options(my, MYSQL_SET_CHARSET_NAME, charset);
+    if (prm[SC_URL_INIT_COMMAND])
+        mysql_options(my, MYSQL_INIT_COMMAND, prm[SC_URL_INIT_COMMAND]);
+    const char *mode = prm[SC_URL_SSL_MODE];
+    if (prm[SC_URL_SSL_CA] || prm[SC_URL_SSL_CERT] || prm[SC_URL_SSL_KEY] ||
+        (mode && strcmp(mode, "DISABLED") != 0 && strcmp(mode, "PREFERRED") != 0)) {
+        my_bool on = 1;
+        mysql_ssl_set(my, prm[SC_URL_SSL_KEY], prm[SC_URL_SSL_CERT], prm[SC_URL_SSL_CA], NULL, NULL);
+        if (mode == NULL || strcmp(mode, "PREFERRED") != 0)
+            mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
+        my_bool verify = mode && (strcmp(mode, "VERIFY_IDENTITY") == 0);
+        mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+    }
+    /* never reconnect behind our back: a silent reconnect loses the
+     * transaction and session state the caller believes it has */
+    my_bool reconnect = 0;
+    mysql_options(my, MYSQL_OPT_RECONNECT, &reconnect);
+
+    unsigned long flags = CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS;
+    if (!mysql_real_connect(my, url->host, url->username ? url->username : "root",
+                            url->password, url->database, (unsigned)url->port,
+                            prm[SC_URL_UNIX_SOCKET], flags)) {
+        set_error(err, my);
+        mysql_close(my);
+        free(c);
+        return NULL;
+    }
+    c->pid = getpid();
+    c->created_at = sc_monotonic();
+    return c;
+}
+
+int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
+{
+    if (mysql_real_query(c->my, sql, (unsigned long)len) != 0) {
+        set_error(err, c->my);
+        if (sc_is_disconnect(err->code))
+            c->broken = 1;
+        return -1;
+    }
+    return 0;
+}
+
+MYSQL_RES *sc_conn_store_result(sc_conn *c, sc_error *err)
+{
+    MYSQL_RES *res = mysql_store_result(c->my);
+    err->code = 0;
+    if (res == NULL && mysql_field_count(c->my) != 0) {
+        set_error(err, c->my);
+        if (sc_is_disconnect(err->code))
+            c->broken = 1;
+    }
+    return res;
+}
+
+int sc_conn_next_result(sc_conn *c, sc_error *err)
+{
+    if (!mysql_more_results(c->my))
+        return 0;
+    int rc = mysql_next_result(c->my);
+    if (rc > 0) {
+        set_error(err, c->my);
+        if (sc_is_disconnect(err->code))
+            c->broken = 1;
+        return -1;
+    }
+    return rc == 0 ? 1 : 0;
+}
+
+int sc_conn_ping(sc_conn *c)
+{
+    int rc = mysql_ping(c->my);
+    if (rc != 0)
+        c->broken = 1;
+    return rc;
+}
+
+static void conn_free(sc_conn *c)
+{
+    sc_buf_free(&c->sql);
+    sc_bind_plan_free(&c->plan);
+    free(c);
+}
+
+void sc_conn_close(sc_conn *c)
+{
+    if (c == NULL)
+        return;
+    mysql_close(c->my);
+    conn_free(c);
+}
+
+void sc_conn_discard(sc_conn *c)
+{
+    if (c == NULL)
+        return;
+    /* mysql_close would send COM_QUIT (and a TLS close) on a socket the
+     * parent still uses (SQLAlchemy issue #7815). Point our descriptor at
+     * /dev/null first: what mysql_close writes goes nowhere, and closing
+     * our copy of the descriptor leaves the parent's socket open. */
+    int fd = (int)mysql_get_socket(c->my);
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && devnull >= 0 && dup2(devnull, fd) >= 0) {
+        mysql_close(c->my);
+    }
+    /* else: leak the handle rather than talk on the parent's socket */
+    if (devnull >= 0)
+        close(devnull);
+    conn_free(c);
+}
+
+int sc_conn_in_transaction(const sc_conn *c)
+{
+    return (c->my->server_status & SERVER_STATUS_IN_TRANS) != 0;
+}
+
+int sc_conn_no_backslash_escapes(const sc_conn *c)
+{
+    return (c->my->server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES) != 0;
+}
+
+int sc_is_disconnect(unsigned code)
+{
+    switch (code) {
+    case 1927: /* ER_CONNECTION_KILLED */
+    case 2006: /* CR_SERVER_GONE_ERROR */
+    case 2013: /* CR_SERVER_LOST */
+    case 2014: /* CR_COMMANDS_OUT_OF_SYNC: the protocol state is unknown */
+    case 2045: /* CR_CONN_UNKNOW_PROTOCOL */
+    case 2055: /* CR_SERVER_LOST_EXTENDED */
+    case 4031: /* ER_CLIENT_INTERACTION_TIMEOUT */
+    case 1053: /* ER_SERVER_SHUTDOWN */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Follows mysqlclient's mapping, which SQLAlchemy exposes. */
+const char *sc_error_kind(unsigned code, const char *sqlstate)
+{
+    switch (code) {
+    case ER_DUP_ENTRY: case ER_DUP_UNIQUE: case ER_NO_REFERENCED_ROW: case ER_NO_REFERENCED_ROW_2:
+    case ER_ROW_IS_REFERENCED: case ER_ROW_IS_REFERENCED_2: case ER_CANNOT_ADD_FOREIGN:
+    case ER_BAD_NULL_ERROR: case ER_PRIMARY_CANT_HAVE_NULL: case 4025 /* CONSTRAINT_FAILED */:
+        return "IntegrityError";
+    case WARN_DATA_TRUNCATED: case ER_WARN_NULL_TO_NOTNULL: case ER_WARN_DATA_OUT_OF_RANGE:
+    case ER_NO_DEFAULT: case ER_DATA_TOO_LONG: case ER_DATETIME_FUNCTION_OVERFLOW:
+    case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: case ER_DIVISION_BY_ZERO: case ER_TRUNCATED_WRONG_VALUE:
+    case ER_ILLEGAL_VALUE_FOR_TYPE:
+        return "DataError";
+    case ER_DB_CREATE_EXISTS: case ER_SYNTAX_ERROR: case ER_PARSE_ERROR: case ER_NO_SUCH_TABLE:
+    case ER_WRONG_DB_NAME: case ER_WRONG_TABLE_NAME: case ER_FIELD_SPECIFIED_TWICE:
+    case ER_INVALID_GROUP_FUNC_USE: case ER_UNSUPPORTED_EXTENSION: case ER_TABLE_MUST_HAVE_COLUMNS:
+    case ER_CANT_DO_THIS_DURING_AN_TRANSACTION: case ER_BAD_TABLE_ERROR: case ER_BAD_FIELD_ERROR:
+    case ER_TABLE_EXISTS_ERROR: case ER_BAD_DB_ERROR: case ER_SP_DOES_NOT_EXIST:
+    case ER_WRONG_VALUE_COUNT_ON_ROW: case ER_NON_UNIQ_ERROR: case ER_SP_WRONG_NO_OF_ARGS:
+    case ER_WRONG_FIELD_WITH_GROUP: case ER_WRONG_NUMBER_OF_COLUMNS_IN_SELECT:
+        return "ProgrammingError";
+    case ER_WARNING_NOT_COMPLETE_ROLLBACK: case ER_NOT_SUPPORTED_YET: case ER_FEATURE_DISABLED:
+    case ER_UNKNOWN_STORAGE_ENGINE:
+        return "NotSupportedError";
+    default:
+        break;
+    }
+    if (code >= 2000 && code < 3000)
+        return "OperationalError"; /* client library errors */
+    if (sqlstate != NULL && strncmp(sqlstate, "23", 2) == 0)
+        return "IntegrityError";
+    if (sqlstate != NULL && strncmp(sqlstate, "22", 2) == 0)
+        return "DataError";
+    if (sqlstate != NULL && strncmp(sqlstate, "42", 2) == 0)
+        return "ProgrammingError";
+    if (code > 0 && code < 1000)
+        return "InternalError";
+    return "OperationalError";
+}

@@ -1,0 +1,328 @@
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lconn.h"
+#include "lresult.h"
+
+/* ---- URL tables to sc_url ---------------------------------------------- */
+
+static char *dup_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    char *v = NULL;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (memchr(s, '\0', n) != NULL) {
+            lua_pop(L, 1);
+            sc_argerror(L, "URL %s contains a NUL byte", key);
+        }
+        v = strdup(s);
+    } else if (!lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        sc_argerror(L, "URL %s must be a string", key);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Strings are copied one at a time into u, which the caller frees on every
+ * path; a raise half-way leaves u holding only what it owns. */
+void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
+{
+    sc_check_table(L, idx, "url");
+    u->username = dup_field(L, idx, "username");
+    u->password = dup_field(L, idx, "password");
+    u->host = dup_field(L, idx, "host");
+    u->database = dup_field(L, idx, "database");
+    lua_getfield(L, idx, "port");
+    u->port = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "query");
+    if (lua_istable(L, -1)) {
+        int q = lua_gettop(L);
+        char err[256];
+        for (int i = 0; i < SC_URL_NPARAMS; i++) {
+            u->params[i] = dup_field(L, q, sc_url_param_names[i]);
+            if (u->params[i] && sc_url_check_param(i, u->params[i], err, sizeof err) != 0)
+                sc_argerror(L, "%s", err);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static int url_owned_gc(lua_State *L)
+{
+    sc_url_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+/* An sc_url inside a userdata that frees it when collected: reading a URL
+ * table may raise half-way, and the strings copied so far must not leak. */
+sc_url *sc_url_push_owned(lua_State *L)
+{
+    sc_url *u = sc_newuserdata(L, sizeof *u);
+    memset(u, 0, sizeof *u);
+    if (luaL_newmetatable(L, "scoped.OwnedURL")) {
+        lua_pushcfunction(L, url_owned_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return u;
+}
+
+/* ---- the userdata -------------------------------------------------------- */
+
+lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx)
+{
+    if (owner_idx < 0)
+        owner_idx = lua_gettop(L) + owner_idx + 1;
+    lconn *lc = sc_newuserdata(L, sizeof *lc);
+    memset(lc, 0, sizeof *lc);
+    lc->c = c;
+    luaL_getmetatable(L, SC_CONN_MT);
+    lua_setmetatable(L, -2);
+    lua_createtable(L, 1, 0);
+    if (owner_idx) {
+        lua_pushvalue(L, owner_idx);
+        lua_rawseti(L, -2, 1);
+    }
+    sc_setuservalue(L, -2);
+    return lc;
+}
+
+/* Resets an open transaction so the next user starts clean. A connection
+ * whose reset fails is discarded, never handed out mid-transaction. */
+static int reset(lconn *lc)
+{
+    sc_error err;
+    if (lc->c->broken || lc->invalidated)
+        return -1;
+    if (lc->reset_mode == SC_RESET_NONE || !sc_conn_in_transaction(lc->c))
+        return 0; /* SQLAlchemy would send ROLLBACK anyway: a round trip saved */
+    const char *sql = lc->reset_mode == SC_RESET_COMMIT ? "COMMIT" : "ROLLBACK";
+    if (sc_conn_query(lc->c, sql, strlen(sql), &err) != 0)
+        return -1;
+    return 0;
+}
+
+int sc_lconn_release(lconn *lc)
+{
+    if (lc->c == NULL)
+        return 0;
+    int rc = 0;
+    if (lc->pool != NULL) {
+        rc = reset(lc);
+        if (lc->entry->pid != getpid())
+            rc = -1; /* the pool discards it without a word to the server */
+        sc_pool_checkin(lc->pool, lc->entry, rc != 0);
+        lc->pool = NULL;
+        lc->entry = NULL;
+    } else if (lc->c->pid != getpid()) {
+        sc_conn_discard(lc->c);
+    } else {
+        sc_conn_close(lc->c);
+    }
+    lc->c = NULL;
+    return rc;
+}
+
+static lconn *check_conn(lua_State *L)
+{
+    return sc_check_udata(L, 1, SC_CONN_MT, "connection");
+}
+
+static lconn *check_open(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    if (lc->c == NULL)
+        sc_raise(L, "ResourceClosedError", "This Connection is closed");
+    return lc;
+}
+
+static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+                         size_t len, int params)
+{
+    int gone = lc->c->broken;
+    if (gone)
+        lc->invalidated = 1;
+    sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+    return lua_error(L);
+}
+
+static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *sql, size_t len,
+               int params)
+{
+    sc_error err;
+    if (sc_conn_query(lc->c, q, qlen, &err) != 0 || sc_result_collect(L, lc->c, &err) != 0)
+        return raise_dberror(L, lc, &err, sql, len, params);
+    return 1;
+}
+
+/* conn:execute(sql [, params]) -> Result */
+static int l_execute(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    int params = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        sc_check_table(L, 3, "parameters");
+        params = 3;
+    }
+    /* no binds and nothing that looks like one: send the text as it is */
+    if (!params && memchr(sql, ':', len) == NULL && memchr(sql, '?', len) == NULL)
+        return run(L, lc, sql, len, sql, len, 0);
+    sc_render(L, &lc->c->sql, &lc->c->plan, sql, len, params, sc_conn_no_backslash_escapes(lc->c));
+    return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
+}
+
+/* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
+static int l_exec_driver_sql(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    return run(L, lc, sql, len, sql, len, 0);
+}
+
+/* conn:render(sql [, params]) -> the statement as it would be sent */
+static int l_render(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    int params = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        sc_check_table(L, 3, "parameters");
+        params = 3;
+    }
+    sc_render(L, &lc->c->sql, &lc->c->plan, sql, len, params, sc_conn_no_backslash_escapes(lc->c));
+    lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
+    return 1;
+}
+
+static int l_ping(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    lua_pushboolean(L, sc_conn_ping(lc->c) == 0);
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    sc_lconn_release(lc);
+    return 0;
+}
+
+static int l_gc(lua_State *L)
+{
+    lconn *lc = lua_touserdata(L, 1);
+    sc_lconn_release(lc);
+    return 0;
+}
+
+static int l_closed(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    lua_pushboolean(L, lc->c == NULL);
+    return 1;
+}
+
+static int l_in_transaction(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    lua_pushboolean(L, sc_conn_in_transaction(lc->c));
+    return 1;
+}
+
+static int l_thread_id(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    lua_pushinteger(L, (lua_Integer)mysql_thread_id(lc->c->my));
+    return 1;
+}
+
+/* conn:invalidate(): discard on return instead of pooling */
+static int l_invalidate(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    lc->invalidated = 1;
+    return 0;
+}
+
+static int l_is_invalidated(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    lua_pushboolean(L, lc->invalidated || (lc->c != NULL && lc->c->broken));
+    return 1;
+}
+
+static int l_set_hide_parameters(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    lc->hide_parameters = lua_toboolean(L, 2);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    if (lc->c == NULL)
+        lua_pushliteral(L, "RawConnection(closed)");
+    else
+        lua_pushfstring(L, "RawConnection(%d)", (int)mysql_thread_id(lc->c->my));
+    return 1;
+}
+
+/* core.connect(url_table) -> a standalone connection */
+static int l_connect(lua_State *L)
+{
+    sc_error err;
+    sc_check_table(L, 1, "url");
+    sc_url *owned = sc_url_push_owned(L);
+    sc_url_from_lua(L, 1, owned);
+    sc_conn *c = sc_conn_open(owned, &err);
+    sc_url_free(owned);
+    if (c == NULL) {
+        sc_push_dberror(L, &err, NULL, 0, 0, 0);
+        return lua_error(L);
+    }
+    sc_lconn_push(L, c, 0);
+    return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"execute", l_execute},
+    {"exec_driver_sql", l_exec_driver_sql},
+    {"render", l_render},
+    {"ping", l_ping},
+    {"close", l_close},
+    {"closed", l_closed},
+    {"in_transaction", l_in_transaction},
+    {"thread_id", l_thread_id},
+    {"invalidate", l_invalidate},
+    {"is_invalidated", l_is_invalidated},
+    {"set_hide_parameters", l_set_hide_parameters},
+    {NULL, NULL},
+};
+
+int sc_open_conn(lua_State *L)
+{
+    luaL_newmetatable(L, SC_CONN_MT);
+    lua_newtable(L);
+    sc_setfuncs(L, conn_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_connect);
+    lua_setfield(L, -2, "connect");
+    return 0;
+}

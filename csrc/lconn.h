@@ -1,0 +1,40 @@
+/* The Lua-facing connection: one sc_conn, either standalone (core.connect)
+ * or checked out of a pool (then closing it checks it back in). */
+#ifndef SCOPED_LCONN_H
+#define SCOPED_LCONN_H
+
+#include "lutil.h"
+#include "pool.h"
+
+#define SC_CONN_MT "scoped.RawConnection"
+
+enum { SC_RESET_ROLLBACK, SC_RESET_COMMIT, SC_RESET_NONE };
+
+typedef struct lconn {
+    sc_conn *c;            /* NULL once closed */
+    sc_pool *pool;         /* set when checked out of a pool */
+    sc_pool_entry *entry;
+    int reset_mode;        /* what checkin does with an open transaction */
+    int hide_parameters;   /* keep bind values out of errors */
+    int invalidated;       /* discard on return, whatever the server says */
+} lconn;
+
+/* Pushes a new userdata for c. The value at owner_idx (the pool's userdata,
+ * or 0) is kept as its user value so the pool outlives its connections. */
+lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx);
+/* Returns the connection to its pool (reset first) or closes it. Safe to
+ * call twice. Returns the reset outcome: 0 fine, -1 discarded. */
+int sc_lconn_release(lconn *lc);
+
+/* Writes sql with its binds rendered into b (see binds.h); raises
+ * ArgumentError naming a missing or unsupported bind. */
+void sc_render(lua_State *L, sc_buf *b, sc_bind_plan *plan, const char *sql, size_t len,
+               int params, int no_backslash);
+
+/* Builds an sc_url from the Lua URL table at idx (fields as core.parse_url
+ * returns them); raises ArgumentError on a bad field. */
+void sc_url_from_lua(lua_State *L, int idx, sc_url *u);
+/* Pushes an empty sc_url owned by a userdata that frees it when collected. */
+sc_url *sc_url_push_owned(lua_State *L);
+
+#endif

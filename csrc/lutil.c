@@ -1,0 +1,84 @@
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "lutil.h"
+
+static void set_error_mt(lua_State *L)
+{
+    luaL_getmetatable(L, SC_ERROR_MT);
+    lua_setmetatable(L, -2);
+}
+
+int sc_raise(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_setfield(L, -2, "message");
+    set_error_mt(L);
+    return lua_error(L);
+}
+
+void sc_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
+                     int params_idx, int invalidated)
+{
+    if (params_idx < 0)
+        params_idx = lua_gettop(L) + params_idx + 1;
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, e->code ? sc_error_kind(e->code, e->sqlstate) : "InterfaceError");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, (lua_Integer)e->code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, e->sqlstate);
+    lua_setfield(L, -2, "sqlstate");
+    lua_pushstring(L, e->message);
+    lua_setfield(L, -2, "message");
+    if (statement != NULL) {
+        lua_pushlstring(L, statement, stmtlen);
+        lua_setfield(L, -2, "statement");
+    }
+    if (params_idx > 0 && !lua_isnoneornil(L, params_idx)) {
+        lua_pushvalue(L, params_idx);
+        lua_setfield(L, -2, "params");
+    }
+    lua_pushboolean(L, invalidated);
+    lua_setfield(L, -2, "connection_invalidated");
+    set_error_mt(L);
+}
+
+static const char *type_of(lua_State *L, int i)
+{
+    return lua_typename(L, lua_type(L, i));
+}
+
+const char *sc_check_string(lua_State *L, int i, const char *what, size_t *len)
+{
+    if (lua_type(L, i) != LUA_TSTRING)
+        sc_argerror(L, "%s must be a string, got %s", what, type_of(L, i));
+    return lua_tolstring(L, i, len);
+}
+
+lua_Number sc_check_number(lua_State *L, int i, const char *what)
+{
+    if (lua_type(L, i) != LUA_TNUMBER)
+        sc_argerror(L, "%s must be a number, got %s", what, type_of(L, i));
+    return lua_tonumber(L, i);
+}
+
+void sc_check_table(lua_State *L, int i, const char *what)
+{
+    if (lua_type(L, i) != LUA_TTABLE)
+        sc_argerror(L, "%s must be a table, got %s", what, type_of(L, i));
+}
+
+void *sc_check_udata(lua_State *L, int i, const char *tname, const char *what)
+{
+    void *p = sc_testudata(L, i, tname);
+    if (p == NULL)
+        sc_argerror(L, "%s must be a %s, got %s", what, tname, type_of(L, i));
+    return p;
+}

@@ -1,0 +1,41 @@
+/* Helpers shared by the Lua-facing files: argument checks that raise
+ * scoped's ArgumentError, and the error tables every failure is raised as. */
+#ifndef SCOPED_LUTIL_H
+#define SCOPED_LUTIL_H
+
+#include "compat.h"
+#include "conn.h"
+
+/* Registry keys */
+#define SC_ERROR_MT "scoped.Error"
+
+/* Raises {kind = kind, message = ...} with the error metatable. */
+int sc_raise(lua_State *L, const char *kind, const char *fmt, ...);
+#define sc_argerror(L, ...) sc_raise((L), "ArgumentError", __VA_ARGS__)
+
+/* Pushes a database error table: kind from the code, code, sqlstate,
+ * message, statement, params (the value at params_idx unless 0),
+ * connection_invalidated. */
+void sc_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
+                     int params_idx, int invalidated);
+
+/* Argument checks raising ArgumentError that names the argument. */
+const char *sc_check_string(lua_State *L, int i, const char *what, size_t *len);
+lua_Number sc_check_number(lua_State *L, int i, const char *what);
+void sc_check_table(lua_State *L, int i, const char *what);
+/* Returns the userdata at i if it has metatable tname, else raises. */
+void *sc_check_udata(lua_State *L, int i, const char *tname, const char *what);
+
+/* The NULL lightuserdata: scoped.null == ngx.null == cjson.null */
+static inline int sc_isnull(lua_State *L, int i)
+{
+    return lua_islightuserdata(L, i) && lua_touserdata(L, i) == NULL;
+}
+
+int sc_open_url(lua_State *L);
+int sc_open_conn(lua_State *L);
+int sc_open_result(lua_State *L);
+int sc_open_pool(lua_State *L);
+int sc_open_registry(lua_State *L);
+
+#endif

@@ -1,0 +1,311 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "url.h"
+
+const char *const sc_url_param_names[SC_URL_NPARAMS] = {
+    "charset", "unix_socket", "connect_timeout", "read_timeout", "write_timeout",
+    "ssl_ca", "ssl_cert", "ssl_key", "ssl_mode", "init_command",
+};
+
+static const char *const ssl_modes[] = {
+    "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY", NULL,
+};
+
+int sc_url_param_index(const char *name)
+{
+    for (int i = 0; i < SC_URL_NPARAMS; i++)
+        if (strcmp(name, sc_url_param_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a new NUL-terminated string. A NUL byte in
+ * the result is refused: every consumer is a C string API. */
+static char *decode(const char *s, size_t n, const char *what, char *err, size_t errlen)
+{
+    char *out = malloc(n + 1);
+    size_t j = 0;
+    if (out == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                snprintf(err, errlen, "invalid URL: bad percent-escape in the %s", what);
+                free(out);
+                return NULL;
+            }
+            out[j] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[j] = s[i];
+        }
+        if (out[j] == '\0') {
+            snprintf(err, errlen, "invalid URL: the %s contains a NUL byte", what);
+            free(out);
+            return NULL;
+        }
+        j++;
+    }
+    out[j] = '\0';
+    return out;
+}
+
+static int is_word(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+int sc_url_check_param(int which, const char *value, char *err, size_t errlen)
+{
+    switch (which) {
+    case SC_URL_CONNECT_TIMEOUT:
+    case SC_URL_READ_TIMEOUT:
+    case SC_URL_WRITE_TIMEOUT: {
+        const char *p = value;
+        long v = 0;
+        if (*p == '\0')
+            goto bad_number;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9')
+                goto bad_number;
+            v = v * 10 + (*p - '0');
+            if (v > 31536000)
+                goto bad_number;
+        }
+        return 0;
+    bad_number:
+        snprintf(err, errlen, "invalid URL: %s must be a whole number of seconds, got '%.40s'",
+                 sc_url_param_names[which], value);
+        return -1;
+    }
+    case SC_URL_SSL_MODE:
+        for (int i = 0; ssl_modes[i]; i++)
+            if (strcmp(value, ssl_modes[i]) == 0)
+                return 0;
+        snprintf(err, errlen,
+                 "invalid URL: ssl_mode must be one of DISABLED, PREFERRED, REQUIRED, "
+                 "VERIFY_CA, VERIFY_IDENTITY, got '%.40s'", value);
+        return -1;
+    case SC_URL_CHARSET:
+        for (const char *p = value; *p; p++)
+            if (!is_word((unsigned char)*p)) {
+                snprintf(err, errlen, "invalid URL: bad charset name '%.40s'", value);
+                return -1;
+            }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void sc_url_free(sc_url *u)
+{
+    free(u->drivername);
+    free(u->username);
+    free(u->password);
+    free(u->host);
+    free(u->database);
+    for (int i = 0; i < SC_URL_NPARAMS; i++)
+        free(u->params[i]);
+    memset(u, 0, sizeof *u);
+}
+
+static const char *memfind(const char *s, const char *end, const char *set)
+{
+    for (; s < end; s++)
+        if (strchr(set, *s) != NULL && *s != '\0')
+            return s;
+    return end;
+}
+
+static int parse_query(const char *q, const char *end, sc_url *u, char *err, size_t errlen)
+{
+    while (q < end) {
+        const char *amp = memfind(q, end, "&");
+        const char *eq = memfind(q, amp, "=");
+        if (amp == q) { /* tolerate "a=1&&b=2" and a trailing '&' */
+            q++;
+            continue;
+        }
+        if (eq == amp) {
+            snprintf(err, errlen, "invalid URL: query parameter '%.*s' has no value",
+                     (int)(amp - q > 40 ? 40 : amp - q), q);
+            return -1;
+        }
+        char *key = decode(q, (size_t)(eq - q), "query", err, errlen);
+        if (key == NULL)
+            return -1;
+        int which = sc_url_param_index(key);
+        if (which < 0) {
+            snprintf(err, errlen, "invalid URL: unknown query parameter '%.40s'", key);
+            free(key);
+            return -1;
+        }
+        free(key);
+        if (u->params[which] != NULL) {
+            snprintf(err, errlen, "invalid URL: query parameter '%s' given twice",
+                     sc_url_param_names[which]);
+            return -1;
+        }
+        char *val = decode(eq + 1, (size_t)(amp - eq - 1), "query", err, errlen);
+        if (val == NULL)
+            return -1;
+        u->params[which] = val;
+        if (sc_url_check_param(which, val, err, errlen) != 0)
+            return -1;
+        q = amp;
+    }
+    return 0;
+}
+
+int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errlen)
+{
+    const char *end = s + len, *p = s;
+    sc_url u;
+    memset(&u, 0, sizeof u);
+    memset(out, 0, sizeof *out);
+    if (memchr(s, '\0', len) != NULL) {
+        snprintf(err, errlen, "invalid URL: it contains a NUL byte");
+        return -1;
+    }
+
+    /* scheme: mysql | mariadb, optionally +driver (ignored, as the seed's
+     * mysql+pymysql:// must parse as is) */
+    while (p < end && (is_word((unsigned char)*p) || *p == '+'))
+        p++;
+    if (end - p < 3 || memcmp(p, "://", 3) != 0 || p == s) {
+        snprintf(err, errlen, "invalid URL: expected 'mysql://...' or 'mariadb://...'");
+        return -1;
+    }
+    size_t dlen = (size_t)(p - s);
+    size_t base = dlen;
+    const char *plus = memchr(s, '+', dlen);
+    if (plus != NULL)
+        base = (size_t)(plus - s);
+    if (!((base == 5 && memcmp(s, "mysql", 5) == 0) || (base == 7 && memcmp(s, "mariadb", 7) == 0))) {
+        snprintf(err, errlen, "invalid URL: unsupported dialect '%.*s' (use mysql:// or mariadb://)",
+                 (int)(base > 40 ? 40 : base), s);
+        return -1;
+    }
+    if (plus != NULL && (memchr(plus + 1, '+', dlen - base - 1) != NULL || base + 1 == dlen)) {
+        snprintf(err, errlen, "invalid URL: bad driver name in the scheme");
+        return -1;
+    }
+    u.drivername = malloc(dlen + 1);
+    if (u.drivername == NULL)
+        goto oom;
+    memcpy(u.drivername, s, dlen);
+    u.drivername[dlen] = '\0';
+    p += 3;
+
+    /* user[:password]@ — as SQLAlchemy: the user stops at ':' or '/', the
+     * password runs to the first '@' (a literal '@' must be written %40) */
+    const char *q = p;
+    while (q < end && *q != ':' && *q != '/' && *q != '@')
+        q++;
+    const char *at = NULL, *colon = NULL;
+    if (q < end && *q == '@') {
+        at = q;
+    } else if (q < end && *q == ':') {
+        const char *r = memchr(q, '@', (size_t)(end - q));
+        if (r != NULL) {
+            colon = q;
+            at = r;
+        }
+    }
+    if (at != NULL) {
+        u.username = decode(p, (size_t)((colon ? colon : at) - p), "user name", err, errlen);
+        if (u.username == NULL)
+            goto fail;
+        if (colon != NULL) {
+            u.password = decode(colon + 1, (size_t)(at - colon - 1), "password", err, errlen);
+            if (u.password == NULL)
+                goto fail;
+        }
+        p = at + 1;
+    }
+
+    /* host: [ipv6] or a name up to ':', '/' or '?' */
+    if (p < end && *p == '[') {
+        const char *rb = memfind(p, end, "]");
+        if (rb == end) {
+            snprintf(err, errlen, "invalid URL: unterminated '[' in the host");
+            goto fail;
+        }
+        u.host = decode(p + 1, (size_t)(rb - p - 1), "host", err, errlen);
+        if (u.host == NULL)
+            goto fail;
+        p = rb + 1;
+    } else {
+        q = memfind(p, end, ":/?");
+        if (q > p) {
+            u.host = decode(p, (size_t)(q - p), "host", err, errlen);
+            if (u.host == NULL)
+                goto fail;
+        }
+        p = q;
+    }
+    if (p < end && *p == ':') {
+        long port = 0;
+        p++;
+        q = memfind(p, end, "/?");
+        if (q == p) {
+            snprintf(err, errlen, "invalid URL: empty port");
+            goto fail;
+        }
+        for (const char *r = p; r < q; r++) {
+            if (*r < '0' || *r > '9' || port > 65535) {
+                port = -1;
+                break;
+            }
+            port = port * 10 + (*r - '0');
+        }
+        if (port <= 0 || port > 65535) {
+            snprintf(err, errlen, "invalid URL: port '%.*s' is not a number from 1 to 65535",
+                     (int)(q - p > 20 ? 20 : q - p), p);
+            goto fail;
+        }
+        u.port = (int)port;
+        p = q;
+    }
+    if (p < end && *p == '/') {
+        p++;
+        q = memfind(p, end, "?");
+        if (q > p) {
+            u.database = decode(p, (size_t)(q - p), "database", err, errlen);
+            if (u.database == NULL)
+                goto fail;
+        }
+        p = q;
+    }
+    if (p < end && *p == '?') {
+        if (parse_query(p + 1, end, &u, err, errlen) != 0)
+            goto fail;
+        p = end;
+    }
+    if (p != end) {
+        snprintf(err, errlen, "invalid URL: unexpected text after the host");
+        goto fail;
+    }
+    *out = u;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    sc_url_free(&u);
+    return -1;
+}

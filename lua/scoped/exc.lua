@@ -1,0 +1,91 @@
+-- Errors are tables {kind = ..., message = ..., ...} with one metatable, so
+-- that `err.kind`, `err.code` and `tostring(err)` work wherever they are
+-- caught. The kinds and their hierarchy are SQLAlchemy's (sqlalchemy.exc).
+local core = require "scoped.core"
+
+local exc = {}
+
+-- kind -> parent kind
+local parent = {
+  ArgumentError = "SQLAlchemyError",
+  InvalidRequestError = "SQLAlchemyError",
+  ResourceClosedError = "InvalidRequestError",
+  NoResultFound = "InvalidRequestError",
+  MultipleResultsFound = "InvalidRequestError",
+  TimeoutError = "SQLAlchemyError",
+  DBAPIError = "SQLAlchemyError",
+  InterfaceError = "DBAPIError",
+  DatabaseError = "DBAPIError",
+  DataError = "DatabaseError",
+  OperationalError = "DatabaseError",
+  IntegrityError = "DatabaseError",
+  InternalError = "DatabaseError",
+  ProgrammingError = "DatabaseError",
+  NotSupportedError = "DatabaseError",
+}
+exc.hierarchy = parent
+
+local mt = core.error_mt
+
+--- Whether err is of kind `kind` or a kind below it.
+function exc.is(err, kind)
+  if type(err) ~= "table" or getmetatable(err) ~= mt then return false end
+  local k = err.kind
+  while k do
+    if k == kind then return true end
+    k = parent[k]
+  end
+  return false
+end
+
+local function render_value(v, depth)
+  local t = type(v)
+  if t == "string" then
+    return string.format("%q", v):gsub("\\\n", "\\n")
+  elseif v == core.null then
+    return "null"
+  elseif t == "table" and depth < 2 then
+    local parts, n = {}, 0
+    for k, x in pairs(v) do
+      n = n + 1
+      if n > 10 then parts[#parts + 1] = "..."; break end
+      local key = type(k) == "string" and k .. "=" or ""
+      parts[#parts + 1] = key .. render_value(x, depth + 1)
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+
+mt.__tostring = function(err)
+  local kind = err.kind or "SQLAlchemyError"
+  if err.code ~= nil then
+    -- SQLAlchemy: (sqlalchemy.exc.IntegrityError) (1062, "Duplicate entry ...")
+    local s = string.format('(scoped.%s) (%d, "%s")', kind, err.code, tostring(err.message))
+    if err.statement then
+      s = s .. "\n[SQL: " .. err.statement .. "]"
+      if err.hide_parameters then
+        s = s .. "\n[SQL parameters hidden due to hide_parameters=True]"
+      elseif err.params ~= nil then
+        s = s .. "\n[parameters: " .. render_value(err.params, 0) .. "]"
+      end
+    end
+    return s
+  end
+  return "scoped." .. kind .. ": " .. tostring(err.message)
+end
+
+--- A new error table of `kind` (fields are copied onto it).
+function exc.new(kind, message, fields)
+  local err = {}
+  if fields then for k, v in pairs(fields) do err[k] = v end end
+  err.kind, err.message = kind, message
+  return setmetatable(err, mt)
+end
+
+--- Raises an error of `kind`; extra arguments format the message.
+function exc.raise(kind, fmt, ...)
+  error(exc.new(kind, select("#", ...) > 0 and string.format(fmt, ...) or fmt), 0)
+end
+
+return exc
