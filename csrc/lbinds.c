@@ -23,7 +23,8 @@ static void bind_error(lua_State *L, const char *name, size_t namelen, int pos, 
     sc_argerror(L, "positional bind parameter %d: %s", pos, what);
 }
 
-static void append_number(lua_State *L, sc_buf *b, int idx)
+static void append_number(lua_State *L, sc_buf *b, int idx, const char *name, size_t namelen,
+                          int pos)
 {
     int rc;
 #if SC_HAS_INTEGERS
@@ -42,7 +43,7 @@ static void append_number(lua_State *L, sc_buf *b, int idx)
     if (rc == -2)
         oom(L);
     if (rc == -1)
-        sc_argerror(L, "cannot bind %s: SQL has no inf or nan", lua_tostring(L, idx));
+        bind_error(L, name, namelen, pos, "SQL has no inf or nan");
 }
 
 static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char *name,
@@ -57,7 +58,7 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char
         rc = sc_buf_add(b, lua_toboolean(L, idx) ? "1" : "0", 1);
         break;
     case LUA_TNUMBER:
-        append_number(L, b, idx);
+        append_number(L, b, idx, name, namelen, pos);
         break;
     case LUA_TSTRING: {
         size_t len;

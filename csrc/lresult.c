@@ -344,6 +344,19 @@ static int l_close(lua_State *L)
     return 0;
 }
 
+/* What first(), one() and scalar() do after reading: with more result sets
+ * to come (CALL) only the current one is spent, so nextset() still works;
+ * otherwise the result closes, as SQLAlchemy's does. */
+static int l_soft_close(lua_State *L)
+{
+    lresult *r = check_result(L);
+    if (r->cur + 1 < r->nsets)
+        mysql_data_seek(r->sets[r->cur].res, mysql_num_rows(r->sets[r->cur].res));
+    else
+        l_close(L);
+    return 0;
+}
+
 static int l_gc(lua_State *L)
 {
     lresult *r = lua_touserdata(L, 1);
@@ -381,6 +394,7 @@ static const luaL_Reg result_methods[] = {
     {"keys", l_keys},
     {"nextset", l_nextset},
     {"close", l_close},
+    {"_soft_close", l_soft_close},
     {NULL, NULL},
 };
 

@@ -8,13 +8,13 @@ local R = core.result_methods
 --- The first row, or nil; the rest is discarded (SQLAlchemy closes it).
 function R:first()
   local row = self:fetchone()
-  self:close()
+  self:_soft_close()
   return row
 end
 
 function R:one_or_none()
   local rows = self:fetchmany(2)
-  self:close()
+  self:_soft_close()
   if rows[2] then
     exc.raise("MultipleResultsFound", "Multiple rows were found when one or none was required")
   end
@@ -23,7 +23,7 @@ end
 
 function R:one()
   local rows = self:fetchmany(2)
-  self:close()
+  self:_soft_close()
   if not rows[1] then
     exc.raise("NoResultFound", "No row was found when one was required")
   elseif rows[2] then

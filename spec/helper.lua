@@ -1,0 +1,48 @@
+-- Shared by the specs: the test server's URL (SCOPED_TEST_URL, set by
+-- spec/support/with-db.sh or by the user) and small conveniences.
+local scoped = require "scoped"
+
+local H = {}
+
+H.url = os.getenv("SCOPED_TEST_URL")
+assert(H.url, "SCOPED_TEST_URL is not set: run the specs through `make test`")
+H.socket = os.getenv("SCOPED_TEST_SOCKET")
+
+function H.raw()
+  return scoped.raw_connect(H.url)
+end
+
+-- The error a function raises (fails the test if it raises none).
+function H.error_of(f, ...)
+  local ok, err = pcall(f, ...)
+  assert(not ok, "expected an error, got none")
+  return err
+end
+
+-- A connection used only to look at the server from outside.
+local observer
+function H.observer()
+  if not observer or observer:closed() then observer = H.raw() end
+  return observer
+end
+
+function H.connection_alive(thread_id)
+  local n = H.observer():execute(
+    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = :id", {id = thread_id}):scalar()
+  return n == 1
+end
+
+-- Connections to the test server other than the observer.
+function H.server_connections()
+  local o = H.observer()
+  return o:execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()" ..
+    " AND COMMAND <> 'Daemon' AND USER = 'root'"):scalar()
+end
+
+function H.sleep(s)
+  local t = os.clock()
+  if s > 0.01 then os.execute("sleep " .. s) return end
+  while os.clock() - t < s do end
+end
+
+return H
