@@ -48,7 +48,7 @@ $(CORE): $(OBJS)
 
 # ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
 CTEST_SRCS = $(wildcard spec/c/test_*.c)
-CTEST_CORE = csrc/pool.c csrc/conn.c csrc/url.c csrc/binds.c csrc/clock.c
+CTEST_CORE = csrc/pool.c csrc/conn.c csrc/url.c csrc/binds.c csrc/buf.c csrc/clock.c
 CTEST_BINS = $(patsubst spec/c/%.c,build/ctest/%,$(CTEST_SRCS))
 CTEST_CFLAGS = $(WARN) -O1 -g $(MYSQL_CFLAGS) -Icsrc
 
@@ -83,7 +83,8 @@ build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(HDRS)
 
 demo: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
-	@bash spec/support/with-db.sh --demo lua5.4 examples/demo.lua
+	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/lua5.4/?.so;;" \
+	    bash spec/support/with-db.sh --demo lua5.4 examples/demo.lua
 
 clean:
 	rm -rf build

@@ -18,5 +18,7 @@ int luaopen_scoped_core(lua_State *L)
     sc_open_url(L);
     sc_open_conn(L);
     sc_open_result(L);
+    sc_open_pool(L);
+    sc_open_registry(L);
     return 1;
 }

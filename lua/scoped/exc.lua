@@ -57,6 +57,11 @@ local function render_value(v, depth)
   return tostring(v)
 end
 
+--- "[parameters: {...}]" as error texts and echo show bind values.
+function exc.render_params(params)
+  return "[parameters: " .. render_value(params, 0) .. "]"
+end
+
 mt.__tostring = function(err)
   local kind = err.kind or "SQLAlchemyError"
   if err.code ~= nil then
@@ -67,7 +72,7 @@ mt.__tostring = function(err)
       if err.hide_parameters then
         s = s .. "\n[SQL parameters hidden due to hide_parameters=True]"
       elseif err.params ~= nil then
-        s = s .. "\n[parameters: " .. render_value(err.params, 0) .. "]"
+        s = s .. "\n" .. exc.render_params(err.params)
       end
     end
     return s

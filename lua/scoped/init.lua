@@ -3,6 +3,7 @@
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 local url = require "scoped.url"
+local engine = require "scoped.engine"
 require "scoped.result"
 
 local scoped = {
@@ -11,7 +12,16 @@ local scoped = {
   exc = exc,
   make_url = url.make_url,
   URL = url.URL,
+  create_engine = engine.create_engine,
+  event = require "scoped.event",
 }
+
+local session = require "scoped.session"
+local scoping = require "scoped.scoping"
+scoped.sessionmaker = session.sessionmaker
+scoped.Session = session.new_session
+scoped.scoped_session = scoping.scoped_session
+scoped.scopes = scoping.scopes
 
 --- A standalone connection with no pool, for scripts and tests: the lowest
 --- layer that the engine's pool hands out.

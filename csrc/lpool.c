@@ -1,0 +1,411 @@
+/* The Lua face of the pool (pool.c): core.pool_new(url, opts) -> Pool, whose
+ * checkouts are RawConnections that go back to the pool when closed or
+ * collected. The Engine and Connection API is lua/scoped/engine.lua. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "lconn.h"
+#include "pool.h"
+
+#define SC_POOL_MT "scoped.Pool"
+#define SC_TICKET_MT "scoped.PoolTicket"
+
+typedef struct lpool {
+    sc_pool *pool;
+    int shared;       /* from sc_pool_shared_acquire: release, never free */
+    int reset_mode;
+    int hide_parameters;
+} lpool;
+
+typedef struct lticket {
+    sc_waiter *w;     /* NULL once answered or cancelled */
+    sc_pool *pool;
+} lticket;
+
+/* ---- the connector: how the pool opens MySQL connections ---------------- */
+
+/* What every connection of a pool is opened with. */
+typedef struct connect_spec {
+    sc_url url;
+    int autocommit;      /* isolation_level="AUTOCOMMIT" */
+    char isolation[24];  /* "" for the server's default */
+} connect_spec;
+
+/* Pooled connections run with autocommit off, as a DB-API connection does:
+ * the first statement opens a transaction by itself (SQLAlchemy's "BEGIN
+ * (implicit)"), so autobegin costs no round trip, and the server's
+ * in-transaction flag tells checkin whether a ROLLBACK is needed at all. */
+static void *mysql_open(void *ud, char *err, size_t errlen)
+{
+    connect_spec *spec = ud;
+    sc_error e;
+    sc_conn *c = sc_conn_open(&spec->url, &e);
+    if (c != NULL && !spec->autocommit && mysql_autocommit(c->my, 0) != 0) {
+        e.code = mysql_errno(c->my);
+        snprintf(e.sqlstate, sizeof e.sqlstate, "%s", mysql_sqlstate(c->my));
+        snprintf(e.message, sizeof e.message, "%s", mysql_error(c->my));
+        sc_conn_close(c);
+        c = NULL;
+    }
+    if (c != NULL && spec->isolation[0]) {
+        char sql[80];
+        int n = snprintf(sql, sizeof sql, "SET SESSION TRANSACTION ISOLATION LEVEL %s", spec->isolation);
+        if (sc_conn_query(c, sql, (size_t)n, &e) != 0) {
+            sc_conn_close(c);
+            c = NULL;
+        }
+    }
+    if (c == NULL) /* code and sqlstate travel in the text; see raise_open_error */
+        snprintf(err, errlen, "%u:%s:%s", e.code, e.sqlstate, e.message);
+    return c;
+}
+
+static void mysql_close_cb(void *ud, void *conn)
+{
+    (void)ud;
+    sc_conn_close(conn);
+}
+
+static void mysql_discard_cb(void *ud, void *conn)
+{
+    (void)ud;
+    sc_conn_discard(conn);
+}
+
+static int mysql_ping_cb(void *ud, void *conn)
+{
+    (void)ud;
+    return sc_conn_ping(conn);
+}
+
+static void spec_free_cb(void *ud)
+{
+    connect_spec *spec = ud;
+    sc_url_free(&spec->url);
+    free(spec);
+}
+
+static const char *const isolation_levels[] = {
+    "READ COMMITTED", "REPEATABLE READ", "READ UNCOMMITTED", "SERIALIZABLE", "AUTOCOMMIT", NULL,
+};
+
+static int raise_open_error(lua_State *L, const char *text)
+{
+    sc_error e;
+    memset(&e, 0, sizeof e);
+    unsigned code = 0;
+    char state[6] = "HY000";
+    const char *p = strchr(text, ':');
+    const char *q = p ? strchr(p + 1, ':') : NULL;
+    if (p && q && sscanf(text, "%u", &code) == 1) {
+        size_t n = (size_t)(q - p - 1);
+        if (n < sizeof state) {
+            memcpy(state, p + 1, n);
+            state[n] = '\0';
+        }
+        text = q + 1;
+    }
+    e.code = code ? code : 2003;
+    snprintf(e.sqlstate, sizeof e.sqlstate, "%s", state);
+    snprintf(e.message, sizeof e.message, "%s", text);
+    sc_push_dberror(L, &e, NULL, 0, 0, 0);
+    return lua_error(L);
+}
+
+/* ---- core.pool_new(url, opts) -------------------------------------------- */
+
+static double opt_number(lua_State *L, int opts, const char *key, double dflt)
+{
+    lua_getfield(L, opts, key);
+    double v = lua_isnil(L, -1) ? dflt : sc_check_number(L, -1, key);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int opts, const char *key)
+{
+    lua_getfield(L, opts, key);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int l_pool_new(lua_State *L)
+{
+    sc_check_table(L, 1, "url");
+    sc_check_table(L, 2, "options");
+    sc_pool_config cfg;
+    cfg.pool_size = (int)opt_number(L, 2, "pool_size", 5);
+    cfg.max_overflow = (int)opt_number(L, 2, "max_overflow", 10);
+    cfg.timeout = opt_number(L, 2, "pool_timeout", 30);
+    cfg.recycle = opt_number(L, 2, "pool_recycle", -1);
+    cfg.pre_ping = opt_bool(L, 2, "pool_pre_ping");
+    cfg.use_lifo = opt_bool(L, 2, "pool_use_lifo");
+    if (cfg.pool_size < 0)
+        return sc_argerror(L, "pool_size must be >= 0");
+    if (cfg.max_overflow < -1)
+        return sc_argerror(L, "max_overflow must be >= -1");
+    if (cfg.timeout < 0)
+        return sc_argerror(L, "pool_timeout must be >= 0");
+    lua_getfield(L, 2, "shared");
+    const char *shared = lua_tostring(L, -1);
+    lua_getfield(L, 2, "shared_key");
+    const char *key = lua_tostring(L, -1);
+
+    lpool *lp = sc_newuserdata(L, sizeof *lp);
+    memset(lp, 0, sizeof *lp);
+    luaL_getmetatable(L, SC_POOL_MT);
+    lua_setmetatable(L, -2);
+
+    sc_url *owned = sc_url_push_owned(L);
+    sc_url_from_lua(L, 1, owned);
+    lua_getfield(L, 2, "isolation_level");
+    const char *iso = lua_tostring(L, -1);
+    int level = -1;
+    for (int i = 0; iso && isolation_levels[i]; i++)
+        if (strcmp(iso, isolation_levels[i]) == 0)
+            level = i;
+    if (iso != NULL && level < 0)
+        return sc_argerror(L, "isolation_level must be one of READ COMMITTED, REPEATABLE READ, "
+                              "READ UNCOMMITTED, SERIALIZABLE, AUTOCOMMIT");
+    lua_pop(L, 1);
+    connect_spec *spec = calloc(1, sizeof *spec);
+    if (spec == NULL)
+        return luaL_error(L, "out of memory");
+    spec->url = *owned; /* the pool owns the strings from here on */
+    memset(owned, 0, sizeof *owned);
+    lua_pop(L, 1);
+    spec->autocommit = iso != NULL && strcmp(iso, "AUTOCOMMIT") == 0;
+    if (iso != NULL && !spec->autocommit)
+        snprintf(spec->isolation, sizeof spec->isolation, "%s", iso);
+
+    sc_connector conn = {mysql_open, mysql_close_cb, mysql_discard_cb, mysql_ping_cb, spec_free_cb, spec};
+    if (shared != NULL) {
+        char err[256] = "";
+        lp->pool = sc_pool_shared_acquire(shared, key ? key : "", &cfg, &conn, err, sizeof err);
+        if (lp->pool == NULL)
+            return sc_argerror(L, "%s", err);
+        lp->shared = 1;
+    } else {
+        lp->pool = sc_pool_new(&cfg, &conn);
+        if (lp->pool == NULL)
+            return luaL_error(L, "out of memory");
+    }
+    lua_getfield(L, 2, "pool_reset_on_return");
+    const char *reset = lua_tostring(L, -1);
+    if (lua_isnil(L, -1) || (reset && strcmp(reset, "rollback") == 0))
+        lp->reset_mode = SC_RESET_ROLLBACK;
+    else if (reset && strcmp(reset, "commit") == 0)
+        lp->reset_mode = SC_RESET_COMMIT;
+    else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+        lp->reset_mode = SC_RESET_NONE;
+    else
+        return sc_argerror(L, "pool_reset_on_return must be 'rollback', 'commit' or false");
+    lua_pop(L, 1);
+    lp->hide_parameters = opt_bool(L, 2, "hide_parameters");
+    return 1;
+}
+
+static lpool *check_pool(lua_State *L)
+{
+    lpool *lp = sc_check_udata(L, 1, SC_POOL_MT, "pool");
+    if (lp->pool == NULL)
+        sc_raise(L, "InvalidRequestError", "This pool has been freed");
+    return lp;
+}
+
+static void push_checkout(lua_State *L, lpool *lp, sc_pool_entry *e)
+{
+    lconn *lc = sc_lconn_push(L, e->conn, 1);
+    lc->pool = lp->pool;
+    lc->entry = e;
+    lc->reset_mode = lp->reset_mode;
+    lc->hide_parameters = lp->hide_parameters;
+    lua_pushboolean(L, e->fresh);
+}
+
+static int raise_timeout(lua_State *L, lpool *lp)
+{
+    const sc_pool_config *cfg = sc_pool_get_config(lp->pool);
+    char timeout[32]; /* lua_pushfstring has no precision on Lua 5.1 */
+    snprintf(timeout, sizeof timeout, "%.2f", cfg->timeout);
+    return sc_raise(L, "TimeoutError",
+                    "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %s",
+                    cfg->pool_size, cfg->max_overflow, timeout);
+}
+
+/* pool:checkout() -> conn, fresh: waits on the pool's condition variable */
+static int l_checkout(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    sc_pool_entry *e = NULL;
+    char err[600] = "";
+    int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
+    if (rc == SC_POOL_TIMEOUT)
+        return raise_timeout(L, lp);
+    if (rc != SC_POOL_OK)
+        return raise_open_error(L, err);
+    push_checkout(L, lp, e);
+    return 2;
+}
+
+static int ticket_gc(lua_State *L)
+{
+    lticket *t = lua_touserdata(L, 1);
+    if (t->w != NULL) {
+        sc_pool_cancel(t->pool, t->w);
+        t->w = NULL;
+    }
+    return 0;
+}
+
+/* pool:try_checkout([ticket]) -> conn, fresh | nil, ticket. Never blocks:
+ * the caller waits in Lua (a coroutine yield, an nginx semaphore) and
+ * tries again with the ticket, which keeps its place in the queue. */
+static int l_try_checkout(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    lticket *t = NULL;
+    sc_waiter *w = NULL;
+    if (!lua_isnoneornil(L, 2)) {
+        t = sc_check_udata(L, 2, SC_TICKET_MT, "ticket");
+        if (t->w == NULL)
+            return sc_argerror(L, "this ticket has been used up");
+        w = t->w;
+    }
+    sc_pool_entry *e = NULL;
+    char err[600] = "";
+    int rc = sc_pool_try_checkout(lp->pool, &w, &e, err, sizeof err);
+    if (t != NULL && rc != SC_POOL_WAIT)
+        t->w = NULL; /* the pool freed it */
+    switch (rc) {
+    case SC_POOL_OK:
+        push_checkout(L, lp, e);
+        return 2;
+    case SC_POOL_WAIT:
+        if (t == NULL) {
+            t = sc_newuserdata(L, sizeof *t);
+            t->w = w;
+            t->pool = lp->pool;
+            luaL_getmetatable(L, SC_TICKET_MT);
+            lua_setmetatable(L, -2);
+            lua_createtable(L, 1, 0); /* the ticket keeps its pool alive */
+            lua_pushvalue(L, 1);
+            lua_rawseti(L, -2, 1);
+            sc_setuservalue(L, -2);
+        } else {
+            lua_pushvalue(L, 2);
+        }
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    case SC_POOL_TIMEOUT:
+        return raise_timeout(L, lp);
+    default:
+        return raise_open_error(L, err);
+    }
+}
+
+static int l_ticket_remaining(lua_State *L)
+{
+    lticket *t = sc_check_udata(L, 1, SC_TICKET_MT, "ticket");
+    lua_pushnumber(L, t->w ? sc_waiter_remaining(t->w) : 0);
+    return 1;
+}
+
+static int l_ticket_cancel(lua_State *L)
+{
+    sc_check_udata(L, 1, SC_TICKET_MT, "ticket");
+    return ticket_gc(L);
+}
+
+static int l_status(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    sc_pool_stats st;
+    sc_pool_stats_get(lp->pool, &st);
+    /* SQLAlchemy's QueuePool.status(), two spaces and all */
+    lua_pushfstring(L, "Pool size: %d  Connections in pool: %d Current Overflow: %d "
+                       "Current Checked out connections: %d",
+                    st.size, st.checkedin, st.overflow, st.checkedout);
+    return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    sc_pool_stats st;
+    sc_pool_stats_get(lp->pool, &st);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, st.size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, st.checkedin);
+    lua_setfield(L, -2, "checkedin");
+    lua_pushinteger(L, st.checkedout);
+    lua_setfield(L, -2, "checkedout");
+    lua_pushinteger(L, st.overflow);
+    lua_setfield(L, -2, "overflow");
+    lua_pushinteger(L, st.open);
+    lua_setfield(L, -2, "open");
+    lua_pushinteger(L, st.waiting);
+    lua_setfield(L, -2, "waiting");
+    return 1;
+}
+
+static int l_dispose(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    sc_pool_dispose(lp->pool);
+    return 0;
+}
+
+static int l_pool_gc(lua_State *L)
+{
+    lpool *lp = lua_touserdata(L, 1);
+    if (lp->pool != NULL) {
+        if (lp->shared)
+            sc_pool_shared_release(lp->pool);
+        else
+            sc_pool_free(lp->pool);
+        lp->pool = NULL;
+    }
+    return 0;
+}
+
+static const luaL_Reg pool_methods[] = {
+    {"checkout", l_checkout},
+    {"try_checkout", l_try_checkout},
+    {"status", l_status},
+    {"stats", l_stats},
+    {"dispose", l_dispose},
+    {NULL, NULL},
+};
+
+static const luaL_Reg ticket_methods[] = {
+    {"remaining", l_ticket_remaining},
+    {"cancel", l_ticket_cancel},
+    {NULL, NULL},
+};
+
+int sc_open_pool(lua_State *L)
+{
+    luaL_newmetatable(L, SC_POOL_MT);
+    lua_newtable(L);
+    sc_setfuncs(L, pool_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_pool_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SC_TICKET_MT);
+    lua_newtable(L);
+    sc_setfuncs(L, ticket_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ticket_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_pool_new);
+    lua_setfield(L, -2, "pool_new");
+    return 0;
+}

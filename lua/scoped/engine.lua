@@ -1,0 +1,429 @@
+-- Engine, Connection and Transaction: SQLAlchemy 2.0's "commit as you go"
+-- over the C pool (csrc/pool.c via csrc/lpool.c).
+local core = require "scoped.core"
+local exc = require "scoped.exc"
+local urlmod = require "scoped.url"
+local event = require "scoped.event"
+
+local M = {}
+
+local Engine = {}
+Engine.__index = Engine
+local Connection = {}
+Connection.__index = Connection
+local Transaction = {}
+Transaction.__index = Transaction
+local Pool = {}
+Pool.__index = Pool
+M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
+
+-- create_engine's options: SQLAlchemy's names and defaults, and the types
+-- they take (a list where several are fine).
+local OPTIONS = {
+  pool_size = {"number", 5},
+  max_overflow = {"number", 10},
+  pool_timeout = {"number", 30},
+  pool_recycle = {"number", -1},
+  pool_pre_ping = {"boolean", false},
+  pool_use_lifo = {"boolean", false},
+  pool_reset_on_return = {{"string", "boolean"}, "rollback"},
+  poolclass = {"string", "QueuePool"},
+  echo = {"boolean", false},
+  logger = {"function"},
+  isolation_level = {"string"},
+  connect_args = {"table"},
+  hide_parameters = {"boolean", false},
+  pool_wait = {"function"},
+  shared = {"string"},
+}
+
+local function type_ok(want, v)
+  if type(want) == "table" then
+    for _, w in ipairs(want) do if type(v) == w then return true end end
+    return false
+  end
+  return type(v) == want
+end
+
+local function check_options(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    exc.raise("ArgumentError", "create_engine() options must be a table, got %s", type(opts))
+  end
+  local unknown = {}
+  for k in pairs(opts) do
+    if OPTIONS[k] == nil then unknown[#unknown + 1] = "'" .. tostring(k) .. "'" end
+  end
+  if #unknown > 0 then
+    table.sort(unknown)
+    exc.raise("ArgumentError", "Invalid argument(s) %s sent to create_engine()", table.concat(unknown, ","))
+  end
+  local o = {}
+  for k, spec in pairs(OPTIONS) do
+    local v = opts[k]
+    if v == nil then
+      v = spec[2]
+    elseif not type_ok(spec[1], v) then
+      local want = type(spec[1]) == "table" and table.concat(spec[1], " or ") or spec[1]
+      exc.raise("ArgumentError", "create_engine(): %s must be a %s, got %s", k, want, type(v))
+    end
+    o[k] = v
+  end
+  local function whole(name, min)
+    local v = o[name]
+    if v ~= math.floor(v) or v < min then
+      exc.raise("ArgumentError", "create_engine(): %s must be a whole number >= %d, got %s", name, min, tostring(v))
+    end
+  end
+  whole("pool_size", 0)
+  whole("max_overflow", -1)
+  if o.pool_timeout < 0 or o.pool_timeout ~= o.pool_timeout then
+    exc.raise("ArgumentError", "create_engine(): pool_timeout must be >= 0")
+  end
+  if o.poolclass ~= "QueuePool" and o.poolclass ~= "NullPool" then
+    exc.raise("ArgumentError", "create_engine(): poolclass must be 'QueuePool' or 'NullPool', got '%s'", o.poolclass)
+  end
+  local r = o.pool_reset_on_return
+  if r ~= "rollback" and r ~= "commit" and r ~= false then
+    exc.raise("ArgumentError", "create_engine(): pool_reset_on_return must be 'rollback', 'commit' or false")
+  end
+  return o
+end
+
+-- A deterministic text of what makes two shared engines the same.
+local function shared_key(u, o)
+  local parts = {u:render_as_string(false)}
+  local keys = {}
+  for k in pairs(OPTIONS) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = o[k]
+    if type(v) ~= "function" and type(v) ~= "table" and k ~= "shared" and k ~= "echo" then
+      parts[#parts + 1] = k .. "=" .. tostring(v)
+    end
+  end
+  return table.concat(parts, "\n")
+end
+
+local function default_logger(line)
+  io.stderr:write(line, "\n")
+end
+
+--- create_engine(url, opts) -> Engine. Opens no connection.
+function M.create_engine(url, opts)
+  local o = check_options(opts)
+  local u = urlmod.make_url(url)
+  if o.connect_args then
+    local args = {}
+    for k, v in pairs(o.connect_args) do
+      if type(k) ~= "string" then exc.raise("ArgumentError", "connect_args keys must be strings") end
+      v = tostring(v)
+      core.check_url_param(k, v)
+      args[k] = v
+    end
+    local q = {}
+    for k, v in pairs(u.query) do q[k] = v end
+    for k, v in pairs(args) do q[k] = v end
+    u = u:set({query = q})
+  end
+  local copts = {
+    pool_size = o.pool_size, max_overflow = o.max_overflow, pool_timeout = o.pool_timeout,
+    pool_recycle = o.pool_recycle, pool_pre_ping = o.pool_pre_ping, pool_use_lifo = o.pool_use_lifo,
+    pool_reset_on_return = o.pool_reset_on_return, isolation_level = o.isolation_level,
+    hide_parameters = o.hide_parameters, shared = o.shared,
+  }
+  if o.poolclass == "NullPool" then
+    -- no connection is kept: each checkin closes, each checkout opens
+    copts.pool_size, copts.max_overflow = 0, -1
+  end
+  if o.shared then copts.shared_key = shared_key(u, o) end
+  local cpool = core.pool_new(u, copts)
+  local engine = setmetatable({
+    url = u,
+    echo = o.echo,
+    hide_parameters = o.hide_parameters,
+    _opts = o,
+    _cpool = cpool,
+    _pool_wait = o.pool_wait,
+    _autocommit = o.isolation_level == "AUTOCOMMIT",
+    _log = o.logger or default_logger,
+    _events = {},
+    _has_events = false,
+  }, Engine)
+  engine.pool = setmetatable({_cpool = cpool, _class = o.poolclass}, Pool)
+  return engine
+end
+
+Engine.__tostring = function(self) return "Engine(" .. tostring(self.url) .. ")" end
+
+-- ---- Pool: SQLAlchemy's QueuePool introspection ---------------------------
+
+function Pool:status()
+  if self._class == "NullPool" then return "NullPool" end
+  return self._cpool:status()
+end
+function Pool:size() return self._cpool:stats().size end
+function Pool:checkedin() return self._cpool:stats().checkedin end
+function Pool:checkedout() return self._cpool:stats().checkedout end
+function Pool:overflow() return self._cpool:stats().overflow end
+function Pool:stats() return self._cpool:stats() end
+function Pool:dispose() self._cpool:dispose() end
+Pool.__tostring = function(self) return self._class end
+
+-- ---- checkout ---------------------------------------------------------------
+
+-- A raw connection out of the pool. Without pool_wait a caller that must
+-- wait blocks in C on the pool's condition variable (right for OS threads
+-- sharing a pool). With pool_wait the wait happens here, in Lua, so that
+-- pool_wait may yield (a coroutine scheduler, ngx.sleep, cqueues): C never
+-- yields. The ticket keeps this caller's place in the pool's FIFO queue.
+local function checkout(engine)
+  local cpool = engine._cpool
+  local wait = engine._pool_wait
+  if not wait then return cpool:checkout() end
+  local raw, fresh = cpool:try_checkout()
+  while not raw do
+    local ticket = fresh
+    local ok, err = pcall(wait, ticket:remaining())
+    if not ok then
+      ticket:cancel()
+      error(err, 0)
+    end
+    raw, fresh = cpool:try_checkout(ticket)
+  end
+  return raw, fresh
+end
+
+function Engine:_checkout()
+  local raw, fresh = checkout(self)
+  if self.hide_parameters then raw:set_hide_parameters(true) end
+  if self._has_events then
+    local ok, err = pcall(function()
+      if fresh then event.fire(self, "connect", raw) end
+      event.fire(self, "checkout", raw)
+    end)
+    if not ok then
+      -- a listener failed on this connection: never hand it out half set up
+      raw:invalidate()
+      raw:close()
+      error(err, 0)
+    end
+  end
+  if self.echo then self._log("scoped.pool: connection checked out") end
+  return raw
+end
+
+function Engine:_checkin(raw)
+  if self._has_events then
+    event.fire(self, "checkin", raw)
+    if raw:in_transaction() then event.fire(self, "reset", raw) end
+  end
+  raw:close()
+  if self.echo then self._log("scoped.pool: connection returned") end
+end
+
+--- engine:connect() -> Connection (checked out at once)
+function Engine:connect()
+  return setmetatable({engine = self, raw = self:_checkout(), _in_tx = false, closed = false}, Connection)
+end
+
+--- engine:begin() -> a Connection in a transaction. As a Lua 5.4 <close>
+--- variable it commits on normal exit and rolls back on error; with a
+--- function, it runs fn(conn) inside the transaction (any Lua).
+function Engine:begin(fn)
+  local conn = self:connect()
+  conn:begin()
+  conn._commit_on_close = true
+  if fn == nil then return conn end
+  local ok, err = pcall(fn, conn)
+  if ok then conn:commit() else pcall(conn.rollback, conn) end
+  conn:close()
+  if not ok then error(err, 0) end
+end
+
+function Engine:dispose()
+  self._cpool:dispose()
+end
+
+-- ---- Connection ------------------------------------------------------------
+
+local function closed_error()
+  exc.raise("ResourceClosedError", "This Connection is closed")
+end
+
+-- The raw connection to run a statement on: a connection invalidated by a
+-- disconnect is replaced, but only once its transaction has been rolled
+-- back, so that no statement silently runs outside the transaction the
+-- caller believes it is in (SQLAlchemy's rule).
+local function live_raw(self)
+  local raw = self.raw
+  if raw and not raw:is_invalidated() then return raw end
+  if self.closed then closed_error() end
+  if self._in_tx then
+    exc.raise("InvalidRequestError",
+      "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before proceeding")
+  end
+  if raw then
+    event.fire(self.engine, "invalidate", raw)
+    raw:close()
+  end
+  raw = self.engine:_checkout()
+  self.raw = raw
+  return raw
+end
+
+local function log_statement(self, sql, params)
+  local e = self.engine
+  if e.hide_parameters then
+    e._log(sql .. "\n[SQL parameters hidden due to hide_parameters=True]")
+  else
+    local shown = params and exc.render_params(params) or "[no parameters]"
+    e._log(sql .. "\n" .. shown)
+  end
+end
+
+function Connection:execute(sql, params)
+  local raw = live_raw(self)
+  if not self._in_tx and not self.engine._autocommit then self._in_tx = true end
+  if self.engine.echo then log_statement(self, sql, params) end
+  return raw:execute(sql, params)
+end
+
+function Connection:exec_driver_sql(sql)
+  local raw = live_raw(self)
+  if not self._in_tx then self._in_tx = true end
+  if self.engine.echo then log_statement(self, sql, nil) end
+  return raw:exec_driver_sql(sql)
+end
+
+function Connection:scalar(sql, params) return self:execute(sql, params):scalar() end
+function Connection:scalars(sql, params) return self:execute(sql, params):scalars() end
+
+function Connection:in_transaction() return self._in_tx end
+
+function Connection:commit()
+  if self.closed then closed_error() end
+  if self._in_tx then
+    self._in_tx = false
+    self._savepoints = nil
+    if self.engine.echo then self.engine._log("COMMIT") end
+    live_raw(self):exec_driver_sql("COMMIT")
+  end
+end
+
+function Connection:rollback()
+  if self.closed then closed_error() end
+  local raw = self.raw
+  local was = self._in_tx
+  self._in_tx = false
+  self._savepoints = nil
+  if raw and raw:is_invalidated() then
+    -- the transaction died with the connection: discard it, check out
+    -- anew on the next statement
+    event.fire(self.engine, "invalidate", raw)
+    raw:close()
+    self.raw = nil
+  elseif was and raw then
+    if self.engine.echo then self.engine._log("ROLLBACK") end
+    raw:exec_driver_sql("ROLLBACK")
+  end
+end
+
+function Connection:begin()
+  if self.closed then closed_error() end
+  if self._in_tx then
+    exc.raise("InvalidRequestError",
+      "This connection has already initialized a SQLAlchemy Transaction() object via begin() or " ..
+      "autobegin; can't call begin() here unless rollback() or commit() is called first.")
+  end
+  self._in_tx = true
+  return setmetatable({conn = self, is_active = true}, Transaction)
+end
+
+--- A SAVEPOINT; nestable. Its commit releases it, its rollback rolls back to it.
+function Connection:begin_nested()
+  if self.closed then closed_error() end
+  self._in_tx = true
+  local sp = self._savepoints or {n = 0}
+  self._savepoints = sp
+  sp.n = sp.n + 1
+  local name = "sa_savepoint_" .. sp.n
+  live_raw(self):exec_driver_sql("SAVEPOINT " .. name)
+  return setmetatable({conn = self, is_active = true, savepoint = name}, Transaction)
+end
+
+function Connection:invalidate()
+  if self.closed then closed_error() end
+  local raw = self.raw
+  if raw then
+    raw:invalidate()
+    event.fire(self.engine, "invalidate", raw)
+    raw:close()
+    self.raw = nil
+  end
+  self._in_tx = false
+end
+
+function Connection:close()
+  if self.closed then return end
+  self.closed = true
+  self._in_tx = false
+  local raw = self.raw
+  self.raw = nil
+  if raw then self.engine:_checkin(raw) end
+end
+
+function Connection:get_raw() return live_raw(self) end
+
+Connection.__close = function(self, err)
+  if self._commit_on_close and not self.closed then
+    if err == nil then
+      self:commit()
+    else
+      pcall(self.rollback, self)
+    end
+  end
+  self:close()
+end
+
+Connection.__tostring = function(self)
+  return "Connection(" .. tostring(self.engine) .. (self.closed and ", closed)" or ")")
+end
+
+-- ---- Transaction -------------------------------------------------------------
+
+local function tx_done(self)
+  if not self.is_active then
+    exc.raise("InvalidRequestError", "This transaction is inactive")
+  end
+  self.is_active = false
+end
+
+function Transaction:commit()
+  tx_done(self)
+  if self.savepoint then
+    self.conn.raw:exec_driver_sql("RELEASE SAVEPOINT " .. self.savepoint)
+  else
+    self.conn:commit()
+  end
+end
+
+function Transaction:rollback()
+  tx_done(self)
+  if self.savepoint then
+    self.conn.raw:exec_driver_sql("ROLLBACK TO SAVEPOINT " .. self.savepoint)
+  else
+    self.conn:rollback()
+  end
+end
+
+function Transaction:close()
+  if self.is_active then self:rollback() end
+end
+
+Transaction.__close = function(self, err)
+  if not self.is_active then return end
+  if err == nil then self:commit() else self:rollback() end
+end
+
+return M

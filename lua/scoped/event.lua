@@ -1,0 +1,57 @@
+-- scoped.event.listen(engine, name, fn): SQLAlchemy's pool events.
+--   connect(raw)     a new DB connection was opened (run SET statements here)
+--   checkout(raw)    a connection leaves the pool
+--   checkin(raw)     a connection is about to go back to the pool
+--   reset(raw)       a connection is reset on return (rollback or commit)
+--   invalidate(raw, err)  a connection is discarded as unusable
+-- raw is the RawConnection (execute, exec_driver_sql, thread_id, ...).
+local exc = require "scoped.exc"
+
+local event = {}
+
+local NAMES = {connect = true, checkout = true, checkin = true, reset = true, invalidate = true}
+
+local function target_events(target, name, fn)
+  if type(target) ~= "table" or type(target._events) ~= "table" then
+    exc.raise("ArgumentError", "event target must be an Engine")
+  end
+  if not NAMES[name] then
+    exc.raise("ArgumentError", "No such event '%s' for target '%s'", tostring(name), tostring(target))
+  end
+  if type(fn) ~= "function" then
+    exc.raise("ArgumentError", "event listener must be a function, got %s", type(fn))
+  end
+  return target._events
+end
+
+function event.listen(target, name, fn)
+  local events = target_events(target, name, fn)
+  local list = events[name] or {}
+  list[#list + 1] = fn
+  events[name] = list
+  target._has_events = true
+end
+
+function event.remove(target, name, fn)
+  local list = target_events(target, name, fn)[name] or {}
+  for i = #list, 1, -1 do
+    if list[i] == fn then table.remove(list, i) end
+  end
+end
+
+function event.contains(target, name, fn)
+  for _, f in ipairs(target_events(target, name, fn)[name] or {}) do
+    if f == fn then return true end
+  end
+  return false
+end
+
+--- Calls the listeners of `name` on engine with the arguments.
+function event.fire(engine, name, ...)
+  local list = engine._events[name]
+  if list then
+    for i = 1, #list do list[i](...) end
+  end
+end
+
+return event

@@ -1,0 +1,133 @@
+-- scoped_session: one Session per scope, the scope being the running
+-- coroutine unless a scopefunc says otherwise (SQLAlchemy's
+-- orm/scoping.py and util/_collections.py ScopedRegistry).
+local core = require "scoped.core"
+local exc = require "scoped.exc"
+
+local M = {}
+
+local scopes = {}
+M.scopes = scopes
+
+--- The default scope: the running coroutine, the main thread included.
+scopes.coroutine = core.current_thread
+
+--- One session per nginx request, shared by its light threads.
+function scopes.ngx_request()
+  local ngx = rawget(_G, "ngx")
+  if not ngx or not ngx.ctx then
+    exc.raise("InvalidRequestError", "scopes.ngx_request needs OpenResty (no ngx.ctx here)")
+  end
+  return ngx.ctx
+end
+
+-- A registry over a scopefunc: get, set, clear for the current scope.
+-- Table, thread and userdata keys are held weakly; strings and numbers
+-- stay until cleared.
+local function scopefunc_registry(scopefunc)
+  local map = setmetatable({}, {__mode = "k"})
+  local function key()
+    local k = scopefunc()
+    if k == nil then exc.raise("InvalidRequestError", "scopefunc returned nil") end
+    return k
+  end
+  return function() return map[key()] end,
+         function(v) map[key()] = v end,
+         function() map[key()] = nil end
+end
+
+local PROXIED = {
+  "execute", "commit", "rollback", "close", "begin", "begin_nested", "scalar", "scalars",
+  "connection", "in_transaction", "get_bind",
+}
+
+--- scoped_session(factory [, scopefunc]) -> Session registry object
+function M.scoped_session(factory, scopefunc)
+  if type(factory) ~= "function" and not (type(factory) == "table" and getmetatable(factory)
+      and getmetatable(factory).__call) then
+    exc.raise("ArgumentError", "scoped_session() needs a session factory (a sessionmaker)")
+  end
+  if scopefunc ~= nil and type(scopefunc) ~= "function" then
+    exc.raise("ArgumentError", "scopefunc must be a function, got %s", type(scopefunc))
+  end
+  local get, set, clear
+  if scopefunc == nil or scopefunc == scopes.coroutine then
+    get, set, clear = core.thread_registry()
+  else
+    get, set, clear = scopefunc_registry(scopefunc)
+  end
+
+  local S = {session_factory = factory}
+  local registry = setmetatable({
+    has = function() return get() ~= nil end,
+    set = function(_, s) set(s) end,
+    clear = function() clear() end,
+  }, {__call = function()
+    local s = get()
+    if s == nil then s = factory(); set(s) end
+    return s
+  end})
+  S.registry = registry
+
+  local function make(kw)
+    if kw ~= nil then
+      if get() ~= nil then
+        exc.raise("InvalidRequestError", "Scoped session is already present; no new arguments may be specified.")
+      end
+      local s = factory(kw)
+      set(s)
+      return s
+    end
+    local s = factory()
+    set(s)
+    return s
+  end
+
+  local mt = {}
+  -- Session() on an existing scope: one C call (get) and one table lookup
+  mt.__call = function(_, kw)
+    local s = get()
+    if s ~= nil and kw == nil then return s end
+    return make(kw)
+  end
+  -- attributes of the current session (Session.bind, Session.info)
+  mt.__index = function(_, k)
+    local s = get() or make()
+    return s[k]
+  end
+  mt.__tostring = function() return "scoped_session(" .. tostring(factory) .. ")" end
+  setmetatable(S, mt)
+
+  -- Every proxied method works as Session:m(...) and as Session.m(...).
+  for _, name in ipairs(PROXIED) do
+    S[name] = function(first, ...)
+      local s = get() or make()
+      if first == S then return s[name](s, ...) end
+      return s[name](s, first, ...)
+    end
+  end
+
+  --- Closes the current scope's session and forgets it.
+  function S.remove()
+    local s = get()
+    if s ~= nil then
+      clear()
+      s:close()
+    end
+  end
+
+  --- Changes the factory's options; refused when this scope has a session
+  --- (SQLAlchemy only warns: the change would not reach that session).
+  function S.configure(first, kw)
+    if first ~= S then kw = first end
+    if get() ~= nil then
+      exc.raise("InvalidRequestError",
+        "At least one scoped session is already present.  configure() can not affect sessions that have already been created.")
+    end
+    factory:configure(kw)
+  end
+
+  return S
+end
+
+return M

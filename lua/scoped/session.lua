@@ -1,0 +1,164 @@
+-- sessionmaker and Session: SQLAlchemy 2.0's Session for textual SQL. A
+-- session checks a connection out on its first statement (autobegin) and
+-- gives it back at commit, rollback or close; it stays usable after each.
+local exc = require "scoped.exc"
+
+local M = {}
+
+local Session = {}
+Session.__index = Session
+local SessionTransaction = {}
+SessionTransaction.__index = SessionTransaction
+M.Session, M.SessionTransaction = Session, SessionTransaction
+
+local SESSION_OPTIONS = {bind = true, info = true}
+
+local function check_kw(kw, who)
+  if kw == nil then return {} end
+  if type(kw) ~= "table" then
+    exc.raise("ArgumentError", "%s takes a table of options, got %s", who, type(kw))
+  end
+  local bad = {}
+  for k in pairs(kw) do
+    if not SESSION_OPTIONS[k] then bad[#bad + 1] = "'" .. tostring(k) .. "'" end
+  end
+  if #bad > 0 then
+    table.sort(bad)
+    exc.raise("ArgumentError", "Invalid argument(s) %s sent to %s", table.concat(bad, ","), who)
+  end
+  if kw.bind ~= nil and (type(kw.bind) ~= "table" or type(kw.bind._checkout) ~= "function") then
+    exc.raise("ArgumentError", "%s: bind must be an Engine", who)
+  end
+  return kw
+end
+
+function M.new_session(kw)
+  kw = check_kw(kw, "Session()")
+  return setmetatable({bind = kw.bind, info = kw.info or {}, _conn = nil, _active = false}, Session)
+end
+
+-- ---- sessionmaker ------------------------------------------------------------
+
+local Sessionmaker = {}
+Sessionmaker.__index = Sessionmaker
+M.Sessionmaker = Sessionmaker
+
+--- sessionmaker{bind = engine} or sessionmaker(engine) -> factory
+function M.sessionmaker(kw)
+  if type(kw) == "table" and type(kw._checkout) == "function" then kw = {bind = kw} end
+  kw = check_kw(kw, "sessionmaker()")
+  local copy = {}
+  for k, v in pairs(kw) do copy[k] = v end
+  return setmetatable({kw = copy}, Sessionmaker)
+end
+
+Sessionmaker.__call = function(self, kw)
+  check_kw(kw, "sessionmaker()")
+  local merged = {}
+  for k, v in pairs(self.kw) do merged[k] = v end
+  if kw then for k, v in pairs(kw) do merged[k] = v end end
+  return M.new_session(merged)
+end
+
+--- Changes what later sessions are made with.
+function Sessionmaker:configure(kw)
+  check_kw(kw, "sessionmaker.configure()")
+  for k, v in pairs(kw) do self.kw[k] = v end
+end
+
+Sessionmaker.__tostring = function(self)
+  return "sessionmaker(bind=" .. tostring(self.kw.bind) .. ")"
+end
+
+-- ---- Session -----------------------------------------------------------------
+
+local function no_bind()
+  exc.raise("InvalidRequestError", "This session is not bound to an Engine: pass bind= to sessionmaker")
+end
+
+--- The session's Connection, checked out (and the transaction begun) on
+--- first use.
+function Session:connection()
+  local conn = self._conn
+  if conn == nil then
+    local bind = self.bind or no_bind()
+    conn = bind:connect()
+    self._conn = conn
+    self._active = true
+  end
+  return conn
+end
+
+function Session:execute(sql, params)
+  local conn = self._conn or self:connection()
+  self._active = true
+  return conn:execute(sql, params)
+end
+
+function Session:scalar(sql, params) return self:execute(sql, params):scalar() end
+function Session:scalars(sql, params) return self:execute(sql, params):scalars() end
+function Session:get_bind() return self.bind end
+function Session:in_transaction() return self._active end
+
+-- Gives the connection back to the pool; finish is "commit" or "rollback".
+local function finish(self, how)
+  local conn = self._conn
+  self._active = false
+  self._nested = nil
+  if conn == nil then return end
+  self._conn = nil
+  local ok, err = pcall(conn[how], conn)
+  conn:close() -- back to the pool whatever happened (reset on return)
+  if not ok then error(err, 0) end
+end
+
+function Session:commit() finish(self, "commit") end
+function Session:rollback() finish(self, "rollback") end
+function Session:close() finish(self, "rollback") end
+
+--- session:begin() -> SessionTransaction; as a <close> variable it commits
+--- on normal exit and rolls back on error.
+function Session:begin()
+  if self._active then
+    exc.raise("InvalidRequestError", "A transaction is already begun on this Session.")
+  end
+  self._active = true
+  return setmetatable({session = self, is_active = true, nested = false}, SessionTransaction)
+end
+
+--- session:begin_nested() -> a SAVEPOINT, nestable.
+function Session:begin_nested()
+  local conn = self:connection()
+  self._active = true
+  return setmetatable({session = self, is_active = true, nested = true, tx = conn:begin_nested()},
+    SessionTransaction)
+end
+
+Session.__close = function(self) self:close() end
+Session.__tostring = function(self)
+  return "Session(bind=" .. tostring(self.bind) .. (self._conn and ", in transaction)" or ")")
+end
+
+local function tx_end(self)
+  if not self.is_active then
+    exc.raise("InvalidRequestError", "This transaction is inactive")
+  end
+  self.is_active = false
+end
+
+function SessionTransaction:commit()
+  tx_end(self)
+  if self.nested then self.tx:commit() else self.session:commit() end
+end
+
+function SessionTransaction:rollback()
+  tx_end(self)
+  if self.nested then self.tx:rollback() else self.session:rollback() end
+end
+
+SessionTransaction.__close = function(self, err)
+  if not self.is_active then return end
+  if err == nil then self:commit() else self:rollback() end
+end
+
+return M

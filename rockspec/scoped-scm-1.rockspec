@@ -1,0 +1,46 @@
+rockspec_format = "3.0"
+package = "scoped"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null", -- `luarocks make` builds from the checkout itself
+}
+description = {
+  summary = "SQLAlchemy's create_engine, sessionmaker and scoped_session for Lua, over libmysqlclient",
+  detailed = [[
+A connection pool in C (pool_size, max_overflow, pool_timeout, pool_recycle,
+pre-ping), sessions with transactions, and one session per coroutine, for
+Lua 5.4 and LuaJIT / OpenResty against MySQL or MariaDB.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  -- MariaDB Connector/C (Debian: libmariadb-dev) puts mysql.h under
+  -- include/mariadb; override with MYSQL_INCDIR=... MYSQL_LIBDIR=...
+  MYSQL = {
+    header = "mariadb/mysql.h",
+    library = "mariadb",
+  },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["scoped"] = "lua/scoped/init.lua",
+    ["scoped.exc"] = "lua/scoped/exc.lua",
+    ["scoped.url"] = "lua/scoped/url.lua",
+    ["scoped.result"] = "lua/scoped/result.lua",
+    ["scoped.core"] = {
+      sources = {
+        "csrc/binds.c", "csrc/buf.c", "csrc/clock.c", "csrc/conn.c", "csrc/lbinds.c",
+        "csrc/lconn.c", "csrc/lcore.c", "csrc/lresult.c", "csrc/lurl.c", "csrc/lutil.c",
+        "csrc/pool.c", "csrc/url.c",
+      },
+      defines = {"_POSIX_C_SOURCE=200809L"},
+      incdirs = {"$(MYSQL_INCDIR)/mariadb", "$(MYSQL_INCDIR)"},
+      libdirs = {"$(MYSQL_LIBDIR)"},
+      libraries = {"mariadb", "pthread", "m"},
+    },
+  },
+}
