@@ -148,6 +148,23 @@ static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const cha
     if (gone)
         lc->invalidated = 1;
     sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+    if (lc->hide_parameters && params) {
+        /* the server's own message may quote bound values ("near '...'",
+         * "Duplicate entry '...'"): scoped/exc.lua's scrubber takes them out */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "hide_parameters");
+        luaL_getmetatable(L, SC_ERROR_MT);
+        lua_getfield(L, -1, "scrub");
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1)) {
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, params);
+            if (lua_pcall(L, 2, 0, 0) != 0)
+                lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
     return lua_error(L);
 }
 

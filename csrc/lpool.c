@@ -143,6 +143,7 @@ static int l_pool_new(lua_State *L)
     cfg.recycle = opt_number(L, 2, "pool_recycle", -1);
     cfg.pre_ping = opt_bool(L, 2, "pool_pre_ping");
     cfg.use_lifo = opt_bool(L, 2, "pool_use_lifo");
+    cfg.null_pool = opt_bool(L, 2, "null_pool");
     if (cfg.pool_size < 0)
         return sc_argerror(L, "pool_size must be >= 0");
     if (cfg.max_overflow < -1)

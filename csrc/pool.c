@@ -127,9 +127,12 @@ static int under_limit(const sc_pool *p)
     return (long long)p->open < (long long)p->cfg.pool_size + p->cfg.max_overflow;
 }
 
-/* SQLAlchemy: pool_size 0 means no limit on the idle connections kept. */
+/* SQLAlchemy: pool_size 0 means no limit on the idle connections kept
+ * (NullPool is the way to keep none). */
 static int idle_has_room(const sc_pool *p)
 {
+    if (p->cfg.null_pool)
+        return 0;
     return p->cfg.pool_size <= 0 || p->nidle < p->cfg.pool_size;
 }
 

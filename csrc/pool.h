@@ -34,6 +34,7 @@ typedef struct sc_pool_config {
     double recycle;     /* seconds since connect before replacement; < 0 off */
     int pre_ping;       /* ping idle connections at checkout */
     int use_lifo;       /* hand out the most recently returned first */
+    int null_pool;      /* NullPool: keep no idle connection, close each on checkin */
 } sc_pool_config;
 
 /* One pooled connection. The caller reads these fields and never writes them. */

@@ -11,6 +11,7 @@ describe("scoped_session", function()
   end)
   after_each(function()
     Session.remove()
+    collectgarbage(); collectgarbage()
     engine:dispose()
   end)
 

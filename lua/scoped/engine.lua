@@ -134,7 +134,7 @@ function M.create_engine(url, opts)
   }
   if o.poolclass == "NullPool" then
     -- no connection is kept: each checkin closes, each checkout opens
-    copts.pool_size, copts.max_overflow = 0, -1
+    copts.pool_size, copts.max_overflow, copts.null_pool = 0, -1, true
   end
   if o.shared then copts.shared_key = shared_key(u, o) end
   local cpool = core.pool_new(u, copts)

@@ -80,6 +80,41 @@ mt.__tostring = function(err)
   return "scoped." .. kind .. ": " .. tostring(err.message)
 end
 
+-- With hide_parameters, bound values must not reach an error through the
+-- server's message either: it quotes the statement after a syntax error
+-- ("near '...' at line 1") and the value in "Duplicate entry '...'".
+local function plain_replace(s, what, with)
+  local out, i = {}, 1
+  while true do
+    local a, b = s:find(what, i, true)
+    if not a then break end
+    out[#out + 1] = s:sub(i, a - 1) .. with
+    i = b + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
+end
+
+mt.scrub = function(err, params)
+  local msg = tostring(err.message or "")
+  msg = msg:gsub("near '.*' at line (%d+)", "near [hidden due to hide_parameters] at line %1")
+  local values = {}
+  local function collect(v, depth)
+    if type(v) == "string" or type(v) == "number" then
+      values[#values + 1] = tostring(v)
+    elseif type(v) == "table" and depth < 2 then
+      for _, x in pairs(v) do collect(x, depth + 1) end
+    end
+  end
+  collect(params, 0)
+  table.sort(values, function(a, b) return #a > #b end)
+  for _, v in ipairs(values) do
+    if #v > 0 then msg = plain_replace(msg, "'" .. v .. "'", "'[hidden]'") end
+    if #v >= 4 then msg = plain_replace(msg, v, "[hidden]") end
+  end
+  err.message = msg
+end
+
 --- A new error table of `kind` (fields are copied onto it).
 function exc.new(kind, message, fields)
   local err = {}
