@@ -1,0 +1,117 @@
+/* fork() with real MySQL connections, in C so that it runs on every
+ * runtime (Debian packages lua-posix for the 5.1 ABI only): a pool used in
+ * the parent, fork, then parent and child both run queries, and the
+ * parent's connection is still alive afterwards — the child dropped the
+ * inherited one without a COM_QUIT on the parent's socket.
+ * Needs SCOPED_TEST_URL; prints TAP lines and a summary. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "pool.h"
+
+static int n_tests, n_failed;
+
+static void check(int cond, const char *what)
+{
+    n_tests++;
+    if (!cond)
+        n_failed++;
+    printf("%s %d - %s\n", cond ? "ok" : "not ok", n_tests, what);
+    fflush(stdout);
+}
+
+static void *open_cb(void *ud, char *err, size_t errlen)
+{
+    sc_error e;
+    sc_conn *c = sc_conn_open(ud, &e);
+    if (c == NULL)
+        snprintf(err, errlen, "%u: %s", e.code, e.message);
+    return c;
+}
+static void close_cb(void *ud, void *c) { (void)ud; sc_conn_close(c); }
+static void discard_cb(void *ud, void *c) { (void)ud; sc_conn_discard(c); }
+static int ping_cb(void *ud, void *c) { (void)ud; return sc_conn_ping(c); }
+
+/* SELECT CONNECTION_ID() on an entry's connection; 0 on error */
+static unsigned long long connection_id(sc_pool_entry *e)
+{
+    sc_conn *c = e->conn;
+    sc_error err;
+    const char *q = "SELECT CONNECTION_ID()";
+    if (sc_conn_query(c, q, strlen(q), &err) != 0)
+        return 0;
+    MYSQL_RES *res = sc_conn_store_result(c, &err);
+    if (res == NULL)
+        return 0;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    unsigned long long id = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+    mysql_free_result(res);
+    return id;
+}
+
+int main(void)
+{
+    const char *url_s = getenv("SCOPED_TEST_URL");
+    if (url_s == NULL) {
+        printf("1..0 # SKIP SCOPED_TEST_URL not set\n");
+        return 0;
+    }
+    sc_url url;
+    char err[512];
+    if (sc_url_parse(url_s, strlen(url_s), &url, err, sizeof err) != 0) {
+        printf("not ok 1 - parse SCOPED_TEST_URL: %s\n", err);
+        return 1;
+    }
+    sc_pool_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.pool_size = 2;
+    cfg.max_overflow = 0;
+    cfg.timeout = 5;
+    cfg.recycle = -1;
+    sc_connector conn = {open_cb, close_cb, discard_cb, ping_cb, NULL, &url};
+    sc_pool *p = sc_pool_new(&cfg, &conn);
+
+    sc_pool_entry *e = NULL;
+    int rc = sc_pool_checkout(p, &e, err, sizeof err);
+    check(rc == SC_POOL_OK, "parent checks out a connection");
+    if (rc != SC_POOL_OK) {
+        printf("# %s\n", err);
+        printf("%d passed, %d failed\n", n_tests - n_failed, n_failed);
+        return 1;
+    }
+    unsigned long long parent_id = connection_id(e);
+    check(parent_id != 0, "parent runs a query");
+    sc_pool_checkin(p, e, 0);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        sc_pool_entry *ce = NULL;
+        int ok = sc_pool_checkout(p, &ce, err, sizeof err) == SC_POOL_OK && ce->fresh;
+        unsigned long long child_id = ok ? connection_id(ce) : 0;
+        ok = ok && child_id != 0 && child_id != parent_id;
+        if (ce != NULL)
+            sc_pool_checkin(p, ce, 0);
+        sc_pool_free(p);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "child checks out a fresh connection of its own and runs a query");
+
+    e = NULL;
+    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    check(rc == SC_POOL_OK && !e->fresh, "parent gets its pooled connection back");
+    check(rc == SC_POOL_OK && connection_id(e) == parent_id,
+          "the parent's connection survived the child (no COM_QUIT on its socket)");
+    if (rc == SC_POOL_OK)
+        sc_pool_checkin(p, e, 0);
+    sc_pool_free(p);
+    sc_url_free(&url);
+    printf("%d passed, %d failed\n", n_tests - n_failed, n_failed);
+    return n_failed ? 1 : 0;
+}
