@@ -31,11 +31,15 @@ build = {
     ["scoped.exc"] = "lua/scoped/exc.lua",
     ["scoped.url"] = "lua/scoped/url.lua",
     ["scoped.result"] = "lua/scoped/result.lua",
+    ["scoped.engine"] = "lua/scoped/engine.lua",
+    ["scoped.event"] = "lua/scoped/event.lua",
+    ["scoped.session"] = "lua/scoped/session.lua",
+    ["scoped.scoping"] = "lua/scoped/scoping.lua",
     ["scoped.core"] = {
       sources = {
         "csrc/binds.c", "csrc/buf.c", "csrc/clock.c", "csrc/conn.c", "csrc/lbinds.c",
-        "csrc/lconn.c", "csrc/lcore.c", "csrc/lresult.c", "csrc/lurl.c", "csrc/lutil.c",
-        "csrc/pool.c", "csrc/url.c",
+        "csrc/lconn.c", "csrc/lcore.c", "csrc/lpool.c", "csrc/lregistry.c", "csrc/lresult.c",
+        "csrc/lurl.c", "csrc/lutil.c", "csrc/pool.c", "csrc/url.c",
       },
       defines = {"_POSIX_C_SOURCE=200809L"},
       incdirs = {"$(MYSQL_INCDIR)/mariadb", "$(MYSQL_INCDIR)"},
