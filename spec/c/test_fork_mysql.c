@@ -80,7 +80,7 @@ int main(void)
     check(rc == SC_POOL_OK, "parent checks out a connection");
     if (rc != SC_POOL_OK) {
         printf("# %s\n", err);
-        printf("%d passed, %d failed\n", n_tests - n_failed, n_failed);
+        printf("1..%d\n%d passed, %d failed\n", n_tests, n_tests - n_failed, n_failed);
         return 1;
     }
     unsigned long long parent_id = connection_id(e);
@@ -112,6 +112,6 @@ int main(void)
         sc_pool_checkin(p, e, 0);
     sc_pool_free(p);
     sc_url_free(&url);
-    printf("%d passed, %d failed\n", n_tests - n_failed, n_failed);
+    printf("1..%d\n%d passed, %d failed\n", n_tests, n_tests - n_failed, n_failed);
     return n_failed ? 1 : 0;
 }
