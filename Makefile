@@ -48,7 +48,7 @@ $(CORE): $(OBJS)
 
 # ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
 CTEST_SRCS = $(wildcard spec/c/test_*.c)
-CTEST_CORE = csrc/pool.c csrc/conn.c csrc/url.c csrc/binds.c csrc/buf.c csrc/clock.c
+CTEST_CORE = csrc/pool.c csrc/conn.c csrc/url.c csrc/binds.c csrc/buf.c csrc/clock.c csrc/pid.c
 CTEST_BINS = $(patsubst spec/c/%.c,build/ctest/%,$(CTEST_SRCS))
 CTEST_CFLAGS = $(WARN) -O1 -g $(MYSQL_CFLAGS) -Icsrc
 

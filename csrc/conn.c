@@ -8,6 +8,7 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include "pid.h"
 #include "clock.h"
 #include "conn.h"
 
@@ -93,7 +94,7 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
         free(c);
         return NULL;
     }
-    c->pid = getpid();
+    c->pid = sc_getpid();
     c->created_at = sc_monotonic();
     return c;
 }

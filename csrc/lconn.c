@@ -2,6 +2,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pid.h"
 #include "lconn.h"
 #include "lresult.h"
 
@@ -83,12 +84,12 @@ lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx)
     lc->c = c;
     luaL_getmetatable(L, SC_CONN_MT);
     lua_setmetatable(L, -2);
-    lua_createtable(L, 1, 0);
     if (owner_idx) {
-        lua_pushvalue(L, owner_idx);
-        lua_rawseti(L, -2, 1);
+        /* the owner's own user value holds {owner}: one table shared by all
+         * its connections (Lua 5.1 wants a table there), made once */
+        sc_getuservalue(L, owner_idx);
+        sc_setuservalue(L, -2);
     }
-    sc_setuservalue(L, -2);
     return lc;
 }
 
@@ -114,12 +115,12 @@ int sc_lconn_release(lconn *lc)
     int rc = 0;
     if (lc->pool != NULL) {
         rc = reset(lc);
-        if (lc->entry->pid != getpid())
+        if (lc->entry->pid != sc_getpid())
             rc = -1; /* the pool discards it without a word to the server */
         sc_pool_checkin(lc->pool, lc->entry, rc != 0);
         lc->pool = NULL;
         lc->entry = NULL;
-    } else if (lc->c->pid != getpid()) {
+    } else if (lc->c->pid != sc_getpid()) {
         sc_conn_discard(lc->c);
     } else {
         sc_conn_close(lc->c);
@@ -130,7 +131,7 @@ int sc_lconn_release(lconn *lc)
 
 static lconn *check_conn(lua_State *L)
 {
-    return sc_check_udata(L, 1, SC_CONN_MT, "connection");
+    return sc_check_self(L, "connection");
 }
 
 static lconn *check_open(lua_State *L)
@@ -330,13 +331,15 @@ int sc_open_conn(lua_State *L)
 {
     luaL_newmetatable(L, SC_CONN_MT);
     lua_newtable(L);
-    sc_setfuncs(L, conn_methods);
+    sc_setmethods(L, -2, conn_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_close, 1);
     lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tostring);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_tostring, 1);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_connect);

@@ -19,8 +19,9 @@ typedef struct lconn {
     int invalidated;       /* discard on return, whatever the server says */
 } lconn;
 
-/* Pushes a new userdata for c. The value at owner_idx (the pool's userdata,
- * or 0) is kept as its user value so the pool outlives its connections. */
+/* Pushes a new userdata for c. owner_idx (the pool's userdata, or 0): the
+ * connection shares the owner's user value, a table holding the owner, so
+ * the pool outlives its connections. */
 lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx);
 /* Returns the connection to its pool (reset first) or closes it. Safe to
  * call twice. Returns the reset outcome: 0 fine, -1 discarded. */

@@ -159,6 +159,12 @@ static int l_pool_new(lua_State *L)
     memset(lp, 0, sizeof *lp);
     luaL_getmetatable(L, SC_POOL_MT);
     lua_setmetatable(L, -2);
+    /* {pool}: the user value every checked-out connection shares, so that
+     * the pool outlives its connections (see sc_lconn_push) */
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    sc_setuservalue(L, -2);
 
     sc_url *owned = sc_url_push_owned(L);
     sc_url_from_lua(L, 1, owned);
@@ -211,7 +217,7 @@ static int l_pool_new(lua_State *L)
 
 static lpool *check_pool(lua_State *L)
 {
-    lpool *lp = sc_check_udata(L, 1, SC_POOL_MT, "pool");
+    lpool *lp = sc_check_self(L, "pool");
     if (lp->pool == NULL)
         sc_raise(L, "InvalidRequestError", "This pool has been freed");
     return lp;
@@ -394,7 +400,7 @@ int sc_open_pool(lua_State *L)
 {
     luaL_newmetatable(L, SC_POOL_MT);
     lua_newtable(L);
-    sc_setfuncs(L, pool_methods);
+    sc_setmethods(L, -2, pool_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_pool_gc);
     lua_setfield(L, -2, "__gc");

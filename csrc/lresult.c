@@ -254,7 +254,7 @@ static int push_row(lua_State *L, rset *s, int mt)
 
 static lresult *check_result(lua_State *L)
 {
-    return sc_check_udata(L, 1, SC_RESULT_MT, "result");
+    return sc_check_self(L, "result");
 }
 
 static rset *current_set(lua_State *L, lresult *r)
@@ -402,7 +402,7 @@ int sc_open_result(lua_State *L)
 {
     luaL_newmetatable(L, SC_RESULT_MT);
     lua_newtable(L);
-    sc_setfuncs(L, result_methods);
+    sc_setmethods(L, -2, result_methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "result_methods"); /* core.result_methods */
     lua_pushcclosure(L, l_index, 1);

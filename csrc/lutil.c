@@ -82,3 +82,27 @@ void *sc_check_udata(lua_State *L, int i, const char *tname, const char *what)
         sc_argerror(L, "%s must be a %s, got %s", what, tname, type_of(L, i));
     return p;
 }
+
+void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l)
+{
+    if (mt_idx < 0)
+        mt_idx = lua_gettop(L) + mt_idx + 1;
+    for (; l->name != NULL; l++) {
+        lua_pushvalue(L, mt_idx);
+        lua_pushcclosure(L, l->func, 1);
+        lua_setfield(L, -2, l->name);
+    }
+}
+
+void *sc_check_self(lua_State *L, const char *what)
+{
+    void *p = lua_touserdata(L, 1);
+    if (p != NULL && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return sc_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
+                       luaL_typename(L, 1)), NULL;
+}

@@ -26,6 +26,14 @@ void sc_check_table(lua_State *L, int i, const char *what);
 /* Returns the userdata at i if it has metatable tname, else raises. */
 void *sc_check_udata(lua_State *L, int i, const char *tname, const char *what);
 
+/* Sets the functions of l into the table at the top of the stack as
+ * closures over the metatable at mt_idx, for sc_check_self. */
+void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l);
+/* The method's self (argument 1) if its metatable is the one the method
+ * closes over: an identity check, where luaL_testudata hashes the type name
+ * into the registry on every call (the hot path calls this per statement). */
+void *sc_check_self(lua_State *L, const char *what);
+
 /* The NULL lightuserdata: scoped.null == ngx.null == cjson.null */
 static inline int sc_isnull(lua_State *L, int i)
 {

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pid.h"
 #include "clock.h"
 #include "pool.h"
 
@@ -588,7 +589,7 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
 
 int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen)
 {
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL;
     grant g = {NULL, 0};
     int rc;
@@ -674,7 +675,7 @@ static sc_pool_entry *rebirth_ticket(sc_pool *p, sc_waiter *t)
 int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
                          char *err, size_t errlen)
 {
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL, *inherited = NULL;
     sc_waiter *t = *ticket;
     grant g = {NULL, 0};
@@ -763,7 +764,7 @@ void sc_pool_cancel(sc_pool *p, sc_waiter *t)
 {
     if (t == NULL)
         return;
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL, *inherited = NULL;
     lock_pool(p, me);
     double now = sc_monotonic();
@@ -796,7 +797,7 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
 {
     if (e == NULL)
         return;
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL;
     lock_pool(p, me);
     if (e->pid != me) {
@@ -821,7 +822,7 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
 
 void sc_pool_dispose(sc_pool *p)
 {
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     lock_pool(p, me);
     sc_pool_entry *idle = p->idle_head;
     p->idle_head = p->idle_tail = NULL;
@@ -842,7 +843,7 @@ void sc_pool_dispose(sc_pool *p)
 
 void sc_pool_stats_get(sc_pool *p, sc_pool_stats *st)
 {
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     lock_pool(p, me);
     /* expired queued tickets hold nothing; they should not count as waiting */
     double now = sc_monotonic();
@@ -898,7 +899,7 @@ static sc_pool *pool_create(const sc_pool_config *cfg, const sc_connector *conne
         return NULL;
     }
     pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
-    p->pid = getpid();
+    p->pid = sc_getpid();
     return p;
 }
 
@@ -921,7 +922,7 @@ sc_pool *sc_pool_new(const sc_pool_config *cfg, const sc_connector *connector)
  * leaking. Their holders must not use them again. */
 static void pool_destroy(sc_pool *p)
 {
-    pid_t me = getpid();
+    pid_t me = sc_getpid();
     sc_pool_entry *closing = NULL;
     lock_pool(p, me);
     sc_pool_entry *idle = p->idle_head;

@@ -39,7 +39,7 @@ build = {
       sources = {
         "csrc/binds.c", "csrc/buf.c", "csrc/clock.c", "csrc/conn.c", "csrc/lbinds.c",
         "csrc/lconn.c", "csrc/lcore.c", "csrc/lpool.c", "csrc/lregistry.c", "csrc/lresult.c",
-        "csrc/lurl.c", "csrc/lutil.c", "csrc/pool.c", "csrc/url.c",
+        "csrc/lurl.c", "csrc/lutil.c", "csrc/pid.c", "csrc/pool.c", "csrc/url.c",
       },
       defines = {"_POSIX_C_SOURCE=200809L"},
       incdirs = {"$(MYSQL_INCDIR)/mariadb", "$(MYSQL_INCDIR)"},
