@@ -6,15 +6,28 @@
 
 enum { K_INT, K_UINT, K_FLOAT, K_STRING };
 
+/* Most results have one set of a few columns: those live inside the Result
+ * userdata itself, so a statement allocates nothing here beyond what
+ * libmariadb does (a CALL's further sets, and wide rows, are malloc'd). */
+#define SC_INLINE_KINDS 24
+
 typedef struct rset {
     MYSQL_RES *res;
     unsigned nfields;
-    unsigned char *kinds; /* how each column becomes a Lua value */
+    unsigned char *heap_kinds;                  /* when nfields > SC_INLINE_KINDS */
+    unsigned char inline_kinds[SC_INLINE_KINDS]; /* how each column becomes a Lua value */
 } rset;
 
+static inline unsigned char *set_kinds(rset *s)
+{
+    return s->nfields > SC_INLINE_KINDS ? s->heap_kinds : s->inline_kinds;
+}
+
 typedef struct lresult {
-    rset *sets;
+    rset *sets;  /* &first, or a malloc'd array once a CALL returns more sets */
+    rset first;
     int nsets, cur;
+    int mt_for;  /* the set whose row metatable is the user value; -1 none */
     long long rowcount;
     unsigned long long lastrowid;
 } lresult;
@@ -23,26 +36,36 @@ static void free_sets(lresult *r)
 {
     for (int i = 0; i < r->nsets; i++) {
         mysql_free_result(r->sets[i].res);
-        free(r->sets[i].kinds);
+        free(r->sets[i].heap_kinds);
     }
-    free(r->sets);
+    if (r->sets != &r->first)
+        free(r->sets);
     r->sets = NULL;
     r->nsets = 0;
 }
 
 static int add_set(lresult *r, MYSQL_RES *res)
 {
-    rset *s = realloc(r->sets, (size_t)(r->nsets + 1) * sizeof *s);
-    if (s == NULL)
-        return -1;
-    r->sets = s;
+    rset *s;
+    if (r->nsets == 0) {
+        r->sets = &r->first;
+    } else {
+        s = malloc((size_t)(r->nsets + 1) * sizeof *s);
+        if (s == NULL)
+            return -1;
+        memcpy(s, r->sets, (size_t)r->nsets * sizeof *s);
+        if (r->sets != &r->first)
+            free(r->sets);
+        r->sets = s;
+    }
     s = &r->sets[r->nsets];
     s->res = res;
     s->nfields = mysql_num_fields(res);
-    s->kinds = malloc(s->nfields ? s->nfields : 1);
-    if (s->kinds == NULL)
+    s->heap_kinds = NULL;
+    if (s->nfields > SC_INLINE_KINDS && (s->heap_kinds = malloc(s->nfields)) == NULL)
         return -1;
     r->nsets++;
+    unsigned char *kinds = set_kinds(s);
     MYSQL_FIELD *f = mysql_fetch_fields(res);
     for (unsigned i = 0; i < s->nfields; i++) {
         unsigned char k = K_STRING;
@@ -60,7 +83,7 @@ static int add_set(lresult *r, MYSQL_RES *res)
         default: /* DECIMAL stays exact as text; dates are the server's text */
             break;
         }
-        s->kinds[i] = k;
+        kinds[i] = k;
     }
     return 0;
 }
@@ -71,8 +94,7 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
     memset(r, 0, sizeof *r);
     luaL_getmetatable(L, SC_RESULT_MT);
     lua_setmetatable(L, -2);
-    lua_newtable(L); /* row metatables by set index, made on first fetch */
-    sc_setuservalue(L, -2);
+    r->mt_for = -1;
     r->rowcount = -1;
     int first = 1;
     for (;;) {
@@ -186,16 +208,16 @@ static int row_asdict(lua_State *L)
     return 1;
 }
 
-static void push_row_mt(lua_State *L, int ud, lresult *r)
+/* Row metatables are shared by every result with the same columns: the
+ * registry keeps them by a key made of the column names, so a statement run
+ * again costs one string lookup instead of three tables and two closures.
+ * The cache is dropped when it grows past SC_ROWMT_CACHE (ad hoc column
+ * lists must not grow it forever). */
+#define SC_ROWMT_CACHE_KEY "scoped.rowmt_cache"
+#define SC_ROWMT_CACHE 512
+
+static void build_row_mt(lua_State *L, rset *s)
 {
-    sc_getuservalue(L, ud);
-    lua_rawgeti(L, -1, r->cur + 1);
-    if (!lua_isnil(L, -1)) {
-        lua_remove(L, -2);
-        return;
-    }
-    lua_pop(L, 1);
-    rset *s = &r->sets[r->cur];
     MYSQL_FIELD *f = mysql_fetch_fields(s->res);
     lua_createtable(L, 0, 2);                 /* mt */
     lua_createtable(L, 0, (int)s->nfields + 2); /* name -> position */
@@ -231,9 +253,56 @@ static void push_row_mt(lua_State *L, int ud, lresult *r)
     lua_pop(L, 2); /* nil, names */
     lua_pushcclosure(L, row_index, 1);
     lua_setfield(L, -2, "__index");
+}
+
+static void push_row_mt(lua_State *L, int ud, lresult *r)
+{
+    if (r->mt_for == r->cur) {
+        sc_getuservalue(L, ud);
+        return;
+    }
+    rset *s = &r->sets[r->cur];
+    MYSQL_FIELD *f = mysql_fetch_fields(s->res);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (unsigned i = 0; i < s->nfields; i++) {
+        luaL_addlstring(&b, f[i].name, f[i].name_length);
+        luaL_addchar(&b, '\0'); /* a name may hold any byte but cannot end early */
+    }
+    luaL_pushresult(&b);
+    lua_getfield(L, LUA_REGISTRYINDEX, SC_ROWMT_CACHE_KEY);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, SC_ROWMT_CACHE_KEY);
+    }
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2); /* key, cache, mt? */
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "n");
+        lua_Integer n = lua_tointeger(L, -1) + 1;
+        lua_pop(L, 1);
+        if (n > SC_ROWMT_CACHE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, LUA_REGISTRYINDEX, SC_ROWMT_CACHE_KEY);
+            n = 1;
+        }
+        lua_pushinteger(L, n);
+        lua_setfield(L, -2, "n");
+        build_row_mt(L, s);
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_replace(L, -3); /* mt, cache */
+    lua_pop(L, 1);
     lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, r->cur + 1);
-    lua_remove(L, -2);
+    sc_setuservalue(L, ud);
+    r->mt_for = r->cur;
 }
 
 static int push_row(lua_State *L, rset *s, int mt)
@@ -242,9 +311,10 @@ static int push_row(lua_State *L, rset *s, int mt)
     if (row == NULL)
         return 0;
     unsigned long *lens = mysql_fetch_lengths(s->res);
+    const unsigned char *kinds = set_kinds(s);
     lua_createtable(L, (int)s->nfields, 0);
     for (unsigned i = 0; i < s->nfields; i++) {
-        push_cell(L, s->kinds[i], row[i], lens[i]);
+        push_cell(L, kinds[i], row[i], lens[i]);
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_pushvalue(L, mt);
