@@ -136,6 +136,17 @@ int sc_conn_next_result(sc_conn *c, sc_error *err)
     return rc == 0 ? 1 : 0;
 }
 
+int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
+{
+    if (mysql_autocommit(c->my, (my_bool)(on != 0)) != 0) {
+        set_error(err, c->my);
+        if (sc_is_disconnect(err->code))
+            c->broken = 1;
+        return -1;
+    }
+    return 0;
+}
+
 int sc_conn_ping(sc_conn *c)
 {
     int rc = mysql_ping(c->my);

@@ -39,6 +39,8 @@ MYSQL_RES *sc_conn_store_result(sc_conn *c, sc_error *err);
 /* 1 when another result follows (CALL), 0 when none, -1 on error. */
 int sc_conn_next_result(sc_conn *c, sc_error *err);
 int sc_conn_ping(sc_conn *c);
+/* Turns autocommit on or off (a round trip). 0, or -1 with err filled. */
+int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err);
 /* Closes politely (COM_QUIT) and frees. */
 void sc_conn_close(sc_conn *c);
 /* Frees without a word to the server: for a connection inherited across

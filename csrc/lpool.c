@@ -42,10 +42,7 @@ static void *mysql_open(void *ud, char *err, size_t errlen)
     connect_spec *spec = ud;
     sc_error e;
     sc_conn *c = sc_conn_open(&spec->url, &e);
-    if (c != NULL && !spec->autocommit && mysql_autocommit(c->my, 0) != 0) {
-        e.code = mysql_errno(c->my);
-        snprintf(e.sqlstate, sizeof e.sqlstate, "%s", mysql_sqlstate(c->my));
-        snprintf(e.message, sizeof e.message, "%s", mysql_error(c->my));
+    if (c != NULL && !spec->autocommit && sc_conn_set_autocommit(c, 0, &e) != 0) {
         sc_conn_close(c);
         c = NULL;
     }
