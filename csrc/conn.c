@@ -159,6 +159,7 @@ static void conn_free(sc_conn *c)
 {
     sc_buf_free(&c->sql);
     sc_bind_plan_free(&c->plan);
+    sc_bind_plan_free(&c->plan2);
     free(c);
 }
 

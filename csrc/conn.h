@@ -25,6 +25,7 @@ typedef struct sc_conn {
     int broken;         /* a disconnect error was seen: discard, never reuse */
     sc_buf sql;         /* statement being built, reused */
     sc_bind_plan plan;  /* placeholders of the statement being built, reused */
+    sc_bind_plan plan2; /* executemany: the VALUES tuple's placeholders */
 } sc_conn;
 
 /* Connects with the URL's parameters; multi-statements stay off, multiple

@@ -104,10 +104,21 @@ void sc_render(lua_State *L, sc_buf *b, sc_bind_plan *plan, const char *sql, siz
                int params, int no_backslash)
 {
     b->len = 0;
+    sc_parse_plan(L, plan, sql, len);
+    sc_render_plan(L, b, plan, sql, params, no_backslash);
+}
+
+void sc_parse_plan(lua_State *L, sc_bind_plan *plan, const char *sql, size_t len)
+{
     if (sc_binds_parse(sql, len, plan) != 0)
         oom(L);
     if (plan->nnamed && plan->npositional)
         sc_argerror(L, "a statement cannot mix :name and ? bind parameters");
+}
+
+void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
+                    int no_backslash)
+{
     int arity = 0;
     if (plan->npositional) {
         if (params == 0)
@@ -123,7 +134,7 @@ void sc_render(lua_State *L, sc_buf *b, sc_bind_plan *plan, const char *sql, siz
     }
     int pos = 0;
     for (size_t t = 0; t < plan->n; t++) {
-        sc_bind_token *tok = &plan->toks[t];
+        const sc_bind_token *tok = &plan->toks[t];
         if (tok->kind == SC_TOK_SQL) {
             if (sc_buf_add(b, sql + tok->start, tok->len) != 0)
                 oom(L);

@@ -178,6 +178,8 @@ static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *
     return 1;
 }
 
+static int l_executemany(lua_State *L);
+
 /* conn:execute(sql [, params]) -> Result */
 static int l_execute(lua_State *L)
 {
@@ -192,8 +194,167 @@ static int l_execute(lua_State *L)
     /* no binds and nothing that looks like one: send the text as it is */
     if (!params && memchr(sql, ':', len) == NULL && memchr(sql, '?', len) == NULL)
         return run(L, lc, sql, len, sql, len, 0);
+    if (params) {
+        /* a list of parameter tables for a :name statement is an
+         * executemany, as SQLAlchemy's execute(text, [dict, dict]); with ?
+         * binds a table in first place is an IN list, so no guessing there */
+        lua_rawgeti(L, params, 1);
+        int list = lua_istable(L, -1);
+        lua_pop(L, 1);
+        if (list) {
+            sc_parse_plan(L, &lc->c->plan, sql, len);
+            if (lc->c->plan.nnamed > 0)
+                return l_executemany(L);
+        }
+    }
     sc_render(L, &lc->c->sql, &lc->c->plan, sql, len, params, sc_conn_no_backslash_escapes(lc->c));
     return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
+}
+
+/* ---- executemany ------------------------------------------------------------ */
+
+/* Statements of an executemany batch are cut at this size, well below the
+ * server's default max_allowed_packet (16 MiB). */
+#define SC_BATCH_BYTES (1 << 20)
+
+static int ieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = a[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (c != b[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Where the row tuple of `INSERT ... VALUES (...)` starts (its '('), when
+ * the statement ends with that tuple; 0 when it is not such a statement
+ * (then each parameter set runs as its own statement). Only literal SQL
+ * is searched: VALUES inside quotes or comments does not count. */
+static size_t values_tuple(const sc_bind_plan *plan, const char *sql, size_t len)
+{
+    size_t end = len;
+    while (end > 0 && (sql[end - 1] == ' ' || sql[end - 1] == '\n' || sql[end - 1] == '\t' ||
+                       sql[end - 1] == '\r' || sql[end - 1] == ';'))
+        end--;
+    if (end == 0 || sql[end - 1] != ')' || end != len)
+        return 0;
+    size_t i = 0;
+    while (i < len && (sql[i] == ' ' || sql[i] == '\n' || sql[i] == '\t' || sql[i] == '\r'))
+        i++;
+    if (len - i < 6 || !ieq(sql + i, "INSERT", 6))
+        return 0;
+    for (size_t t = 0; t < plan->n; t++) {
+        const sc_bind_token *tok = &plan->toks[t];
+        if (tok->kind != SC_TOK_SQL)
+            continue;
+        const char *p = sql + tok->start, *e = p + tok->len;
+        for (const char *q = p; q + 5 <= e; q++) {
+            size_t w = (q + 6 <= e && ieq(q, "VALUES", 6)) ? 6 : ieq(q, "VALUE", 5) ? 5 : 0;
+            if (w == 0 || (q > sql && word_char(q[-1])) || (q + w < e && word_char(q[w])))
+                continue;
+            const char *r = q + w;
+            while (r < e && (*r == ' ' || *r == '\n' || *r == '\t' || *r == '\r'))
+                r++;
+            if (r < e && *r == '(')
+                return (size_t)(r - sql);
+        }
+    }
+    return 0;
+}
+
+static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int rows, int row,
+                      long long *total, unsigned long long *first_id)
+{
+    sc_error err;
+    if (sc_conn_query(lc->c, lc->c->sql.data, lc->c->sql.len, &err) != 0 ||
+        sc_result_collect(L, lc->c, &err) != 0) {
+        lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
+        raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
+    }
+    lua_getfield(L, -1, "rowcount");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_getfield(L, -2, "lastrowid");
+    if (*first_id == 0)
+        *first_id = (unsigned long long)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    lua_replace(L, 4); /* slot 4 holds the latest Result */
+    if (n > 0)
+        *total += n;
+}
+
+/* conn:executemany(sql, {params1, params2, ...}) -> Result whose rowcount
+ * is the total. An INSERT ... VALUES (...) becomes multi-row INSERTs of up to
+ * SC_BATCH_BYTES each (what makes SQLAlchemy's executemany fast with
+ * mysqlclient); anything else runs once per parameter set. */
+static int l_executemany(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    sc_check_table(L, 3, "parameter sets");
+    int rows = 3;
+    int n = (int)sc_rawlen(L, rows);
+    if (n == 0)
+        return sc_argerror(L, "executemany needs at least one parameter set");
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, rows, i);
+        if (!lua_istable(L, -1))
+            return sc_argerror(L, "parameter set %d must be a table, got %s", i, luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 3);
+    lua_pushnil(L); /* 4: the latest Result */
+    sc_conn *c = lc->c;
+    int no_bs = sc_conn_no_backslash_escapes(c);
+    long long total = 0;
+    unsigned long long first_id = 0;
+    sc_parse_plan(L, &c->plan, sql, len);
+    size_t tuple = values_tuple(&c->plan, sql, len);
+    int prefix_has_binds = 0;
+    for (size_t t = 0; tuple && t < c->plan.n; t++)
+        if (c->plan.toks[t].kind != SC_TOK_SQL && c->plan.toks[t].start < tuple)
+            prefix_has_binds = 1;
+    if (tuple && !prefix_has_binds) {
+        sc_parse_plan(L, &c->plan2, sql + tuple, len - tuple);
+        int pending = 0;
+        for (int i = 1; i <= n; i++) {
+            if (pending == 0) {
+                c->sql.len = 0;
+                if (sc_buf_add(&c->sql, sql, tuple) != 0)
+                    return luaL_error(L, "out of memory");
+            } else if (sc_buf_add(&c->sql, ",", 1) != 0) {
+                return luaL_error(L, "out of memory");
+            }
+            lua_rawgeti(L, rows, i);
+            sc_render_plan(L, &c->sql, &c->plan2, sql + tuple, lua_gettop(L), no_bs);
+            lua_pop(L, 1);
+            pending++;
+            if (c->sql.len >= SC_BATCH_BYTES || i == n) {
+                run_batch(L, lc, sql, len, rows, i, &total, &first_id);
+                pending = 0;
+            }
+        }
+    } else {
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, rows, i);
+            c->sql.len = 0;
+            sc_render_plan(L, &c->sql, &c->plan, sql, lua_gettop(L), no_bs);
+            lua_pop(L, 1);
+            run_batch(L, lc, sql, len, rows, i, &total, &first_id);
+        }
+    }
+    /* the last statement's Result, reporting the batch as a whole */
+    sc_result_set_counts(L, 4, total, first_id);
+    lua_settop(L, 4);
+    return 1;
 }
 
 /* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
@@ -315,6 +476,7 @@ static int l_connect(lua_State *L)
 static const luaL_Reg conn_methods[] = {
     {"execute", l_execute},
     {"exec_driver_sql", l_exec_driver_sql},
+    {"executemany", l_executemany},
     {"render", l_render},
     {"ping", l_ping},
     {"close", l_close},

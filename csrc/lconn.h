@@ -31,6 +31,12 @@ int sc_lconn_release(lconn *lc);
  * ArgumentError naming a missing or unsupported bind. */
 void sc_render(lua_State *L, sc_buf *b, sc_bind_plan *plan, const char *sql, size_t len,
                int params, int no_backslash);
+/* The two halves of sc_render: parse sql into plan (raising on mixed bind
+ * styles), and append the statement rendered with the params at index
+ * params (0: none) to b. */
+void sc_parse_plan(lua_State *L, sc_bind_plan *plan, const char *sql, size_t len);
+void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
+                    int no_backslash);
 
 /* Builds an sc_url from the Lua URL table at idx (fields as core.parse_url
  * returns them); raises ArgumentError on a bad field. */

@@ -126,6 +126,13 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
     return 0;
 }
 
+void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid)
+{
+    lresult *r = lua_touserdata(L, idx);
+    r->rowcount = rowcount;
+    r->lastrowid = lastrowid;
+}
+
 /* ---- row decoding: the hot path of every fetch ------------------------- */
 
 static int parse_int(const char *s, unsigned long len, long long *out)

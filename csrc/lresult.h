@@ -11,5 +11,7 @@
 /* Runs the statement already sent on c and pushes a Result holding all its
  * result sets; on error pushes nothing and fills err. */
 int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err);
+/* Sets the rowcount and lastrowid a Result reports (executemany's totals). */
+void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid);
 
 #endif

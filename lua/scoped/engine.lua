@@ -300,6 +300,16 @@ function Connection:execute(sql, params)
   return raw:execute(sql, params)
 end
 
+--- Runs sql once per parameter set; an INSERT ... VALUES (...) is sent as
+--- multi-row INSERTs. rowcount is the total. (execute(sql, {set1, set2})
+--- does the same for a statement with :name binds.)
+function Connection:executemany(sql, param_sets)
+  local raw = live_raw(self)
+  if not self._in_tx and not self.engine._autocommit then self._in_tx = true end
+  if self.engine.echo then log_statement(self, sql, param_sets) end
+  return raw:executemany(sql, param_sets)
+end
+
 function Connection:exec_driver_sql(sql)
   local raw = live_raw(self)
   if not self._in_tx then self._in_tx = true end

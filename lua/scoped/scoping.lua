@@ -37,7 +37,7 @@ local function scopefunc_registry(scopefunc)
 end
 
 local PROXIED = {
-  "execute", "commit", "rollback", "close", "begin", "begin_nested", "scalar", "scalars",
+  "execute", "executemany", "commit", "rollback", "close", "begin", "begin_nested", "scalar", "scalars",
   "connection", "in_transaction", "get_bind",
 }
 

@@ -95,6 +95,12 @@ function Session:execute(sql, params)
   return conn:execute(sql, params)
 end
 
+function Session:executemany(sql, param_sets)
+  local conn = self._conn or self:connection()
+  self._active = true
+  return conn:executemany(sql, param_sets)
+end
+
 function Session:scalar(sql, params) return self:execute(sql, params):scalar() end
 function Session:scalars(sql, params) return self:execute(sql, params):scalars() end
 function Session:get_bind() return self.bind end
