@@ -32,6 +32,18 @@ function H.connection_alive(thread_id)
   return n == 1
 end
 
+-- Whether the server has let go of thread_id within timeout seconds (default
+-- 5): a closed connection's COM_QUIT is handled asynchronously, so the thread
+-- may linger in the PROCESSLIST for a moment (longer under ASan or valgrind).
+function H.connection_gone(thread_id, timeout)
+  local deadline = os.time() + (timeout or 5)
+  repeat
+    if not H.connection_alive(thread_id) then return true end
+    H.sleep(0.02)
+  until os.time() > deadline
+  return not H.connection_alive(thread_id)
+end
+
 -- Connections to the test server other than the observer.
 function H.server_connections()
   local o = H.observer()
