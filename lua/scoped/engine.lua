@@ -35,6 +35,7 @@ local OPTIONS = {
   hide_parameters = {"boolean", false},
   pool_wait = {"function"},
   shared = {"string"},
+  pool_leak_threshold = {"number"},
 }
 
 local function type_ok(want, v)
@@ -87,6 +88,10 @@ local function check_options(opts)
   if r ~= "rollback" and r ~= "commit" and r ~= false then
     exc.raise("ArgumentError", "create_engine(): pool_reset_on_return must be 'rollback', 'commit' or false")
   end
+  local t = o.pool_leak_threshold
+  if t ~= nil and not (t > 0) then
+    exc.raise("ArgumentError", "create_engine(): pool_leak_threshold must be a number of seconds > 0, got %s", tostring(t))
+  end
   return o
 end
 
@@ -98,7 +103,8 @@ local function shared_key(u, o)
   table.sort(keys)
   for _, k in ipairs(keys) do
     local v = o[k]
-    if type(v) ~= "function" and type(v) ~= "table" and k ~= "shared" and k ~= "echo" then
+    if type(v) ~= "function" and type(v) ~= "table" and k ~= "shared" and k ~= "echo"
+        and k ~= "pool_leak_threshold" then
       parts[#parts + 1] = k .. "=" .. tostring(v)
     end
   end
@@ -149,6 +155,8 @@ function M.create_engine(url, opts)
     _log = o.logger or default_logger,
     _events = {},
     _has_events = false,
+    _leak = o.pool_leak_threshold,
+    _held = o.pool_leak_threshold and setmetatable({}, {__mode = "k"}),
   }, Engine)
   engine.pool = setmetatable({_cpool = cpool, _class = o.poolclass}, Pool)
   return engine
@@ -194,6 +202,38 @@ local function checkout(engine)
   return raw, fresh
 end
 
+-- ---- leak detection (pool_leak_threshold, HikariCP's leakDetectionThreshold) --
+--
+-- Only an engine with the option pays for it (plain() is false then): each
+-- checkout records raw -> {when, traceback} in _held, a weak-keyed table of
+-- this engine's outstanding checkouts; each checkout and checkin (and
+-- engine:check_leaks(), e.g. from a timer) scans it and reports, once per
+-- checkout, any held longer than the threshold. A raw connection closed
+-- behind the engine's back (replaced after a disconnect) or collected
+-- leaves the table by itself.
+local function check_leaks(engine)
+  local now, n = core.monotonic(), 0
+  for raw, h in pairs(engine._held) do
+    if raw:closed() then
+      engine._held[raw] = nil
+    elseif not h.reported and now - h.at > engine._leak then
+      h.reported = true
+      n = n + 1
+      engine._log(string.format("scoped.pool: connection held for %.1f s, longer than " ..
+        "pool_leak_threshold (%g s): not returned to the pool (a leak?); it was %s",
+        now - h.at, engine._leak, h.where))
+    end
+  end
+  return n
+end
+
+--- engine:check_leaks() -> how many connections were newly reported as held
+--- past pool_leak_threshold (0 without the option).
+function Engine:check_leaks()
+  if not self._leak then return 0 end
+  return check_leaks(self)
+end
+
 function Engine:_checkout()
   local raw, fresh = checkout(self)
   if self.hide_parameters then raw:set_hide_parameters(true) end
@@ -210,10 +250,18 @@ function Engine:_checkout()
     end
   end
   if self.echo then self._log("scoped.pool: connection checked out") end
+  if self._leak then
+    check_leaks(self)
+    self._held[raw] = {at = core.monotonic(), where = debug.traceback("checked out at:", 2)}
+  end
   return raw
 end
 
 function Engine:_checkin(raw)
+  if self._leak then
+    self._held[raw] = nil
+    check_leaks(self)
+  end
   if self._has_events then
     event.fire(self, "checkin", raw)
     if raw:in_transaction() then event.fire(self, "reset", raw) end
@@ -223,10 +271,11 @@ function Engine:_checkin(raw)
 end
 
 -- Whether checkout and checkin need more than the C pool: a yielding wait,
--- listeners, logging or hidden parameters. Without them the hot path is one
--- C call each way (what W1 in bench/ measures).
+-- listeners, logging, hidden parameters or leak detection. Without them the
+-- hot path is one C call each way (what W1 in bench/ measures).
 local function plain(engine)
-  return not (engine._pool_wait or engine._has_events or engine.echo or engine.hide_parameters)
+  return not (engine._pool_wait or engine._has_events or engine.echo or engine.hide_parameters
+    or engine._leak)
 end
 M.plain = plain
 
