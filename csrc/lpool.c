@@ -77,6 +77,13 @@ static int mysql_ping_cb(void *ud, void *conn)
     return sc_conn_ping(conn);
 }
 
+/* a disconnect error was seen on it (sc_is_disconnect), not a user's invalidate() */
+static int mysql_broken_cb(void *ud, void *conn)
+{
+    (void)ud;
+    return ((sc_conn *)conn)->broken;
+}
+
 static void spec_free_cb(void *ud)
 {
     connect_spec *spec = ud;
@@ -185,7 +192,8 @@ static int l_pool_new(lua_State *L)
     if (iso != NULL && !spec->autocommit)
         snprintf(spec->isolation, sizeof spec->isolation, "%s", iso);
 
-    sc_connector conn = {mysql_open, mysql_close_cb, mysql_discard_cb, mysql_ping_cb, spec_free_cb, spec};
+    sc_connector conn = {mysql_open, mysql_close_cb, mysql_discard_cb, mysql_ping_cb, spec_free_cb, spec,
+                         mysql_broken_cb};
     if (shared != NULL) {
         char err[256] = "";
         lp->pool = sc_pool_shared_acquire(shared, key ? key : "", &cfg, &conn, err, sizeof err);

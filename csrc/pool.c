@@ -59,6 +59,7 @@ struct sc_pool {
     pid_t pid;            /* process the state below belongs to */
     unsigned generation;  /* bumped by dispose and fork */
     unsigned epoch;       /* bumped by fork only: tickets survive dispose */
+    double invalid_before; /* entries opened at or before this are stale (a disconnect) */
     sc_pool_entry *idle_head, *idle_tail;
     int nidle;
     int open;
@@ -799,6 +800,7 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
         return;
     pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL;
+    int disconnect = discard && p->c.broken != NULL && p->c.broken(p->c.ud, e->conn);
     lock_pool(p, me);
     if (e->pid != me) {
         /* opened by the parent: its socket is the parent's too */
@@ -808,10 +810,21 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
         free(e);
         return;
     }
-    if (discard || e->generation != p->generation) {
+    if (disconnect) {
+        /* The server most likely went away for every connection: close the
+         * idle ones now (their slots come free for fresh opens), and those
+         * checked out when they come back. */
+        sc_pool_entry *idle;
+        p->invalid_before = sc_monotonic();
+        while ((idle = idle_take(p)) != NULL) {
+            idle->next = to_close;
+            to_close = idle;
+        }
+    }
+    if (discard || e->generation != p->generation || e->created_at <= p->invalid_before) {
         /* close_entries frees the slot afterwards (old generations have
          * none left to free) */
-        e->next = NULL;
+        e->next = to_close;
         to_close = e;
     } else {
         release_entry_locked(p, e, sc_monotonic(), &to_close);

@@ -25,6 +25,13 @@ typedef struct sc_connector {
     /* Frees ud when the pool is destroyed; may be NULL. */
     void (*free_ud)(void *ud);
     void *ud;
+    /* Non-zero when a connection given back for discarding died of a
+     * disconnect (the server went away), as opposed to being invalidated by
+     * its user; may be NULL. A disconnect invalidates the whole pool, as in
+     * SQLAlchemy: idle connections opened before it are closed at once,
+     * checked-out ones when they come back, so the next checkout opens a
+     * fresh one instead of trying every stale one in turn. */
+    int (*broken)(void *ud, void *conn);
 } sc_connector;
 
 typedef struct sc_pool_config {
@@ -85,8 +92,10 @@ void sc_pool_cancel(sc_pool *p, sc_waiter *ticket);
 double sc_waiter_remaining(const sc_waiter *ticket);
 
 /* Returns an entry. discard != 0 closes it (an invalidated connection) and
- * frees its slot for the next waiter. An entry from an older generation
- * (dispose) or another process (fork) is closed / discarded. */
+ * frees its slot for the next waiter; when the connector's broken() says it
+ * died of a disconnect, every connection opened before now goes too (see
+ * sc_connector.broken). An entry from an older generation (dispose) or
+ * another process (fork) is closed / discarded. */
 void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard);
 
 /* Closes idle connections and starts a new generation: connections checked

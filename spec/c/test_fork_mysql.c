@@ -72,7 +72,7 @@ int main(void)
     cfg.max_overflow = 0;
     cfg.timeout = 5;
     cfg.recycle = -1;
-    sc_connector conn = {open_cb, close_cb, discard_cb, ping_cb, NULL, &url};
+    sc_connector conn = {open_cb, close_cb, discard_cb, ping_cb, NULL, &url, NULL};
     sc_pool *p = sc_pool_new(&cfg, &conn);
 
     sc_pool_entry *e = NULL;

@@ -60,6 +60,7 @@ typedef struct fake_conn {
     int id;
     int in_use; /* set by the test while it holds the connection */
     int dead;   /* ping reports failure */
+    int broken; /* died of a disconnect: the pool invalidates the others */
 } fake_conn;
 
 typedef struct fake_ud {
@@ -125,6 +126,12 @@ static int fake_ping(void *ud, void *conn)
     return LOAD(c->dead) ? -1 : 0;
 }
 
+static int fake_broken(void *ud, void *conn)
+{
+    (void)ud;
+    return LOAD(((fake_conn *)conn)->broken);
+}
+
 static void fake_free(void *ud)
 {
     fake_ud *u = ud;
@@ -142,7 +149,7 @@ static sc_connector fake_connector(fake_ud **out, int *freed_counter)
         exit(2);
     }
     u->freed_counter = freed_counter;
-    sc_connector c = {fake_open, fake_close, fake_discard, fake_ping, fake_free, u};
+    sc_connector c = {fake_open, fake_close, fake_discard, fake_ping, fake_free, u, fake_broken};
     *out = u;
     return c;
 }
@@ -192,6 +199,46 @@ static int wait_for_waiting(sc_pool *p, int n)
         sleep_s(0.001);
     }
     return 0;
+}
+
+/* ---- a disconnect invalidates the pool (SQLAlchemy's pool._invalidate) ---- */
+
+static void test_invalidate(void)
+{
+    char err[128];
+    fake_ud *u;
+    sc_pool_entry *a, *b, *c, *d, *e;
+    sc_pool *p = new_pool(config(3, 2, 1), &u);
+
+    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &b, err, sizeof err);
+    sc_pool_checkout(p, &c, err, sizeof err);
+    sc_pool_checkout(p, &d, err, sizeof err);
+    int bid = conn_id(b), cid = conn_id(c), did = conn_id(d);
+    sc_pool_checkin(p, b, 0);
+    sc_pool_checkin(p, c, 0);
+    sc_pool_checkin(p, a, 1); /* a user's invalidate(): the others stay */
+    check(stats(p).checkedin == 2 && LOAD(u->state[bid]) == ST_OPEN,
+          "invalidate: discarding one connection keeps the idle ones");
+    sc_pool_checkout(p, &a, err, sizeof err);
+    STORE(((fake_conn *)a->conn)->broken, 1);
+    sleep_s(0.001);
+    sc_pool_checkin(p, a, 1); /* died of a disconnect */
+    sc_pool_stats st = stats(p);
+    check(st.checkedin == 0 && st.checkedout == 1 && LOAD(u->state[bid]) == ST_CLOSED &&
+              LOAD(u->state[cid]) == ST_CLOSED,
+          "invalidate: a disconnect closes every idle connection at once (%d idle, %d out)",
+          st.checkedin, st.checkedout);
+    sc_pool_checkout(p, &e, err, sizeof err);
+    check(e != NULL && e->fresh == 1, "invalidate: the next checkout opens a fresh connection");
+    sc_pool_checkin(p, d, 0); /* checked out before the disconnect */
+    check(LOAD(u->state[did]) == ST_CLOSED && stats(p).checkedin == 0,
+          "invalidate: one checked out before the disconnect is closed when it comes back");
+    sc_pool_checkin(p, e, 0);
+    st = stats(p);
+    check(st.checkedin == 1 && st.open == 1 && st.checkedout == 0 && LOAD(u->open_now) == 1,
+          "invalidate: one opened after it is kept; counts consistent");
+    sc_pool_free(p);
 }
 
 /* ---- 1. many threads ----------------------------------------------------- */
@@ -818,6 +865,7 @@ int main(void)
     test_fork();
     test_open_failure();
     test_shared();
+    test_invalidate();
     printf("1..%d\n", n_tests);
     printf("%d passed, %d failed (%.2f s)\n", n_tests - n_failed, n_failed, sc_monotonic() - t0);
     return n_failed ? 1 : 0;
