@@ -26,6 +26,12 @@ function H.observer()
   return observer
 end
 
+-- After a server restart the observer's socket is dead: open a new one.
+function H.forget_observer()
+  if observer then pcall(observer.close, observer) end
+  observer = nil
+end
+
 function H.connection_alive(thread_id)
   local n = H.observer():execute(
     "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = :id", {id = thread_id}):scalar()

@@ -14,7 +14,7 @@ set -uo pipefail
 pkgs=(
     lua5.4 liblua5.4-dev
     luajit2 libluajit2-5.1-dev
-    luarocks lua-busted lua-cjson
+    luarocks lua-busted lua-cjson lua-socket
     libmariadb-dev mariadb-server
     pkg-config gcc make
     "$@"
