@@ -180,17 +180,22 @@ static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *
 
 static int l_executemany(lua_State *L);
 
+/* The optional parameters argument at i: its index, or 0 when absent. */
+static int opt_params(lua_State *L, int i)
+{
+    if (lua_isnoneornil(L, i))
+        return 0;
+    sc_check_table(L, i, "parameters");
+    return i;
+}
+
 /* conn:execute(sql [, params]) -> Result */
 static int l_execute(lua_State *L)
 {
     lconn *lc = check_open(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
-    int params = 0;
-    if (!lua_isnoneornil(L, 3)) {
-        sc_check_table(L, 3, "parameters");
-        params = 3;
-    }
+    int params = opt_params(L, 3);
     /* no binds and nothing that looks like one: send the text as it is */
     if (!params && memchr(sql, ':', len) == NULL && memchr(sql, '?', len) == NULL)
         return run(L, lc, sql, len, sql, len, 0);
@@ -372,11 +377,7 @@ static int l_render(lua_State *L)
     lconn *lc = check_open(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
-    int params = 0;
-    if (!lua_isnoneornil(L, 3)) {
-        sc_check_table(L, 3, "parameters");
-        params = 3;
-    }
+    int params = opt_params(L, 3);
     sc_render(L, &lc->c->sql, &lc->c->plan, sql, len, params, sc_conn_no_backslash_escapes(lc->c));
     lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
     return 1;
