@@ -1,0 +1,159 @@
+-- LuaSQL (Debian's lua-sql-mysql) doing the benchmark workloads: what a Lua
+-- program would use instead of scoped. No pool, no binds, strings only.
+--
+--   lua5.4|luajit bench/luasql_bench.lua SOCKET WORKLOAD N
+--
+-- LuaSQL's connect() takes no socket argument: libmariadb falls back to the
+-- MYSQL_UNIX_PORT environment variable, which this program checks it used.
+local driver = require "luasql.mysql"
+local clock = require "benchclock"
+local now = clock.now
+
+local sock, workload, n = arg[1], arg[2], tonumber(arg[3])
+assert(sock and workload and n, "usage: luasql_bench.lua SOCKET WORKLOAD N")
+assert(os.getenv("MYSQL_UNIX_PORT") == sock, "run with MYSQL_UNIX_PORT=" .. sock)
+
+local function result(v, fmt) io.write(string.format("RESULT " .. (fmt or "%.3f") .. "\n", v)) end
+local function extra(k, v) io.write(string.format("EXTRA %s %.3f\n", k, v)) end
+
+local env = assert(driver.mysql())
+local function connect()
+  local conn = assert(env:connect("scoped_test", "root"))
+  assert(conn:execute("SET NAMES utf8mb4"))
+  local cur = assert(conn:execute("SELECT host FROM information_schema.processlist WHERE id = CONNECTION_ID()"))
+  local host = cur:fetch()
+  cur:close()
+  assert(host == "localhost", "not on the unix socket: " .. tostring(host))
+  conn:setautocommit(false) -- as scoped's pooled connections and DB-API
+  return conn
+end
+
+local W = {}
+
+local function select1(conn)
+  local cur = assert(conn:execute("SELECT 1"))
+  local v = cur:fetch()
+  cur:close()
+  return v
+end
+
+function W.w2()
+  local conn = connect()
+  for _ = 1, math.floor(n / 10) + 100 do select1(conn) end
+  local t0 = now()
+  for _ = 1, n do select1(conn) end
+  result((now() - t0) * 1e6 / n)
+end
+
+-- W2s: no sessions in LuaSQL: the same two statements on one connection
+local function request(conn)
+  select1(conn)
+  conn:commit()
+end
+
+function W.w2s()
+  local conn = connect()
+  for _ = 1, math.floor(n / 10) + 100 do request(conn) end
+  local t0 = now()
+  for _ = 1, n do request(conn) end
+  result((now() - t0) * 1e6 / n)
+end
+
+local function counters(mon)
+  local c = {}
+  local cur = assert(mon:execute("SHOW GLOBAL STATUS WHERE Variable_name IN " ..
+    "('Questions','Com_select','Com_commit','Com_rollback')"))
+  local k, v = cur:fetch()
+  while k do
+    c[k:lower()] = tonumber(v)
+    k, v = cur:fetch()
+  end
+  cur:close()
+  return c
+end
+
+function W.w2s_count()
+  local conn = connect()
+  request(conn)
+  local mon = connect()
+  local a = counters(mon)
+  local b = counters(mon)
+  for _ = 1, n do request(conn) end
+  local c = counters(mon)
+  result(((c.questions - b.questions) - (b.questions - a.questions)) / n, "%.2f")
+  extra("select", (c.com_select - b.com_select) / n)
+  extra("commit", (c.com_commit - b.com_commit) / n)
+  extra("rollback", (c.com_rollback - b.com_rollback) / n)
+end
+
+-- W3: rows as LuaSQL gives them (every value a string; NULL is nil)
+local W3_SQL = "SELECT id, name, score, big, created, note FROM bench_rows"
+local function w3_once(conn)
+  local cur = assert(conn:execute(W3_SQL))
+  local rows, nrows = {}, 0
+  local row = cur:fetch({}, "n")
+  while row do
+    nrows = nrows + 1
+    rows[nrows] = row
+    row = cur:fetch({}, "n")
+  end
+  cur:close()
+  local bytes = 0
+  for i = 1, nrows do
+    local r = rows[i]
+    local id, name, score, big, created, note = r[1], r[2], r[3], r[4], r[5], r[6]
+    bytes = bytes + #id + #name + #score + #big + #created
+    if note then bytes = bytes + #note else bytes = bytes + 1 end
+  end
+  conn:commit()
+  return nrows
+end
+
+function W.w3()
+  local conn = connect()
+  w3_once(conn)
+  local rows = 0
+  local t0 = now()
+  for _ = 1, n do rows = rows + w3_once(conn) end
+  result(rows / (now() - t0), "%.0f")
+end
+
+local function truncate(conn)
+  assert(conn:execute("TRUNCATE TABLE bench_ins"))
+  conn:commit()
+end
+
+-- W4: the statement built with conn:escape, the usual LuaSQL idiom
+function W.w4one()
+  local conn = connect()
+  truncate(conn)
+  local t0 = now()
+  for i = 1, n do
+    assert(conn:execute(string.format("INSERT INTO bench_ins (a, b) VALUES (%d, '%s')",
+      i, conn:escape("name-" .. i))))
+  end
+  conn:commit()
+  result(n / (now() - t0), "%.0f")
+  truncate(conn)
+end
+
+function W.w4batch()
+  local conn = connect()
+  truncate(conn)
+  local t0 = now()
+  local parts = {}
+  for i = 1, n do
+    parts[i] = string.format("(%d,'%s')", i, conn:escape("name-" .. i))
+  end
+  assert(conn:execute("INSERT INTO bench_ins (a, b) VALUES " .. table.concat(parts, ",")))
+  conn:commit()
+  result(n / (now() - t0), "%.0f")
+  truncate(conn)
+end
+
+local f = W[workload]
+if not f then
+  io.stderr:write("luasql_bench.lua: unknown workload " .. tostring(workload) .. "\n")
+  os.exit(2)
+end
+f()

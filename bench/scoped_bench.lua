@@ -1,0 +1,300 @@
+-- scoped's side of the benchmarks (Lua 5.4 and LuaJIT alike).
+--
+--   lua5.4|luajit bench/scoped_bench.lua SOCKET WORKLOAD N
+--
+-- prints "RESULT <figure>" and maybe "EXTRA <name> <value>" lines; see
+-- bench/README.md for what each workload does. Needs LUA_PATH/LUA_CPATH to
+-- find scoped, scoped.core and benchclock (bench/run.sh sets them).
+local scoped = require "scoped"
+local clock = require "benchclock"
+local now = clock.now
+
+local sock, workload, n = arg[1], arg[2], tonumber(arg[3])
+assert(sock and workload and n, "usage: scoped_bench.lua SOCKET WORKLOAD N")
+local URL = "mysql://root@/scoped_test?unix_socket=" .. sock
+local null = scoped.null
+-- BENCH_NOWARM=1 (bench/profile.sh): no warm-up loops, so that two runs of
+-- different n differ by exactly the timed iterations
+local WARM = os.getenv("BENCH_NOWARM") == nil
+local function warmups() return WARM and math.floor(n / 10) + 100 or 0 end
+
+local function result(v, fmt) io.write(string.format("RESULT " .. (fmt or "%.3f") .. "\n", v)) end
+local function extra(k, v) io.write(string.format("EXTRA %s %.3f\n", k, v)) end
+
+local W = {}
+
+-- W1: checkout + checkin, no statement
+function W.w1()
+  local engine = scoped.create_engine(URL)
+  for _ = 1, warmups() do local c = engine:connect(); c:close() end
+  local t0 = now()
+  for _ = 1, n do
+    local c = engine:connect()
+    c:close()
+  end
+  result((now() - t0) * 1e6 / n)
+end
+
+-- W2: SELECT 1 and fetch on a held connection
+function W.w2()
+  local engine = scoped.create_engine(URL)
+  local conn = engine:connect()
+  for _ = 1, warmups() do conn:execute("SELECT 1"):all() end
+  local t0 = now()
+  for _ = 1, n do
+    conn:execute("SELECT 1"):all()
+  end
+  result((now() - t0) * 1e6 / n)
+  conn:close()
+end
+
+local function w2s_setup()
+  local engine = scoped.create_engine(URL)
+  local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+  return engine, Session
+end
+
+-- W2s: the seed's request
+function W.w2s()
+  local _, Session = w2s_setup()
+  local function request()
+    Session()
+    Session:execute("SELECT 1"):all()
+    Session:commit()
+    Session:remove()
+  end
+  for _ = 1, warmups() do request() end
+  local t0 = now()
+  for _ = 1, n do request() end
+  result((now() - t0) * 1e6 / n)
+end
+
+-- statements per W2s request, counted by the server (global status deltas
+-- read on a connection of our own)
+local function counters(mon)
+  local c = {}
+  for _, row in ipairs(mon:execute("SHOW GLOBAL STATUS WHERE Variable_name IN " ..
+      "('Questions','Com_select','Com_commit','Com_rollback')"):all()) do
+    c[row[1]:lower()] = tonumber(row[2])
+  end
+  return c
+end
+
+function W.w2s_count()
+  local _, Session = w2s_setup()
+  local function request()
+    Session()
+    Session:execute("SELECT 1"):all()
+    Session:commit()
+    Session:remove()
+  end
+  request()
+  local mon = scoped.raw_connect(URL)
+  local a = counters(mon)
+  local b = counters(mon)
+  for _ = 1, n do request() end
+  local c = counters(mon)
+  result(((c.questions - b.questions) - (b.questions - a.questions)) / n, "%.2f")
+  extra("select", (c.com_select - b.com_select) / n)
+  extra("commit", (c.com_commit - b.com_commit) / n)
+  extra("rollback", (c.com_rollback - b.com_rollback) / n)
+  mon:close()
+end
+
+-- W3: 100,000 rows x 6 columns into Lua rows, every cell touched
+local W3_SQL = "SELECT id, name, score, big, created, note FROM bench_rows"
+local function w3_once(conn)
+  local rows = conn:execute(W3_SQL):all()
+  local isum, dsum, bytes = 0, 0.0, 0
+  for i = 1, #rows do
+    local r = rows[i]
+    local id, name, score, big, created, note = r[1], r[2], r[3], r[4], r[5], r[6]
+    isum = isum + id + big
+    dsum = dsum + score
+    bytes = bytes + #name + #created
+    if note ~= null then bytes = bytes + #note else bytes = bytes + 1 end
+  end
+  conn:commit()
+  return #rows
+end
+
+function W.w3()
+  local engine = scoped.create_engine(URL)
+  local conn = engine:connect()
+  if WARM then w3_once(conn) end
+  local rows = 0
+  local t0 = now()
+  for _ = 1, n do rows = rows + w3_once(conn) end
+  result(rows / (now() - t0), "%.0f")
+  conn:close()
+end
+
+local function truncate(conn)
+  conn:execute("TRUNCATE TABLE bench_ins")
+  conn:commit()
+end
+
+-- W4: single-row INSERTs with binds, one transaction
+function W.w4one()
+  local engine = scoped.create_engine(URL)
+  local conn = engine:connect()
+  truncate(conn)
+  local t0 = now()
+  for i = 1, n do
+    conn:execute("INSERT INTO bench_ins (a, b) VALUES (:a, :b)", {a = i, b = "name-" .. i})
+  end
+  conn:commit()
+  result(n / (now() - t0), "%.0f")
+  truncate(conn)
+  conn:close()
+end
+
+-- W4 batch: executemany with the same :name statement and list of rows as
+-- SQLAlchemy's (scoped rewrites it into multi-row INSERTs, as mysqlclient
+-- does). A tree without executemany falls back to w4multi (EXTRA fallback 1).
+local function w4multi_run(conn)
+  local params = {}
+  for i = 1, n do
+    params[2 * i - 1] = i
+    params[2 * i] = "name-" .. i
+  end
+  local sql = "INSERT INTO bench_ins (a, b) VALUES " .. string.rep("(?,?)", n, ",")
+  conn:execute(sql, params)
+end
+
+function W.w4batch()
+  local engine = scoped.create_engine(URL)
+  local conn = engine:connect()
+  truncate(conn)
+  local t0 = now()
+  if conn.executemany then
+    local rows = {}
+    for i = 1, n do rows[i] = {a = i, b = "name-" .. i} end
+    conn:executemany("INSERT INTO bench_ins (a, b) VALUES (:a, :b)", rows)
+  else
+    w4multi_run(conn)
+  end
+  conn:commit()
+  result(n / (now() - t0), "%.0f")
+  if not conn.executemany then extra("fallback", 1) end
+  truncate(conn)
+  conn:close()
+end
+
+-- W4 multi: the statement built by hand, n (?,?) groups and a flat array of
+-- 2n binds through conn:execute (what a program without executemany does)
+function W.w4multi()
+  local engine = scoped.create_engine(URL)
+  local conn = engine:connect()
+  truncate(conn)
+  local t0 = now()
+  w4multi_run(conn)
+  conn:commit()
+  result(n / (now() - t0), "%.0f")
+  truncate(conn)
+  conn:close()
+end
+
+-- Session() on an existing scope, and what the proxy adds to a call, in ns
+function W.lookup()
+  local _, Session = w2s_setup()
+  local s = Session()
+  local function loop_empty()
+    local t0 = now()
+    for _ = 1, n do end
+    return now() - t0
+  end
+  local function loop_lookup()
+    local t0 = now()
+    for _ = 1, n do Session() end
+    return now() - t0
+  end
+  local function loop_direct()
+    local t0 = now()
+    for _ = 1, n do s:get_bind() end
+    return now() - t0
+  end
+  local function loop_proxied()
+    local t0 = now()
+    for _ = 1, n do Session:get_bind() end
+    return now() - t0
+  end
+  -- best of 3 for each: the least disturbed run
+  local function best(f)
+    local b = math.huge
+    for _ = 1, 3 do local t = f(); if t < b then b = t end end
+    return b
+  end
+  local empty = best(loop_empty)
+  local lookup = best(loop_lookup)
+  local direct = best(loop_direct)
+  local proxied = best(loop_proxied)
+  result((lookup - empty) * 1e9 / n, "%.1f")
+  extra("proxy_overhead_ns", (proxied - direct) * 1e9 / n)
+  extra("direct_call_ns", (direct - empty) * 1e9 / n)
+  Session:remove()
+end
+
+-- W5 (one Lua state): 200 coroutines running W2s on a pool of 4 with
+-- pool_wait. Each yields once while holding its connection (as an OpenResty
+-- handler would on I/O): with blocking statements and no yield, nothing
+-- would ever wait. p99 wait: Session:connection() (the checkout) per request.
+function W.w5co()
+  local NCO = 200
+  local per = math.max(1, math.floor(n / NCO))
+  local engine = scoped.create_engine(URL, {
+    pool_size = 4, max_overflow = 0, pool_timeout = 60,
+    pool_wait = function() coroutine.yield() end,
+  })
+  local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+  local waits, nw = {}, 0
+  local function worker()
+    for _ = 1, per do
+      local t0 = now()
+      Session()
+      Session:connection()
+      local t1 = now()
+      Session:execute("SELECT 1"):all()
+      coroutine.yield()
+      Session:commit()
+      Session:remove()
+      nw = nw + 1
+      waits[nw] = t1 - t0
+    end
+  end
+  local function run_all()
+    local cos = {}
+    for i = 1, NCO do cos[i] = coroutine.create(worker) end
+    local live = NCO
+    while live > 0 do
+      live = 0
+      for i = 1, NCO do
+        local co = cos[i]
+        if coroutine.status(co) == "suspended" then
+          local ok, err = coroutine.resume(co)
+          if not ok then error(err) end
+          if coroutine.status(co) ~= "dead" then live = live + 1 end
+        end
+      end
+    end
+  end
+  -- warm: open the 4 connections
+  local saved = per
+  per = 1
+  run_all()
+  per, waits, nw = saved, {}, 0
+  local t0 = now()
+  run_all()
+  local dt = now() - t0
+  table.sort(waits)
+  result(nw / dt, "%.0f")
+  extra("p50_wait_us", waits[math.max(1, math.floor(nw * 0.50))] * 1e6)
+  extra("p99_wait_us", waits[math.max(1, math.floor(nw * 0.99))] * 1e6)
+end
+
+local f = W[workload]
+if not f then
+  io.stderr:write("scoped_bench.lua: unknown workload " .. tostring(workload) .. "\n")
+  os.exit(2)
+end
+f()
