@@ -86,5 +86,9 @@ demo: deps
 	@LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/lua5.4/?.so;;" \
 	    bash spec/support/with-db.sh --demo lua5.4 examples/demo.lua
 
+# ---- benchmarks: bench/README.md (BENCH_ARGS="--plain --rounds 9" passes options)
+bench:
+	@bash bench/run.sh $(BENCH_ARGS)
+
 clean:
 	rm -rf build
