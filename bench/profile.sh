@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench/profile.sh [WORKLOAD...] — instruction counts per operation of
+# scoped's hot paths under valgrind --tool=callgrind (stable where the
+# timings of bench/run.sh are noisy), next to raw C's for the same workload.
+#
+#   bash bench/profile.sh                 # w1 w2 w2s w3 w4one w4batch
+#   PROFILE_LUA=/path/to/lua bash bench/profile.sh w3
+#
+# Each workload runs twice per runtime with two sizes and no warm-up
+# (BENCH_NOWARM=1); bench/cgdiff.lua subtracts the runs, so start-up,
+# loading and connecting cancel out, and prints Ir per operation, the top
+# functions by self cost and scoped's C functions (csrc/) by inclusive cost.
+# Debian's lua5.4 binary has no symbols: the interpreter shows as ???. A Lua
+# 5.4.4 built from source with -g (PROFILE_LUA) names them (luaV_execute,
+# luaH_newkey, ...). LuaJIT's traces show as ??? whatever you do.
+# Output: stdout and bench/results/profile-latest.txt. Run `make bench` (or
+# its build steps) first: this uses build/ as it is.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$PWD
+
+if [ -z "${SCOPED_TEST_SOCKET:-}" ]; then
+    exec bash spec/support/with-db.sh bash bench/profile.sh "$@"
+fi
+SOCK=$SCOPED_TEST_SOCKET
+command -v valgrind >/dev/null || { echo "profile.sh: valgrind missing (bash spec/support/deps.sh valgrind)" >&2; exit 1; }
+for f in build/bench/raw build/lua5.4/scoped/core.so build/luajit/scoped/core.so build/bench/lua5.4/benchclock.so; do
+    [ -e "$f" ] || { echo "profile.sh: $f missing: run make bench first" >&2; exit 1; }
+done
+mariadb --no-defaults --socket="$SOCK" -uroot scoped_test <bench/setup.sql || exit 1
+unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
+PLUA=${PROFILE_LUA:-lua5.4}
+
+workloads=("$@")
+[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w3 w4one w4batch)
+
+# small and big n, and how many operations their difference is (W3: per row)
+declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=500 [w3]=1 [w4one]=1000 [w4batch]=2000)
+declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=1500 [w3]=2 [w4one]=3000 [w4batch]=12000)
+declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w3]="row" [w4one]="row" [w4batch]="row")
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-prof.XXXXXX")
+trap 'rm -rf -- "$tmp"' EXIT
+OUT=bench/results/profile-latest.txt
+mkdir -p bench/results
+: >"$OUT"
+
+cg() {   # name n cmd...
+    local name=$1 n=$2
+    shift 2
+    BENCH_NOWARM=1 valgrind --tool=callgrind --callgrind-out-file="$tmp/$name.$n" "$@" >/dev/null 2>"$tmp/$name.$n.log" \
+        || { echo "profile.sh: $name failed:"; cat "$tmp/$name.$n.log"; return 1; } >&2
+}
+
+{
+    echo "# callgrind, Ir per operation ($(date -u '+%Y-%m-%d %H:%M UTC'), code $(git describe --always --dirty 2>/dev/null))"
+    echo "# Lua 5.4 binary: $PLUA"
+} | tee -a "$OUT"
+for w in "${workloads[@]}"; do
+    s=${SMALL[$w]:-}
+    b=${BIG[$w]:-}
+    [ -z "$s" ] && { echo "profile.sh: no sizes for $w" >&2; continue; }
+    d=$((b - s))
+    [ "$w" = w3 ] && d=$((d * 100000))
+    for sys in raw lua5.4 luajit; do
+        [ "$sys" = raw ] && [ "$w" = w1 ] && continue
+        name="$w-$sys"
+        for n in "$s" "$b"; do
+            case $sys in
+                raw) cg "$name" "$n" build/bench/raw "$SOCK" "$w" "$n" || continue 2 ;;
+                lua5.4|luajit)
+                    bin=$PLUA; [ "$sys" = luajit ] && bin=luajit
+                    # exported, not through env(1): valgrind must start lua itself
+                    (export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" \
+                        LUA_CPATH="$ROOT/build/$sys/?.so;$ROOT/build/bench/$sys/?.so;;"
+                     cg "$name" "$n" "$bin" bench/scoped_bench.lua "$SOCK" "$w" "$n") || continue 2 ;;
+            esac
+        done
+        {
+            echo
+            echo "## $w on $([ "$sys" = raw ] && echo "raw C" || echo "scoped, $sys"): per ${UNIT[$w]}"
+            top=12; [ "$sys" = raw ] && top=6
+            lua5.4 bench/cgdiff.lua "$tmp/$name.$s" "$tmp/$name.$b" "$d" "$top"
+        } | tee -a "$OUT"
+    done
+done
+echo "profile.sh: written to $OUT" >&2
