@@ -142,6 +142,20 @@ static lconn *check_open(lua_State *L)
     return lc;
 }
 
+/* For statements: an open connection that has not died. A statement on a
+ * dead one would fail anyway; this error says what to do instead (the
+ * SQLAlchemy rule the Connection in engine.lua follows: roll back, then the
+ * next statement gets a new connection). */
+static lconn *check_live(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    if (lc->invalidated || lc->c->broken)
+        sc_raise(L, "InvalidRequestError",
+                 "Can't reconnect until invalid transaction is rolled back.  "
+                 "Please rollback() fully before proceeding");
+    return lc;
+}
+
 static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
                          size_t len, int params)
 {
@@ -192,7 +206,7 @@ static int opt_params(lua_State *L, int i)
 /* conn:execute(sql [, params]) -> Result */
 static int l_execute(lua_State *L)
 {
-    lconn *lc = check_open(L);
+    lconn *lc = check_live(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     int params = opt_params(L, 3);
@@ -301,7 +315,7 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
  * mysqlclient); anything else runs once per parameter set. */
 static int l_executemany(lua_State *L)
 {
-    lconn *lc = check_open(L);
+    lconn *lc = check_live(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     sc_check_table(L, 3, "parameter sets");
@@ -362,10 +376,31 @@ static int l_executemany(lua_State *L)
     return 1;
 }
 
+/* conn:commit() / conn:rollback(): the statement alone, with no Result to
+ * build and collect (they end every unit of work). */
+static int end_transaction(lua_State *L, const char *sql, size_t len)
+{
+    lconn *lc = check_live(L);
+    sc_error err;
+    if (sc_conn_query(lc->c, sql, len, &err) != 0)
+        return raise_dberror(L, lc, &err, sql, len, 0);
+    return 0;
+}
+
+static int l_commit(lua_State *L)
+{
+    return end_transaction(L, "COMMIT", 6);
+}
+
+static int l_rollback(lua_State *L)
+{
+    return end_transaction(L, "ROLLBACK", 8);
+}
+
 /* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
 static int l_exec_driver_sql(lua_State *L)
 {
-    lconn *lc = check_open(L);
+    lconn *lc = check_live(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     return run(L, lc, sql, len, sql, len, 0);
@@ -478,6 +513,8 @@ static const luaL_Reg conn_methods[] = {
     {"execute", l_execute},
     {"exec_driver_sql", l_exec_driver_sql},
     {"executemany", l_executemany},
+    {"commit", l_commit},
+    {"rollback", l_rollback},
     {"render", l_render},
     {"ping", l_ping},
     {"close", l_close},

@@ -5,7 +5,9 @@ local exc = require "scoped.exc"
 
 local M = {}
 
-local Session = {}
+-- _conn and _active default through the class: a new session is a table
+-- of one or two fields (the seed's request makes one per request).
+local Session = {_active = false}
 Session.__index = Session
 local SessionTransaction = {}
 SessionTransaction.__index = SessionTransaction
@@ -34,7 +36,7 @@ end
 
 function M.new_session(kw)
   kw = check_kw(kw, "Session()")
-  return setmetatable({bind = kw.bind, info = kw.info or {}, _conn = nil, _active = false}, Session)
+  return setmetatable({bind = kw.bind, info = kw.info}, Session)
 end
 
 -- ---- sessionmaker ------------------------------------------------------------
@@ -53,6 +55,10 @@ function M.sessionmaker(kw)
 end
 
 Sessionmaker.__call = function(self, kw)
+  if kw == nil then -- self.kw was checked when it was set
+    local base = self.kw
+    return setmetatable({bind = base.bind, info = base.info}, Session)
+  end
   check_kw(kw, "sessionmaker()")
   local merged = {}
   for k, v in pairs(self.kw) do merged[k] = v end
