@@ -181,6 +181,31 @@ describe("Result", function()
       assert.equal("12345678901234567890.123", row[3])
     end)
 
+    it("DOUBLE columns read back every double exactly (fast path and strtod alike)", function()
+      c:execute("DROP TABLE IF EXISTS res_dbl")
+      c:execute("CREATE TABLE res_dbl (i INT PRIMARY KEY, d DOUBLE)")
+      math.randomseed(7)
+      local vals, sets = {}, {}
+      for i = 1, 5000 do
+        local k, v = i % 6, nil
+        if k == 0 then v = math.random()
+        elseif k == 1 then v = math.random(1, 1000000) / 1000
+        elseif k == 2 then v = (math.random() - 0.5) * 10 ^ math.random(-300, 300)
+        elseif k == 3 then v = math.random(1, 99999) / 100
+        elseif k == 4 then v = 2 ^ math.random(-1070, 1020)
+        else v = -math.random(1, 2 ^ 30) * 1e-7 end
+        vals[i], sets[i] = v, {i = i, d = v}
+      end
+      c:executemany("INSERT INTO res_dbl VALUES (:i, :d)", sets)
+      local got = c:execute("SELECT d FROM res_dbl ORDER BY i"):scalars():all()
+      for i = 1, #vals do
+        if got[i] ~= vals[i] then
+          error(string.format("row %d: wrote %.17g, read %.17g", i, vals[i], got[i]))
+        end
+      end
+      c:execute("DROP TABLE res_dbl")
+    end)
+
     it("dates and times are the server's text", function()
       local row = c:execute("SELECT DATE('2024-02-29'), TIME('12:34:56'), " ..
         "CAST('2024-02-29 01:02:03' AS DATETIME), TIMESTAMP('2024-02-29 01:02:03')"):one()
