@@ -7,6 +7,10 @@
 #   make demo            build, start a throwaway MariaDB, run examples/demo.lua
 #   make test-asan       the specs under lua5.4 with the core built with ASan + UBSan
 #   make test-tsan       the C pool thread test under ThreadSanitizer
+#   make test-valgrind   the specs under lua5.4 in valgrind --leak-check=full
+#   make fuzz            the libFuzzer targets (spec/fuzz/), FUZZ_TIME seconds each
+#   make fuzz-smoke      the same on the committed corpus plus a few seconds (CI)
+#   make soak            the long variants of the fault and leak specs
 
 LUA ?= lua5.4
 CC ?= cc
@@ -33,7 +37,7 @@ HDRS = $(wildcard csrc/*.h)
 OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 CORE = $(BUILD)/scoped/core.so
 
-.PHONY: all build test test-asan test-tsan demo ctest deps clean bench
+.PHONY: all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench
 
 all: $(CORE)
 build: $(CORE)
@@ -71,11 +75,49 @@ test: deps
 test-asan: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4 BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-	@SCOPED_ASAN=1 bash spec/support/with-db.sh bash spec/support/run-asan.sh
+	@SCOPED_ASAN=1 SCOPED_SLOW=1 bash spec/support/with-db.sh bash spec/support/run-asan.sh
 
 test-tsan: deps
 	@$(MAKE) --no-print-directory build/tsan/test_pool_threads
-	@./build/tsan/test_pool_threads
+	@bash spec/support/run-tap.sh "test_pool_threads (tsan)" ./build/tsan/test_pool_threads
+
+# the core built -O1 -g for readable memcheck reports; suppressions in
+# spec/support/valgrind.supp (Lua's and libmariadb's only)
+test-valgrind: deps
+	@bash spec/support/deps.sh valgrind
+	@$(MAKE) --no-print-directory LUA=lua5.4 BUILD=build/valgrind OPT="-O1 -g"
+	@bash spec/support/with-db.sh bash spec/support/run-valgrind.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory LUA=lua5.4
+	@$(MAKE) --no-print-directory LUA=luajit
+	@bash spec/support/with-db.sh bash spec/support/run-soak.sh
+
+# ---- libFuzzer targets: the pure C parsers (spec/fuzz/fuzz_*.c) -------------------
+FUZZ_CC ?= clang-14
+FUZZ_TIME ?= 300
+FUZZ_SMOKE_TIME ?= 15
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
+FUZZ_BINS = build/fuzz/fuzz_url build/fuzz/fuzz_binds
+
+build/fuzz/fuzz_url: spec/fuzz/fuzz_url.c csrc/url.c csrc/url.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_url.c csrc/url.c
+
+build/fuzz/fuzz_binds: spec/fuzz/fuzz_binds.c csrc/binds.c csrc/buf.c csrc/binds.h csrc/buf.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_binds.c csrc/binds.c csrc/buf.c -lm
+
+fuzz-deps:
+	@bash spec/support/deps.sh clang-14 libclang-rt-14-dev
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@bash spec/support/run-fuzz.sh $(FUZZ_TIME)
+
+fuzz-smoke: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@bash spec/support/run-fuzz.sh $(FUZZ_SMOKE_TIME)
 
 build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(HDRS)
 	@mkdir -p $(dir $@)

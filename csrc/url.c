@@ -246,6 +246,11 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
             snprintf(err, errlen, "invalid URL: unterminated '[' in the host");
             goto fail;
         }
+        if (rb == p + 1) {
+            /* "[]" would make an empty host where a left-out one is NULL */
+            snprintf(err, errlen, "invalid URL: empty '[]' host");
+            goto fail;
+        }
         u.host = decode(p + 1, (size_t)(rb - p - 1), "host", err, errlen);
         if (u.host == NULL)
             goto fail;
