@@ -70,13 +70,33 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
     mysql_options(my, MYSQL_SET_CHARSET_NAME, charset);
     if (prm[SC_URL_INIT_COMMAND])
         mysql_options(my, MYSQL_INIT_COMMAND, prm[SC_URL_INIT_COMMAND]);
+    /* TLS. MariaDB Connector/C 3.3 has no ssl_mode: MYSQL_OPT_SSL_ENFORCE
+     * only asks for TLS (it goes on in clear when the server has none),
+     * the CA chain is verified whenever ssl_ca is set, and
+     * MYSQL_OPT_SSL_VERIFY_SERVER_CERT adds the host name check and makes a
+     * server without TLS an error. So: DISABLED uses no TLS whatever else is
+     * given; PREFERRED asks for it; REQUIRED, VERIFY_CA, VERIFY_IDENTITY
+     * (and certificate files without a mode) insist on it, checked below
+     * once connected; VERIFY_CA needs ssl_ca, VERIFY_IDENTITY also checks
+     * the name. */
     const char *mode = prm[SC_URL_SSL_MODE];
-    if (prm[SC_URL_SSL_CA] || prm[SC_URL_SSL_CERT] || prm[SC_URL_SSL_KEY] ||
-        (mode && strcmp(mode, "DISABLED") != 0 && strcmp(mode, "PREFERRED") != 0)) {
+    int files = prm[SC_URL_SSL_CA] || prm[SC_URL_SSL_CERT] || prm[SC_URL_SSL_KEY];
+    int disabled = mode && strcmp(mode, "DISABLED") == 0;
+    int preferred = mode && strcmp(mode, "PREFERRED") == 0;
+    int tls_required = !disabled && !preferred && (files || mode);
+    if (mode && strcmp(mode, "VERIFY_CA") == 0 && !prm[SC_URL_SSL_CA]) {
+        err->code = 2026; /* CR_SSL_CONNECTION_ERROR */
+        strcpy(err->sqlstate, "HY000");
+        snprintf(err->message, sizeof err->message,
+                 "ssl_mode=VERIFY_CA needs ssl_ca, the CA to verify the server's certificate against");
+        mysql_close(my);
+        free(c);
+        return NULL;
+    }
+    if (!disabled && (files || mode)) {
         my_bool on = 1;
         mysql_ssl_set(my, prm[SC_URL_SSL_KEY], prm[SC_URL_SSL_CERT], prm[SC_URL_SSL_CA], NULL, NULL);
-        if (mode == NULL || strcmp(mode, "PREFERRED") != 0)
-            mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
+        mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
         my_bool verify = mode && (strcmp(mode, "VERIFY_IDENTITY") == 0);
         mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
     }
@@ -90,6 +110,20 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
                             url->password, url->database, (unsigned)url->port,
                             prm[SC_URL_UNIX_SOCKET], flags)) {
         set_error(err, my);
+        mysql_close(my);
+        free(c);
+        return NULL;
+    }
+    if (tls_required && mysql_get_ssl_cipher(my) == NULL) {
+        /* Connector/C went on in clear: refuse the connection. (The login
+         * exchange has happened by now, but REQUIRED verifies no certificate,
+         * so it never stood against an active attacker; VERIFY_IDENTITY
+         * fails before the login.) */
+        err->code = 2026; /* CR_SSL_CONNECTION_ERROR */
+        strcpy(err->sqlstate, "HY000");
+        snprintf(err->message, sizeof err->message,
+                 "TLS is required (ssl_mode=%s) but the server does not support it",
+                 mode ? mode : "REQUIRED");
         mysql_close(my);
         free(c);
         return NULL;

@@ -1,0 +1,131 @@
+-- TLS against a second throwaway server started with a self-signed CA and a
+-- server certificate for IP 127.0.0.1 (spec/support/tls-server.sh): ssl_ca +
+-- ssl_mode=REQUIRED encrypts, VERIFY_IDENTITY checks the name, VERIFY_CA the
+-- chain, and every refusal is a clean OperationalError.
+local scoped = require "scoped"
+local H = require "helper"
+
+local function sh_ok(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+local function have(tool) return sh_ok("command -v " .. tool .. " >/dev/null 2>&1") end
+
+local function my_pid()
+  local f = io.open("/proc/self/stat")
+  local pid = f and f:read("*l"):match("^(%d+)")
+  if f then f:close() end
+  return pid
+end
+
+local usable = have("openssl") and have("mariadbd") or have("/usr/sbin/mariadbd")
+usable = usable and have("openssl") and have("mariadb-install-db")
+
+describe("TLS", function()
+  local dir, port
+  local function url(host, query)
+    return ("mysql://root@%s:%d/mysql?connect_timeout=5&%s"):format(host, port, query)
+  end
+  local function cipher(c)
+    return c:execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'"):first()[2]
+  end
+
+  setup(function()
+    if not usable then return end
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(sh_ok("mkdir -m 700 " .. dir))
+    local p = io.popen(("bash spec/support/tls-server.sh start %s %s"):format(dir, my_pid() or ""))
+    local out = p:read("*a")
+    p:close()
+    port = tonumber(out:match("^(%d+) %d+"))
+    assert(port, "the TLS server did not start: " .. out)
+  end)
+  teardown(function()
+    if dir then sh_ok("bash spec/support/tls-server.sh stop " .. dir) end
+  end)
+
+  local test = usable and it or pending
+
+  test("ssl_ca with ssl_mode=REQUIRED connects over TLS", function()
+    local c = scoped.raw_connect(url("127.0.0.1", "ssl_ca=" .. dir .. "/ca.pem&ssl_mode=REQUIRED"))
+    assert.is_true(#cipher(c) > 0)
+    c:close()
+    local e = scoped.create_engine(url("127.0.0.1", "ssl_mode=REQUIRED"),
+      {connect_args = {ssl_ca = dir .. "/ca.pem"}})
+    local s = scoped.sessionmaker{bind = e}()
+    assert.is_true(#s:execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'"):first()[2] > 0)
+    s:close()
+    e:dispose()
+  end)
+
+  test("VERIFY_IDENTITY connects when the certificate names the host", function()
+    local c = scoped.raw_connect(url("127.0.0.1", "ssl_ca=" .. dir .. "/ca.pem&ssl_mode=VERIFY_IDENTITY"))
+    assert.is_true(#cipher(c) > 0)
+    c:close()
+  end)
+
+  test("VERIFY_IDENTITY against a host name the certificate does not name fails cleanly", function()
+    -- 127.1 is 127.0.0.1 to the resolver, but not the name in the certificate
+    local e = scoped.create_engine(url("127.1", "ssl_ca=" .. dir .. "/ca.pem&ssl_mode=VERIFY_IDENTITY"),
+      {pool_size = 1, max_overflow = 0, pool_timeout = 1})
+    for _ = 1, 2 do
+      local err = H.error_of(e.connect, e)
+      assert.equal("OperationalError", err.kind, tostring(err))
+      assert.equal(2026, err.code, tostring(err))
+    end
+    assert.equal(0, e.pool:stats().open) -- no slot lost
+  end)
+
+  test("VERIFY_CA against a certificate from another CA fails cleanly", function()
+    local err = H.error_of(scoped.raw_connect,
+      url("127.0.0.1", "ssl_ca=" .. dir .. "/other-ca.pem&ssl_mode=VERIFY_CA"))
+    assert.equal("OperationalError", err.kind, tostring(err))
+    assert.equal(2026, err.code, tostring(err))
+  end)
+
+  test("VERIFY_CA with the right CA connects", function()
+    local c = scoped.raw_connect(url("127.0.0.1", "ssl_ca=" .. dir .. "/ca.pem&ssl_mode=VERIFY_CA"))
+    assert.is_true(#cipher(c) > 0)
+    c:close()
+  end)
+
+  test("REQUIRED against a server without TLS fails cleanly instead of going on in clear", function()
+    local err = H.error_of(scoped.raw_connect, H.url .. "?ssl_mode=REQUIRED&connect_timeout=5")
+    assert.equal("OperationalError", err.kind, tostring(err))
+    assert.equal(2026, err.code, tostring(err))
+  end)
+
+  test("VERIFY_CA without ssl_ca is refused, not silently unverified", function()
+    local err = H.error_of(scoped.raw_connect, url("127.0.0.1", "ssl_mode=VERIFY_CA"))
+    assert.equal("OperationalError", err.kind, tostring(err))
+    assert.truthy(err.message:find("needs ssl_ca", 1, true), err.message)
+  end)
+
+  test("PREFERRED uses TLS when the server has it, and goes on in clear when it has not", function()
+    local c = scoped.raw_connect(url("127.0.0.1", "ssl_mode=PREFERRED"))
+    assert.is_true(#cipher(c) > 0)
+    c:close()
+    c = scoped.raw_connect(H.url .. "?ssl_mode=PREFERRED")
+    assert.equal("", cipher(c))
+    c:close()
+  end)
+
+  test("VERIFY_IDENTITY against a server without TLS fails cleanly, and an engine loses no slot", function()
+    local e = scoped.create_engine(H.url .. "?ssl_mode=VERIFY_IDENTITY&ssl_ca=" .. dir .. "/ca.pem",
+      {pool_size = 1, max_overflow = 0, pool_timeout = 1})
+    for _ = 1, 2 do
+      local err = H.error_of(e.connect, e)
+      assert.equal("OperationalError", err.kind, tostring(err))
+      assert.equal(2026, err.code, tostring(err))
+    end
+    assert.equal(0, e.pool:stats().open)
+  end)
+
+  test("DISABLED stays in clear even with ssl_ca given", function()
+    local c = scoped.raw_connect(url("127.0.0.1", "ssl_ca=" .. dir .. "/ca.pem&ssl_mode=DISABLED"))
+    assert.equal("", cipher(c))
+    c:close()
+  end)
+end)
