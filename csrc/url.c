@@ -279,6 +279,12 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
             }
             port = port * 10 + (*r - '0');
         }
+        if (port == -1) {
+            /* not digits: never echo it, it may be a password whose '@host'
+             * was left out ("mysql://user:secret/db") */
+            snprintf(err, errlen, "invalid URL: the port is not a number from 1 to 65535");
+            goto fail;
+        }
         if (port <= 0 || port > 65535) {
             snprintf(err, errlen, "invalid URL: port '%.*s' is not a number from 1 to 65535",
                      (int)(q - p > 20 ? 20 : q - p), p);
