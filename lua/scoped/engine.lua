@@ -70,9 +70,12 @@ local function check_options(opts)
     end
     o[k] = v
   end
+  for k, v in pairs(o) do
+    if v ~= v then exc.raise("ArgumentError", "create_engine(): %s must be a number, got nan", k) end
+  end
   local function whole(name, min)
     local v = o[name]
-    if v ~= math.floor(v) or v < min then
+    if v ~= math.floor(v) or v < min or v > 2147483647 then
       exc.raise("ArgumentError", "create_engine(): %s must be a whole number >= %d, got %s", name, min, tostring(v))
     end
   end
@@ -291,6 +294,9 @@ end
 --- variable it commits on normal exit and rolls back on error; with a
 --- function, it runs fn(conn) inside the transaction (any Lua).
 function Engine:begin(fn)
+  if fn ~= nil and type(fn) ~= "function" then
+    exc.raise("ArgumentError", "engine:begin() takes a function or nothing, got %s", type(fn))
+  end
   local conn = self:connect()
   conn:begin()
   conn._commit_on_close = true

@@ -68,7 +68,7 @@ end
 
 --- Changes what later sessions are made with.
 function Sessionmaker:configure(kw)
-  check_kw(kw, "sessionmaker.configure()")
+  kw = check_kw(kw, "sessionmaker.configure()")
   for k, v in pairs(kw) do self.kw[k] = v end
 end
 

@@ -36,8 +36,30 @@ end
 
 URL.__tostring = function(self) return self:render_as_string(true) end
 
+local FIELDS = {drivername = "string", username = "string", password = "string", host = "string",
+  port = "number", database = "string", query = "table"}
+
 --- A copy with some fields changed (SQLAlchemy's URL.set).
 function URL:set(fields)
+  if type(fields) ~= "table" then
+    exc.raise("ArgumentError", "URL:set() takes a table of fields, got %s", type(fields))
+  end
+  for k, v in pairs(fields) do
+    if FIELDS[k] == nil then
+      exc.raise("ArgumentError", "URL:set(): no URL field '%s'", tostring(k))
+    elseif type(v) ~= FIELDS[k] then
+      exc.raise("ArgumentError", "URL:set(): %s must be a %s, got %s", k, FIELDS[k], type(v))
+    elseif k == "port" and (v ~= math.floor(v) or v < 1 or v > 65535) then
+      exc.raise("ArgumentError", "URL:set(): port must be a whole number from 1 to 65535")
+    elseif k == "query" then
+      for qk, qv in pairs(v) do
+        if type(qk) ~= "string" or type(qv) ~= "string" then
+          exc.raise("ArgumentError", "URL:set(): query must map names to strings")
+        end
+        core.check_url_param(qk, qv)
+      end
+    end
+  end
   local u = setmetatable({}, URL)
   for k, v in pairs(self) do u[k] = v end
   u.query = {}
