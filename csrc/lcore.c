@@ -30,5 +30,6 @@ int luaopen_scoped_core(lua_State *L)
     sc_open_result(L);
     sc_open_pool(L);
     sc_open_registry(L);
+    sc_open_lease(L);
     return 1;
 }

@@ -45,5 +45,6 @@ int sc_open_conn(lua_State *L);
 int sc_open_result(lua_State *L);
 int sc_open_pool(lua_State *L);
 int sc_open_registry(lua_State *L);
+int sc_open_lease(lua_State *L);
 
 #endif

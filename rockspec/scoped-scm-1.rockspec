@@ -38,7 +38,7 @@ build = {
     ["scoped.core"] = {
       sources = {
         "csrc/binds.c", "csrc/buf.c", "csrc/clock.c", "csrc/conn.c", "csrc/lbinds.c",
-        "csrc/lconn.c", "csrc/lcore.c", "csrc/lpool.c", "csrc/lregistry.c", "csrc/lresult.c",
+        "csrc/lconn.c", "csrc/lcore.c", "csrc/llease.c", "csrc/lpool.c", "csrc/lregistry.c", "csrc/lresult.c",
         "csrc/lurl.c", "csrc/lutil.c", "csrc/pid.c", "csrc/pool.c", "csrc/url.c",
       },
       defines = {"_POSIX_C_SOURCE=200809L"},
