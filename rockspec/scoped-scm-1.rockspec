@@ -35,6 +35,7 @@ build = {
     ["scoped.event"] = "lua/scoped/event.lua",
     ["scoped.session"] = "lua/scoped/session.lua",
     ["scoped.scoping"] = "lua/scoped/scoping.lua",
+    ["scoped.ngx"] = "lua/scoped/ngx.lua",
     ["scoped.core"] = {
       sources = {
         "csrc/binds.c", "csrc/buf.c", "csrc/clock.c", "csrc/conn.c", "csrc/lbinds.c",

@@ -35,6 +35,7 @@ local OPTIONS = {
   hide_parameters = {"boolean", false},
   pool_wait = {"function"},
   shared = {"string"},
+  offload = {"string"},       -- OpenResty: run statements in this nginx thread pool (scoped.ngx)
   pool_leak_threshold = {"number"},
 }
 
@@ -107,7 +108,7 @@ local function shared_key(u, o)
   for _, k in ipairs(keys) do
     local v = o[k]
     if type(v) ~= "function" and type(v) ~= "table" and k ~= "shared" and k ~= "echo"
-        and k ~= "pool_leak_threshold" then
+        and k ~= "pool_leak_threshold" and k ~= "offload" then
       parts[#parts + 1] = k .. "=" .. tostring(v)
     end
   end
@@ -162,6 +163,9 @@ function M.create_engine(url, opts)
     _held = o.pool_leak_threshold and setmetatable({}, {__mode = "k"}),
   }, Engine)
   engine.pool = setmetatable({_cpool = cpool, _class = o.poolclass}, Pool)
+  -- Under OpenResty: a pool wait that yields instead of blocking the
+  -- worker, its checkin notifier, the offload wrapper (scoped/ngx.lua).
+  if rawget(_G, "ngx") ~= nil then require("scoped.ngx").attach(engine) end
   return engine
 end
 
@@ -237,8 +241,16 @@ function Engine:check_leaks()
   return check_leaks(self)
 end
 
+-- A connection went back to the pool or its slot was freed: wake whoever
+-- waits for one in Lua (scoped.ngx sets _released).
+local function released(engine)
+  local notify = engine._released
+  if notify then notify() end
+end
+
 function Engine:_checkout()
   local raw, fresh = checkout(self)
+  if self._wrap then raw = self._wrap(raw) end
   if self.hide_parameters then raw:set_hide_parameters(true) end
   if self._has_events then
     local ok, err = pcall(function()
@@ -249,6 +261,7 @@ function Engine:_checkout()
       -- a listener failed on this connection: never hand it out half set up
       raw:invalidate()
       raw:close()
+      released(self)
       error(err, 0)
     end
   end
@@ -270,6 +283,7 @@ function Engine:_checkin(raw)
     if raw:in_transaction() then event.fire(self, "reset", raw) end
   end
   raw:close()
+  released(self)
   if self.echo then self._log("scoped.pool: connection returned") end
 end
 
@@ -332,6 +346,7 @@ local function live_raw(self)
   if raw then
     event.fire(self.engine, "invalidate", raw)
     raw:close()
+    released(self.engine)
   end
   raw = self.engine:_checkout()
   self.raw = raw
@@ -398,6 +413,7 @@ function Connection:rollback()
     -- anew on the next statement
     event.fire(self.engine, "invalidate", raw)
     raw:close()
+    released(self.engine)
     self.raw = nil
   elseif was and raw then
     if self.engine.echo then self.engine._log("ROLLBACK") end
@@ -435,6 +451,7 @@ function Connection:invalidate()
     raw:invalidate()
     event.fire(self.engine, "invalidate", raw)
     raw:close()
+    released(self.engine)
     self.raw = nil
   end
   self._in_tx = false

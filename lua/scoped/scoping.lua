@@ -12,7 +12,17 @@ M.scopes = scopes
 --- The default scope: the running coroutine, the main thread included.
 scopes.coroutine = core.current_thread
 
---- One session per nginx request, shared by its light threads.
+-- Under OpenResty (an nginx worker's VM), scoped.ngx: the coroutine scope
+-- also checks the request, and ngx_request has a registry of its own.
+local ngxglue
+if rawget(_G, "ngx") ~= nil then
+  ngxglue = require "scoped.ngx"
+  if not ngxglue.active then ngxglue = nil end
+end
+
+--- One session per nginx request, shared by its light threads. (Under
+--- OpenResty scoped_session recognizes this function and keys its registry
+--- by the request's ngx.ctx directly, held weakly.)
 function scopes.ngx_request()
   local ngx = rawget(_G, "ngx")
   if not ngx or not ngx.ctx then
@@ -50,8 +60,14 @@ function M.scoped_session(factory, scopefunc)
   if scopefunc ~= nil and type(scopefunc) ~= "function" then
     exc.raise("ArgumentError", "scopefunc must be a function, got %s", type(scopefunc))
   end
-  local get, set, clear
-  if scopefunc == nil or scopefunc == scopes.coroutine then
+  local get, set, clear, teardown
+  if ngxglue and (scopefunc == nil or scopefunc == scopes.coroutine) then
+    -- ngx_lua reuses coroutines across requests: each session is recorded
+    -- with its request; teardown is remove() in the log phase
+    get, set, clear, teardown = ngxglue.coroutine_registry()
+  elseif ngxglue and scopefunc == scopes.ngx_request then
+    get, set, clear = ngxglue.request_registry()
+  elseif scopefunc == nil or scopefunc == scopes.coroutine then
     get, set, clear = core.thread_registry()
   else
     get, set, clear = scopefunc_registry(scopefunc)
@@ -107,8 +123,11 @@ function M.scoped_session(factory, scopefunc)
     end
   end
 
-  --- Closes the current scope's session and forgets it.
+  --- Closes the current scope's session and forgets it. Under OpenResty,
+  --- in log_by_lua: closes every session the request made through S, in
+  --- any of its coroutines (the safety net after the handler).
   function S.remove()
+    if teardown and ngxglue.in_log_phase() then return teardown() end
     local s = get()
     if s ~= nil then
       clear()

@@ -1,0 +1,433 @@
+-- scoped.ngx: what changes under OpenResty (nginx + ngx_lua + lua-resty-core).
+--
+-- Three things, each hooked in by engine.lua or scoping.lua only when this
+-- lua_State is an nginx worker's (M.active); plain Lua never loads them:
+--
+-- 1. Pool waits never block the worker. An engine made without pool_wait
+--    gets one here: the checkout's ticket waits on an ngx.semaphore of that
+--    engine in this worker, and every checkin in this worker wakes the
+--    waiters, which try their tickets again (the C pool keeps them in FIFO
+--    order). In a phase that cannot yield (init, init_worker, set, log,
+--    header_filter, body_filter, balancer, ...) the checkout tries once and
+--    raises TimeoutError at once.
+--
+-- 2. No session crosses requests. ngx_lua gives a finished request's
+--    coroutine object to the next request, so the coroutine scope also
+--    records the request (its ngx.ctx) that made each session; a session met
+--    in another request is rolled back, its connection returned, a warning
+--    logged, and a fresh one made. Session:remove() in log_by_lua closes
+--    whatever the request left in any of its coroutines (the safety net).
+--    scopes.ngx_request keys sessions by the request itself.
+--
+-- 3. Offload (create_engine option offload = "<thread_pool>"): statements
+--    run in nginx's thread pool through ngx.run_worker_thread. The session's
+--    connection stays checked out by the worker (its pool waits stay here,
+--    on the semaphore) and is lent to a pool thread for each statement
+--    (core.lease, csrc/llease.c), so a transaction spans statements as
+--    usual. Results come back as plain tables and are served by a Result
+--    with the usual API; errors come back as error tables.
+local core = require "scoped.core"
+local exc = require "scoped.exc"
+
+local M = {}
+
+local ngx = rawget(_G, "ngx")
+
+-- nginx worker (or master) VM: the threads of ngx.run_worker_thread have an
+-- ngx table too, whose get_phase() says "init", but no ngx.sleep -- and a
+-- pool thread may well block in C, so nothing here applies to them.
+M.active = type(ngx) == "table" and type(ngx.get_phase) == "function"
+  and type(ngx.sleep) == "function"
+
+-- Phases whose handlers run in a coroutine that may yield (ngx.semaphore's
+-- wait works there). Everything else -- init, init_worker, set, log,
+-- header_filter, body_filter, balancer, exit_worker, ssl_session_store --
+-- cannot wait.
+local YIELDABLE = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+-- Where ngx.run_worker_thread works (0.10.23: checked, timers included).
+local OFFLOADABLE = {rewrite = true, access = true, content = true, timer = true}
+
+-- A waiter wakes at least this often to try its ticket again: a connection
+-- returned by the garbage collector (a session never closed), or taken back
+-- from a ticket whose holder died, comes back without a checkin here to
+-- post the semaphore.
+local POLL_SECONDS = 0.1
+
+local get_phase = M.active and ngx.get_phase or function() return nil end
+
+--- Whether the running handler is log_by_lua's.
+function M.in_log_phase()
+  return get_phase() == "log"
+end
+
+--- Whether the running handler may wait (yield).
+function M.can_yield()
+  return YIELDABLE[get_phase()] == true
+end
+
+-- ---- 1. the pool wait -------------------------------------------------------
+
+local semaphore -- ngx.semaphore, loaded on the first wait
+
+local function no_wait(engine, phase)
+  local o = engine._opts
+  exc.raise("TimeoutError",
+    "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %.2f " ..
+    "(the %s phase cannot wait for a connection)",
+    o.pool_size, o.max_overflow, o.pool_timeout, tostring(phase))
+end
+
+--- attach(engine): gives an engine made under OpenResty a non-blocking
+--- pool_wait (unless it has one) with its checkin notifier, and the offload
+--- wrapper when asked for. Called by create_engine; opens nothing, creates
+--- no semaphore (the engine may be made in init_by_lua, before fork: each
+--- worker makes its own semaphore on its first wait).
+function M.attach(engine)
+  if not M.active then return end
+  if engine._pool_wait == nil then
+    local state = {} -- .sem: this worker's semaphore for this engine
+    engine._pool_wait = function(remaining)
+      local phase = get_phase()
+      if not YIELDABLE[phase] then no_wait(engine, phase) end
+      if not (remaining > 0) then return end -- the next try reports the timeout
+      local sem = state.sem
+      if sem == nil then
+        semaphore = semaphore or require "ngx.semaphore"
+        sem = assert(semaphore.new(0))
+        state.sem = sem
+      end
+      local ok, err = sem:wait(remaining < POLL_SECONDS and remaining or POLL_SECONDS)
+      if not ok and err ~= "timeout" then error(err, 0) end
+    end
+    -- A checkin hands the connection (or its slot) to the head ticket of
+    -- the pool's queue, which may belong to any waiter of this worker: wake
+    -- them all and let the C pool say whose it is (those who find nothing
+    -- wait again, keeping their place). The C call is cheap; a semaphore per
+    -- waiter would wake one, but needs to know which ticket was served.
+    engine._released = function()
+      local sem = state.sem
+      if sem ~= nil then
+        local n = sem:count()
+        if n < 0 then sem:post(-n) end
+      end
+    end
+  end
+  local pool = engine._opts.offload
+  if pool ~= nil then
+    engine._wrap = function(raw) return M.offloaded(raw, pool) end
+  end
+end
+
+-- ---- 2. request tracking ----------------------------------------------------
+
+local function get_ctx() return ngx.ctx end
+
+-- The running request's identity: its ngx.ctx table (the same in every
+-- phase and light thread of the request, a new one for the next request).
+-- nil where there is no request (init; resty.core raises "no request").
+local function request()
+  local ok, ctx = pcall(get_ctx)
+  if ok then return ctx end
+  return nil
+end
+M.request = request
+
+local function close_session(s, why)
+  local ok, err = pcall(s.close, s)
+  if not ok then
+    ngx.log(ngx.ERR, "scoped: closing ", why, " failed: ", tostring(err))
+  end
+end
+
+local STALE_WARNING = "scoped: session not removed at the end of the request " ..
+  "(rolled back, connection returned; call Session:remove() at the end of the handler " ..
+  "and in log_by_lua)"
+
+--- The coroutine scope under OpenResty: core.thread_registry(true) keyed by
+--- the coroutine, each session recorded with the request that made it.
+--- Returns get, set, clear, teardown (what Session:remove() does in the log
+--- phase).
+function M.coroutine_registry()
+  local cget, cset, cclear, map, owners = core.thread_registry(true)
+  local function get()
+    local s, stale = cget(request())
+    if stale ~= nil then
+      -- this coroutine served an earlier request that never removed its
+      -- session: that request is over, so is its transaction
+      cclear()
+      ngx.log(ngx.WARN, STALE_WARNING)
+      close_session(stale, "a stale session")
+    end
+    return s
+  end
+  local function set(s) cset(s, request()) end
+  -- log_by_lua runs after every coroutine of the request is done (on the
+  -- main thread): close whatever this request left, in any coroutine.
+  local function teardown()
+    get() -- the running coroutine's own entry, if stale
+    local req = request()
+    if req == nil then return end
+    local left = {}
+    for co, s in pairs(map) do
+      if owners[co] == req then left[#left + 1] = co end
+    end
+    for i = 1, #left do
+      local co = left[i]
+      local s = map[co]
+      map[co], owners[co] = nil, nil
+      if s ~= nil then close_session(s, "the request's session") end
+    end
+  end
+  return get, set, cclear, teardown
+end
+
+--- scopes.ngx_request: one session per request (ngx.ctx), shared by its
+--- light threads; weak-keyed, so a request's table going away takes its
+--- session with it (Session:remove() returns the connection sooner).
+function M.request_registry()
+  local map = setmetatable({}, {__mode = "k"})
+  local function key()
+    local req = request()
+    if req == nil then
+      exc.raise("InvalidRequestError", "scopes.ngx_request: there is no request in the %s phase",
+        tostring(get_phase()))
+    end
+    return req
+  end
+  return function() return map[key()] end,
+         function(s) map[key()] = s end,
+         function() map[key()] = nil end
+end
+
+-- ---- 3. offload -------------------------------------------------------------
+
+-- A Result over the plain tables a pool thread sent back: the primitives
+-- here, the rest of the API (first, one, scalar, scalars, mappings, iter,
+-- ...) from scoped.result, which builds everything on them.
+local R = core.result_methods
+local Buffered = {}
+
+local function row_mt(keys)
+  -- as csrc/lresult.c: name -> position (the first of duplicate names
+  -- wins), _fields, _asdict unless a column has that name
+  local map, names = {}, {}
+  for i = 1, #keys do
+    names[i] = keys[i]
+    if map[keys[i]] == nil then map[keys[i]] = i end
+  end
+  if map._fields == nil then map._fields = names end
+  if map._asdict == nil then
+    map._asdict = function(row)
+      local d = {}
+      for i = 1, #names do d[names[i]] = rawget(row, i) end
+      return d
+    end
+  end
+  return {__index = function(row, k)
+    local v = map[k]
+    if type(v) == "number" then return rawget(row, v) end
+    return v
+  end}
+end
+
+local function closed_error(self)
+  if self._closed then exc.raise("ResourceClosedError", "This result object is closed.") end
+  exc.raise("ResourceClosedError",
+    "This result object does not return rows. It has been closed automatically.")
+end
+
+local function current(self)
+  local set = self._sets[self._cur]
+  if set == nil then closed_error(self) end
+  if set.mt == nil then set.mt = row_mt(set.keys) end
+  return set
+end
+
+local function take(self, limit)
+  local set = current(self)
+  local out, rows, n = {}, set.rows, 0
+  while (limit == nil or n < limit) and set.pos < #rows do
+    set.pos = set.pos + 1
+    n = n + 1
+    out[n] = setmetatable(rows[set.pos], set.mt)
+  end
+  return out
+end
+
+function Buffered.fetchone(self)
+  return take(self, 1)[1]
+end
+function Buffered.fetchmany(self, n)
+  if n == nil then n = 1 end
+  if type(n) ~= "number" or n < 0 or n ~= n then
+    exc.raise("ArgumentError", "size must be a non-negative number")
+  end
+  return take(self, math.floor(n))
+end
+function Buffered.fetchall(self) return take(self, nil) end
+Buffered.all = Buffered.fetchall
+function Buffered.keys(self)
+  local set = self._sets[self._cur]
+  local out = {}
+  if set then for i = 1, #set.keys do out[i] = set.keys[i] end end
+  return out
+end
+function Buffered.nextset(self)
+  if self._cur < #self._sets then
+    self._cur = self._cur + 1
+    return true
+  end
+  self._cur = #self._sets + 1
+  return false
+end
+function Buffered.close(self)
+  self._sets, self._cur, self._closed = {}, 1, true
+end
+function Buffered._soft_close(self)
+  local set = self._sets[self._cur]
+  if set and self._cur < #self._sets then set.pos = #set.rows else Buffered.close(self) end
+end
+
+local BufferedMT = {
+  __index = function(self, k)
+    local f = Buffered[k]
+    if f ~= nil then return f end
+    if k == "returns_rows" then return self._sets[self._cur] ~= nil end
+    return R[k]
+  end,
+  __tostring = function() return "Result(offloaded)" end,
+}
+
+local function buffered_result(t)
+  for _, set in ipairs(t.sets) do set.pos = 0 end
+  return setmetatable({rowcount = t.rowcount, lastrowid = t.lastrowid, _sets = t.sets, _cur = 1},
+    BufferedMT)
+end
+
+-- The worker's stand-in for a RawConnection of an offload engine: the real
+-- one stays inside (and in the pool's books); statements go to a thread.
+local Offloaded = {}
+Offloaded.__index = Offloaded
+
+function M.offloaded(raw, thread_pool)
+  return setmetatable({_raw = raw, _pool = thread_pool}, Offloaded)
+end
+
+local function busy()
+  exc.raise("InvalidRequestError",
+    "This connection is busy: a statement of another light thread is running on it in a worker thread")
+end
+
+local function raw_of(self)
+  local lease = self._lease
+  if lease ~= nil then
+    if lease:busy() then busy() end
+    -- the thread is done but the coroutine that lent the connection has
+    -- not taken it back: it was killed (ngx.thread.kill, a client abort)
+    -- while waiting, or has yet to resume. Take it back now; run() knows.
+    self._lease = nil
+    lease:restore(self._raw)
+  end
+  return self._raw
+end
+
+local function run(self, op, a, b)
+  local raw = raw_of(self)
+  if not OFFLOADABLE[get_phase()] then
+    -- ngx.run_worker_thread cannot be waited for here: run it inline
+    return raw[op](raw, a, b)
+  end
+  local lease = core.lease(raw) -- raw reads as closed until restored
+  self._lease = lease
+  local ok, ran, fine, payload = pcall(ngx.run_worker_thread, self._pool, "scoped.ngx", "_offloaded",
+    lease:id(), op, a, b)
+  -- the thread has given it back by now (or never had it)
+  if self._lease == lease then
+    self._lease = nil
+    lease:restore(raw)
+  end
+  if not ok then error(ran, 0) end -- a wrong argument to run_worker_thread
+  if not ran then
+    exc.raise("InternalError", "offload to thread pool '%s' failed: %s", self._pool, tostring(fine))
+  end
+  if not fine then
+    if type(payload) == "table" then error(setmetatable(payload, core.error_mt), 0) end
+    error(payload, 0)
+  end
+  if payload == nil then return nil end -- commit, rollback
+  return buffered_result(payload)
+end
+
+function Offloaded:execute(sql, params) return run(self, "execute", sql, params) end
+function Offloaded:exec_driver_sql(sql) return run(self, "exec_driver_sql", sql) end
+function Offloaded:executemany(sql, sets) return run(self, "executemany", sql, sets) end
+function Offloaded:commit() return run(self, "commit") end
+function Offloaded:rollback() return run(self, "rollback") end
+
+-- Everything else is quick and local: straight to the real connection.
+for _, name in ipairs({"render", "ping", "in_transaction", "thread_id", "invalidate",
+                       "is_invalidated", "set_hide_parameters"}) do
+  Offloaded[name] = function(self, ...)
+    local raw = raw_of(self)
+    return raw[name](raw, ...)
+  end
+end
+function Offloaded:closed()
+  if self._lease ~= nil then return false end
+  return self._raw:closed()
+end
+function Offloaded:close() return raw_of(self):close() end
+Offloaded.__tostring = function(self) return "Offloaded(" .. tostring(self._raw) .. ")" end
+
+-- ---- the pool thread's side -------------------------------------------------
+
+-- Error tables as plain tables (no metatable crosses lua_States); a Lua
+-- error that is not one becomes its message.
+local function plain_error(e)
+  if type(e) ~= "table" then return tostring(e) end
+  local t = {}
+  for k, v in pairs(e) do
+    local tv = type(v)
+    -- what ngx.run_worker_thread can copy: no functions, no userdata but NULL
+    if type(k) == "string" and tv ~= "function" and tv ~= "thread"
+        and (tv ~= "userdata" or v == core.null) then
+      t[k] = v
+    end
+  end
+  return t
+end
+
+local function plain_result(res)
+  local sets = {}
+  if res.returns_rows then
+    repeat
+      -- rows are arrays; their metatables stay behind (the copy drops them)
+      sets[#sets + 1] = {keys = res:keys(), rows = res:fetchall()}
+    until not res:nextset()
+  end
+  return {rowcount = res.rowcount, lastrowid = res.lastrowid, sets = sets}
+end
+
+local OPS = {execute = true, exec_driver_sql = true, executemany = true, commit = true, rollback = true}
+
+--- Runs in a thread of nginx's thread pool (ngx.run_worker_thread):
+--- borrows the worker's connection, runs one statement, gives it back.
+--- Returns true, result or false, error (both plain tables).
+function M._offloaded(id, op, a, b)
+  if not OPS[op] then return false, "scoped.ngx: unknown operation " .. tostring(op) end
+  require "scoped" -- the result and error methods, once per thread VM
+  local ok, raw = pcall(core.lease_borrow, id)
+  if not ok then return false, plain_error(raw) end
+  local fine, out = pcall(raw[op], raw, a, b)
+  if fine and out ~= nil then
+    fine, out = pcall(plain_result, out)
+  end
+  core.lease_return(id, raw)
+  if not fine then return false, plain_error(out) end
+  return true, out
+end
+
+return M
