@@ -36,6 +36,7 @@ for lua in lua5.4 luajit; do
         SCOPED_LUA="$lua" \
         "$lua" "$BUSTED" -o TAP spec
 done
+tap_run "openresty (nginx + luajit)" bash spec/openresty/run.sh
 
 TAP_TIMEOUT=${SCOPED_CTEST_TIMEOUT:-300}
 shopt -s nullglob
