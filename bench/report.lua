@@ -1,10 +1,12 @@
--- bench/report.lua TSV META OUT: the markdown table of a bench/run.sh run.
+-- bench/report.lua TSV META OUT [README]: the markdown table of a
+-- bench/run.sh run, written to OUT and, with README, also put between the
+-- "<!-- latest-bench:start -->" and "<!-- latest-bench:end -->" lines there.
 --
 -- TSV lines: round, workload, system, key, value (key "value" is the
 -- workload's figure, others are its extras). Each cell is the median over
 -- rounds with min–max; each ratio is the median of the per-round ratios
 -- (both systems measured in the same round, minutes apart at most).
-local tsv_path, meta_path, out_path = arg[1], arg[2], arg[3]
+local tsv_path, meta_path, out_path, readme_path = arg[1], arg[2], arg[3], arg[4]
 assert(tsv_path and meta_path and out_path, "usage: report.lua TSV META OUT")
 
 local data = {}    -- data[w][sys][key][round] = number
@@ -234,10 +236,10 @@ local mode = meta.mode == "busy" and "busy (other CPU kept awake by a SCHED_IDLE
 local doc = {
   "# scoped benchmarks — latest run",
   "",
-  string.format("%s, `make bench`%s: %s round%s, mode %s%s; %ss of measuring.",
+  string.format("%s, `make bench`%s: %s round%s, mode %s%s; %ss of measuring, %s%% of the CPU time stolen by the hypervisor meanwhile.",
     meta.date or "?", meta.mode == "plain" and " (--plain)" or "", meta.rounds or "?",
     meta.rounds == "1" and "" or "s", mode, meta.quick == "1" and ", **--quick (smoke test)**" or "",
-    meta.elapsed or "?"),
+    meta.elapsed or "?", meta.steal or "?"),
   "",
   "Machine: " .. (meta.cpu or "?") .. ", Linux " .. (meta.kernel or "?") .. "; " .. (meta.pin or "") .. ".",
   "MariaDB " .. (meta.server or "?") .. " (throwaway, unix socket for every system); " ..
@@ -255,3 +257,21 @@ local doc = {
 local f = assert(io.open(out_path, "w"))
 f:write(table.concat(doc, "\n"))
 f:close()
+
+if readme_path then
+  local rf = io.open(readme_path)
+  local text = rf and rf:read("a")
+  if rf then rf:close() end
+  local START, STOP = "<!-- latest-bench:start -->", "<!-- latest-bench:end -->"
+  local a = text and text:find(START, 1, true)
+  local b = text and text:find(STOP, 1, true)
+  if a and b and b > a then
+    local body = table.concat(doc, "\n", 3) -- without the title
+    text = text:sub(1, a + #START - 1) .. "\n" .. body .. text:sub(b)
+    rf = assert(io.open(readme_path, "w"))
+    rf:write(text)
+    rf:close()
+  else
+    io.stderr:write("report.lua: no latest-bench markers in " .. readme_path .. "\n")
+  end
+end

@@ -5,7 +5,7 @@
 #   bash bench/run.sh [--plain] [--rounds N] [--quick] [--only W[,W...]]
 #
 #   --plain     no busy loop on the other CPU (the default keeps it awake)
-#   --rounds N  rounds (default 7; every figure is the median over rounds)
+#   --rounds N  rounds (default 9; every figure is the median over rounds)
 #   --quick     smaller N for every workload (a smoke test, not for figures)
 #   --only ...  run only these workloads (w1,w2,w2s,w3,w4one,w4batch,w4multi,
 #               lookup,w5thr,w5co; the statement count always runs)
@@ -24,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT=$PWD
 
 mode=busy
-rounds=${BENCH_ROUNDS:-7}
+rounds=${BENCH_ROUNDS:-9}
 quick=0
 only=""
 inner=0
@@ -123,8 +123,20 @@ n_for() {   # workload system
     echo "$n"
 }
 
+# The code measured: a copy of lua/ and of both core.so taken now, so that
+# someone rebuilding build/ or editing lua/ during the run changes nothing
+SNAP=$ROOT/build/bench/snapshot
+rm -rf "$SNAP"
+mkdir -p "$SNAP/lua5.4/scoped" "$SNAP/luajit/scoped"
+cp -R lua "$SNAP/lua"
+cp build/lua5.4/scoped/core.so "$SNAP/lua5.4/scoped/core.so" || exit 1
+cp build/luajit/scoped/core.so "$SNAP/luajit/scoped/core.so" || exit 1
+changed=$(git status --porcelain -- csrc lua 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
+changed=${changed% }
+code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)${changed:+ + uncommitted changes in $changed}"
+
 lua_env() {   # lua binary
-    echo "LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;; LUA_CPATH=$ROOT/build/$1/?.so;$ROOT/build/bench/$1/?.so;;"
+    echo "LUA_PATH=$SNAP/lua/?.lua;$SNAP/lua/?/init.lua;; LUA_CPATH=$SNAP/$1/?.so;$ROOT/build/bench/$1/?.so;;"
 }
 
 # prints the command line for system + workload, or nothing when the system
@@ -186,6 +198,10 @@ measure() {   # round system workload
         $1 == "EXTRA"  { printf "%s\t%s\t%s\t%s\t%s\n", r, w, s, $2, $3 }' <<<"$out" >>"$TSV"
 }
 
+# CPU time the hypervisor gave to others while we measured ("steal", all
+# CPUs): a run with much of it is a run on a busy host
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9}' /proc/stat; }
+read -r ticks0 steal0 < <(cpu_ticks)
 start=$(date +%s)
 nsys=${#SYSTEMS[@]}
 for ((r = 1; r <= rounds; r++)); do
@@ -200,6 +216,8 @@ say "statements per W2s request (server counters)"
 for sys in "${SYSTEMS[@]}"; do measure 1 "$sys" w2s_count; done
 stop_busy
 elapsed=$(($(date +%s) - start))
+read -r ticks1 steal1 < <(cpu_ticks)
+steal=$(awk -v a=$((steal1 - steal0)) -v b=$((ticks1 - ticks0)) 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : 0) }')
 
 # ---- the table ------------------------------------------------------------------
 META=$(mktemp "${TMPDIR:-/tmp}/bench-meta.XXXXXX")
@@ -209,6 +227,7 @@ META=$(mktemp "${TMPDIR:-/tmp}/bench-meta.XXXXXX")
     echo "rounds	$rounds"
     echo "quick	$quick"
     echo "elapsed	$elapsed"
+    echo "steal	$steal"
     echo "cpu	$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) x $ncpu"
     echo "kernel	$(uname -r)"
     echo "pin	benchmarks on CPU $CPU$([ "$mode" = busy ] && echo ", busy loop on CPU $BUSY_CPU")"
@@ -216,13 +235,13 @@ META=$(mktemp "${TMPDIR:-/tmp}/bench-meta.XXXXXX")
     echo "client	MariaDB Connector/C $(mariadb_config --cc_version 2>/dev/null || true)"
     echo "lua	$(lua5.4 -v 2>&1 | awk '{print $1, $2}'); $(luajit -v 2>&1 | awk '{print $1, $2}')"
     echo "python	$($PY -c 'import sys, sqlalchemy, MySQLdb; print("Python %d.%d.%d" % sys.version_info[:3], "SQLAlchemy", sqlalchemy.__version__, "mysqlclient", MySQLdb.__version__)')"
-    # the code measured: the commit, and what differed from it in csrc/ and lua/
-    changed=$(git status --porcelain -- csrc lua 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
-    changed=${changed% }
-    echo "commit	$(git rev-parse --short HEAD 2>/dev/null || echo unknown)${changed:+ + uncommitted changes in $changed}"
+    echo "commit	$code"
 } >"$META"
 OUT=bench/results/latest$suffix.md$ext
-lua5.4 bench/report.lua "$TSV" "$META" "$OUT"
+# a full run in the default mode also refreshes the table in bench/README.md
+readme=()
+[ "$mode" = busy ] && [ "$quick" = 0 ] && [ -z "$only" ] && readme=(bench/README.md)
+lua5.4 bench/report.lua "$TSV" "$META" "$OUT" "${readme[@]}"
 rc=$?
 rm -f "$META"
 say "table written to $OUT (raw figures: $TSV); ${elapsed}s of measuring"
