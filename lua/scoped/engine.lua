@@ -331,10 +331,22 @@ local function closed_error()
   exc.raise("ResourceClosedError", "This Connection is closed")
 end
 
--- The raw connection to run a statement on: a connection invalidated by a
--- disconnect is replaced, but only once its transaction has been rolled
--- back, so that no statement silently runs outside the transaction the
--- caller believes it is in (SQLAlchemy's rule).
+-- Gives back a connection that died (discarded by the pool, its slot freed).
+local function discard(self, raw)
+  event.fire(self.engine, "invalidate", raw)
+  raw:close()
+  released(self.engine)
+  self.raw = nil
+end
+
+-- The raw connection to run a statement on, when self.raw is not simply
+-- there to use: checked out anew after a rollback() or invalidate() let the
+-- old one go. A connection that died inside a transaction is refused by C
+-- itself (check_live in csrc/lconn.c: "Can't reconnect until invalid
+-- transaction is rolled back"), so no statement silently runs outside the
+-- transaction the caller believes it is in (SQLAlchemy's rule) and the hot
+-- path pays no extra call for it. In AUTOCOMMIT there is no transaction to
+-- lose: a dead connection is replaced at once.
 local function live_raw(self)
   local raw = self.raw
   if raw and not raw:is_invalidated() then return raw end
@@ -343,13 +355,16 @@ local function live_raw(self)
     exc.raise("InvalidRequestError",
       "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before proceeding")
   end
-  if raw then
-    event.fire(self.engine, "invalidate", raw)
-    raw:close()
-    released(self.engine)
-  end
+  if raw then discard(self, raw) end
   raw = self.engine:_checkout()
   self.raw = raw
+  return raw
+end
+
+local function statement_raw(self)
+  local raw = self.raw
+  if raw == nil or self.engine._autocommit then return live_raw(self) end
+  if not self._in_tx then self._in_tx = true end -- autobegin: no round trip
   return raw
 end
 
@@ -364,8 +379,7 @@ local function log_statement(self, sql, params)
 end
 
 function Connection:execute(sql, params)
-  local raw = live_raw(self)
-  if not self._in_tx and not self.engine._autocommit then self._in_tx = true end
+  local raw = statement_raw(self)
   if self.engine.echo then log_statement(self, sql, params) end
   return raw:execute(sql, params)
 end
@@ -374,15 +388,13 @@ end
 --- multi-row INSERTs. rowcount is the total. (execute(sql, {set1, set2})
 --- does the same for a statement with :name binds.)
 function Connection:executemany(sql, param_sets)
-  local raw = live_raw(self)
-  if not self._in_tx and not self.engine._autocommit then self._in_tx = true end
+  local raw = statement_raw(self)
   if self.engine.echo then log_statement(self, sql, param_sets) end
   return raw:executemany(sql, param_sets)
 end
 
 function Connection:exec_driver_sql(sql)
-  local raw = live_raw(self)
-  if not self._in_tx then self._in_tx = true end
+  local raw = statement_raw(self)
   if self.engine.echo then log_statement(self, sql, nil) end
   return raw:exec_driver_sql(sql)
 end
@@ -398,7 +410,16 @@ function Connection:commit()
     self._in_tx = false
     self._savepoints = nil
     if self.engine.echo then self.engine._log("COMMIT") end
-    live_raw(self):exec_driver_sql("COMMIT")
+    local raw = self.raw
+    if raw then
+      local ok, err = pcall(raw.commit, raw)
+      if not ok then
+        -- a COMMIT lost with the connection: the transaction is gone, so
+        -- the next statement may take a new connection at once
+        if raw:is_invalidated() then discard(self, raw) end
+        error(err, 0)
+      end
+    end
   end
 end
 
@@ -411,13 +432,10 @@ function Connection:rollback()
   if raw and raw:is_invalidated() then
     -- the transaction died with the connection: discard it, check out
     -- anew on the next statement
-    event.fire(self.engine, "invalidate", raw)
-    raw:close()
-    released(self.engine)
-    self.raw = nil
+    discard(self, raw)
   elseif was and raw then
     if self.engine.echo then self.engine._log("ROLLBACK") end
-    raw:exec_driver_sql("ROLLBACK")
+    raw:rollback()
   end
 end
 
