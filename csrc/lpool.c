@@ -128,6 +128,17 @@ static double opt_number(lua_State *L, int opts, const char *key, double dflt)
     return v;
 }
 
+/* A whole number that fits an int: a cast of anything else (inf, nan,
+ * 2^40) would be undefined behaviour. create_engine checks this first;
+ * this keeps core.pool_new safe on its own. */
+static int opt_int(lua_State *L, int opts, const char *key, int dflt)
+{
+    double v = opt_number(L, opts, key, dflt);
+    if (!(v >= -2147483648.0 && v <= 2147483647.0) || v != (double)(int)v)
+        sc_argerror(L, "%s must be a whole number that fits an int", key);
+    return (int)v;
+}
+
 static int opt_bool(lua_State *L, int opts, const char *key)
 {
     lua_getfield(L, opts, key);
@@ -141,8 +152,8 @@ static int l_pool_new(lua_State *L)
     sc_check_table(L, 1, "url");
     sc_check_table(L, 2, "options");
     sc_pool_config cfg;
-    cfg.pool_size = (int)opt_number(L, 2, "pool_size", 5);
-    cfg.max_overflow = (int)opt_number(L, 2, "max_overflow", 10);
+    cfg.pool_size = opt_int(L, 2, "pool_size", 5);
+    cfg.max_overflow = opt_int(L, 2, "max_overflow", 10);
     cfg.timeout = opt_number(L, 2, "pool_timeout", 30);
     cfg.recycle = opt_number(L, 2, "pool_recycle", -1);
     cfg.pre_ping = opt_bool(L, 2, "pool_pre_ping");
