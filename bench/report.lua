@@ -241,7 +241,8 @@ local doc = {
     meta.rounds == "1" and "" or "s", mode, meta.quick == "1" and ", **--quick (smoke test)**" or "",
     meta.elapsed or "?", meta.steal or "?"),
   "",
-  "Machine: " .. (meta.cpu or "?") .. ", Linux " .. (meta.kernel or "?") .. "; " .. (meta.pin or "") .. ".",
+  "Machine: " .. (meta.cpu or "?") .. ", Linux " .. (meta.kernel or "?") .. "; " .. (meta.pin or "") ..
+    (meta.load and "; load " .. meta.load or "") .. ".",
   "MariaDB " .. (meta.server or "?") .. " (throwaway, unix socket for every system); " ..
     (meta.client or "") .. "; " .. (meta.lua or "") .. "; " .. (meta.python or "") .. ".",
   "Code measured: `" .. (meta.commit or "?") .. "`.",

@@ -67,6 +67,13 @@ PY=/usr/bin/python3
 unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 mariadb --no-defaults --socket="$SOCK" -uroot scoped_test <bench/setup.sql || { say "setup.sql failed"; exit 1; }
 
+# Other work on the machine (a test suite, a build) is the worst noise of
+# all: say so, and put the load average in the table's header
+load0=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$load0" 'BEGIN { exit !(l > 0.7) }'; then
+    say "WARNING: load average $load0 before starting: something else is running; the figures will be noisy"
+fi
+
 ncpu=$(nproc)
 CPU=$((ncpu - 1))   # the benchmark's CPU
 BUSY_CPU=0          # the one kept awake
@@ -228,6 +235,7 @@ META=$(mktemp "${TMPDIR:-/tmp}/bench-meta.XXXXXX")
     echo "quick	$quick"
     echo "elapsed	$elapsed"
     echo "steal	$steal"
+    echo "load	$load0 before, $(cut -d' ' -f1 /proc/loadavg) after (1-minute load average; ours is 1-2)"
     echo "cpu	$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) x $ncpu"
     echo "kernel	$(uname -r)"
     echo "pin	benchmarks on CPU $CPU$([ "$mode" = busy ] && echo ", busy loop on CPU $BUSY_CPU")"
