@@ -64,7 +64,7 @@ ctest: $(CTEST_BINS)
 
 # ---- the one test command ----------------------------------------------------
 deps:
-	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl
+	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl
 
 test: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
