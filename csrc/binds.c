@@ -189,9 +189,17 @@ int sc_escape_string(sc_buf *b, const char *s, size_t len, int no_backslash)
 
 int sc_format_integer(sc_buf *b, long long v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    return sc_buf_add(b, tmp, (size_t)n) == 0 ? 0 : -2;
+    /* by hand: snprintf's format parsing was a tenth of a batch INSERT */
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    return sc_buf_add(b, p, (size_t)(tmp + sizeof tmp - p)) == 0 ? 0 : -2;
 }
 
 int sc_format_float(sc_buf *b, double v)

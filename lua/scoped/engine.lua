@@ -154,12 +154,16 @@ function M.create_engine(url, opts)
     hide_parameters = o.hide_parameters,
     _opts = o,
     _cpool = cpool,
-    _pool_wait = o.pool_wait,
+    -- every field plain() reads is set (false when off), so that the hot
+    -- path's lookups hit the table instead of falling through to Engine
+    _pool_wait = o.pool_wait or false,
+    _wrap = false,
+    _released = false,
     _autocommit = o.isolation_level == "AUTOCOMMIT",
     _log = o.logger or default_logger,
     _events = {},
     _has_events = false,
-    _leak = o.pool_leak_threshold,
+    _leak = o.pool_leak_threshold or false,
     _held = o.pool_leak_threshold and setmetatable({}, {__mode = "k"}),
   }, Engine)
   engine.pool = setmetatable({_cpool = cpool, _class = o.poolclass}, Pool)
@@ -300,8 +304,9 @@ M.plain = plain
 function Engine:connect()
   local raw
   if plain(self) then raw = self._cpool:checkout() else raw = self:_checkout() end
-  -- two fields only: closed and _in_tx default to false through Connection
-  return setmetatable({engine = self, raw = raw}, Connection)
+  -- all four fields up front: the first statement's _in_tx = true then
+  -- writes in place instead of growing the table
+  return setmetatable({engine = self, raw = raw, _in_tx = false, closed = false}, Connection)
 end
 
 --- engine:begin() -> a Connection in a transaction. As a Lua 5.4 <close>

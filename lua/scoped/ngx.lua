@@ -87,7 +87,7 @@ end
 --- worker makes its own semaphore on its first wait).
 function M.attach(engine)
   if not M.active then return end
-  if engine._pool_wait == nil then
+  if not engine._pool_wait then
     local state = {} -- .sem: this worker's semaphore for this engine
     engine._pool_wait = function(remaining)
       local phase = get_phase()
