@@ -46,7 +46,8 @@ function M.spawn(code)
   local f = assert(io.open(self.script, "w"))
   f:write(prelude:format(self.sig), code)
   f:close()
-  local lua = os.getenv("SCOPED_LUA") or "lua5.4"
+  -- the interpreter this process runs on (its LUA_CPATH points at that build)
+  local lua = os.getenv("SCOPED_LUA") or (rawget(_G, "jit") and "luajit" or "lua5.4")
   -- the child's exit status lands in .done when it ends
   assert(os.execute(string.format("(%s %q >%q 2>&1; echo $? >%q) </dev/null &",
     lua, self.script, self.out, self.done)))
@@ -63,7 +64,9 @@ function P:wait_for(line, timeout)
     if read(self.done) then break end
     sleep(0.02)
   end
-  error("child never printed '" .. line .. "'; its output:\n" .. self:output())
+  local out = self:output()
+  if read(self.done) then self:finish(1) end -- it ended: remove its files
+  error("child never printed '" .. line .. "'; its output:\n" .. out)
 end
 
 function P:signal()
