@@ -1,4 +1,5 @@
 /* Rendering binds into a statement: the Lua side of binds.c. */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -124,7 +125,14 @@ void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const cha
         if (params == 0)
             sc_argerror(L, "A value is required for positional bind parameter 1");
         lua_getfield(L, params, "n");
-        arity = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : (int)sc_rawlen(L, params);
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            lua_Number n = lua_tonumber(L, -1);
+            if (!(n >= 0 && n <= INT_MAX && n == floor(n)))
+                sc_argerror(L, "params.n must be a whole number from 0 to %d", INT_MAX);
+            arity = (int)n;
+        } else {
+            arity = (int)sc_rawlen(L, params);
+        }
         lua_pop(L, 1);
         if ((size_t)arity < plan->npositional)
             sc_argerror(L, "A value is required for positional bind parameter %d", arity + 1);

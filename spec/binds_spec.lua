@@ -112,6 +112,10 @@ describe("binds", function()
     assert.equal("A value is required for positional bind parameter 2", err.message)
     err = H.error_of(c.execute, c, "SELECT ?", {1, 2})
     assert.equal("ArgumentError", err.kind)
+    for _, n in ipairs({0.5, -1, 2 ^ 31, 1e300, 0 / 0}) do
+      err = H.error_of(c.execute, c, "SELECT ?", {1, n = n})
+      assert.equal("params.n must be a whole number from 0 to 2147483647", err.message)
+    end
   end)
 
   it("raises ArgumentError naming a bind of an unsupported type", function()
