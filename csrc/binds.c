@@ -52,9 +52,29 @@ static size_t skip_quoted(const char *sql, size_t len, size_t i, char q)
     return len;
 }
 
+/* Remembers sql as the plan's source; on failure the plan has none. */
+static int keep_source(sc_bind_plan *plan, const char *sql, size_t len)
+{
+    if (plan->srccap < len + 1) {
+        char *p = realloc(plan->src, len + 1);
+        if (p == NULL) {
+            plan->srclen = (size_t)-1;
+            return -1;
+        }
+        plan->src = p;
+        plan->srccap = len + 1;
+    }
+    memcpy(plan->src, sql, len);
+    plan->srclen = len;
+    return 0;
+}
+
 int sc_binds_parse(const char *sql, size_t len, sc_bind_plan *plan)
 {
     size_t seg = 0, i = 0;
+    if (plan->src != NULL && plan->srclen == len && memcmp(plan->src, sql, len) == 0)
+        return 0;
+    plan->srclen = (size_t)-1; /* no valid source until this parse succeeds */
     plan->n = plan->nnamed = plan->npositional = 0;
     while (i < len) {
         char c = sql[i];
@@ -100,11 +120,14 @@ int sc_binds_parse(const char *sql, size_t len, sc_bind_plan *plan)
             i++;
         }
     }
-    return push_tok(plan, SC_TOK_SQL, seg, len - seg);
+    if (push_tok(plan, SC_TOK_SQL, seg, len - seg) != 0)
+        return -1;
+    return keep_source(plan, sql, len);
 }
 
 void sc_bind_plan_free(sc_bind_plan *plan)
 {
+    free(plan->src);
     free(plan->toks);
     memset(plan, 0, sizeof *plan);
 }

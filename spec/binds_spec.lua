@@ -162,6 +162,15 @@ describe("binds", function()
     c2:close()
   end)
 
+  it("re-parses a statement of the same length but other text (the plan cache)", function()
+    local p = {a = 1, b = 2}
+    assert.equal("SELECT 1", c:render("SELECT :a", p))
+    assert.equal("SELECT 2", c:render("SELECT :b", p))
+    assert.equal("SELECT 2", c:render("SELECT :b", p))
+    assert.equal("SELECT ':a'", c:render("SELECT ':a'", p))
+    assert.equal(1, c:execute("SELECT :a", p):scalar())
+  end)
+
   it("exec_driver_sql parses no binds", function()
     assert.equal(":x", c:exec_driver_sql("SELECT ':x'"):scalar())
     assert.equal("ProgrammingError", H.error_of(c.exec_driver_sql, c, "SELECT :x").kind)
