@@ -28,6 +28,7 @@ typedef struct lresult {
     rset first;
     int nsets, cur;
     int mt_for;  /* the set whose row metatable is the user value; -1 none */
+    int closed;  /* close() was called: its sets are freed */
     long long rowcount;
     unsigned long long lastrowid;
 } lresult;
@@ -374,7 +375,7 @@ static lresult *check_result(lua_State *L)
 static rset *current_set(lua_State *L, lresult *r)
 {
     if (r->cur >= r->nsets) {
-        if (r->nsets == 0 && r->sets == NULL && r->rowcount == -2)
+        if (r->closed)
             sc_raise(L, "ResourceClosedError", "This result object is closed.");
         sc_raise(L, "ResourceClosedError",
                  "This result object does not return rows. It has been closed automatically.");
@@ -454,7 +455,7 @@ static int l_close(lua_State *L)
     lresult *r = check_result(L);
     free_sets(r);
     r->cur = 0;
-    r->rowcount = -2; /* marks closed for current_set's message */
+    r->closed = 1; /* rowcount and lastrowid stay readable, as SQLAlchemy's */
     return 0;
 }
 

@@ -201,6 +201,21 @@ describe("Connection", function()
     end)
   end
 
+  it("engine:begin(fn) whose connection was KILLed: OperationalError, nothing committed, the slot back", function()
+    local err = H.error_of(e.begin, e, function(c)
+      c:execute("INSERT INTO eng_t VALUES (50)")
+      local id = c:scalar("SELECT CONNECTION_ID()")
+      H.observer():execute("KILL :id", {id = id})
+      for _ = 1, 100 do
+        if not H.connection_alive(id) then break end
+        H.sleep(0.02)
+      end
+    end)
+    assert.equal("OperationalError", err.kind)
+    assert.equal(0, e.pool:checkedout())
+    assert.equal(0, H.observer():execute("SELECT COUNT(*) FROM eng_t"):scalar())
+  end)
+
   it("raises ResourceClosedError after close", function()
     local c = e:connect()
     c:close()

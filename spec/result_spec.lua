@@ -96,6 +96,8 @@ describe("Result", function()
     local sel = q()
     assert.is_true(sel.returns_rows)
     assert.equal(3, sel.rowcount)
+    sel:first() -- closes the result; its counts stay readable
+    assert.equal(3, sel.rowcount)
     local err = H.error_of(function() return r:fetchone() end)
     assert.equal("ResourceClosedError", err.kind)
     c:execute("DROP TABLE res_ai")

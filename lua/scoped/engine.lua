@@ -321,7 +321,11 @@ function Engine:begin(fn)
   conn._commit_on_close = true
   if fn == nil then return conn end
   local ok, err = pcall(fn, conn)
-  if ok then conn:commit() else pcall(conn.rollback, conn) end
+  if ok then
+    ok, err = pcall(conn.commit, conn) -- a failed COMMIT must not skip close()
+  else
+    pcall(conn.rollback, conn)
+  end
   conn:close()
   if not ok then error(err, 0) end
 end
@@ -438,7 +442,9 @@ function Connection:rollback()
     -- the transaction died with the connection: discard it, check out
     -- anew on the next statement
     discard(self, raw)
-  elseif was and raw then
+  elseif was and raw and raw:in_transaction() then
+    -- the server's flag, as the reset on return: a unit of work that opened
+    -- no transaction there (SELECT 1) has nothing to roll back
     if self.engine.echo then self.engine._log("ROLLBACK") end
     raw:rollback()
   end
@@ -472,10 +478,7 @@ function Connection:invalidate()
   local raw = self.raw
   if raw then
     raw:invalidate()
-    event.fire(self.engine, "invalidate", raw)
-    raw:close()
-    released(self.engine)
-    self.raw = nil
+    discard(self, raw)
   end
   self._in_tx = false
 end
@@ -495,14 +498,16 @@ end
 function Connection:get_raw() return live_raw(self) end
 
 Connection.__close = function(self, err)
+  local ok, commit_err = true, nil
   if self._commit_on_close and not self.closed then
     if err == nil then
-      self:commit()
+      ok, commit_err = pcall(self.commit, self)
     else
       pcall(self.rollback, self)
     end
   end
-  self:close()
+  self:close() -- back to the pool even when the COMMIT failed
+  if not ok then error(commit_err, 0) end
 end
 
 Connection.__tostring = function(self)
@@ -521,7 +526,8 @@ end
 function Transaction:commit()
   tx_done(self)
   if self.savepoint then
-    self.conn.raw:exec_driver_sql("RELEASE SAVEPOINT " .. self.savepoint)
+    -- through the Connection: its raw connection may have been let go
+    self.conn:exec_driver_sql("RELEASE SAVEPOINT " .. self.savepoint)
   else
     self.conn:commit()
   end
@@ -530,7 +536,7 @@ end
 function Transaction:rollback()
   tx_done(self)
   if self.savepoint then
-    self.conn.raw:exec_driver_sql("ROLLBACK TO SAVEPOINT " .. self.savepoint)
+    self.conn:exec_driver_sql("ROLLBACK TO SAVEPOINT " .. self.savepoint)
   else
     self.conn:rollback()
   end

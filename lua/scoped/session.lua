@@ -116,7 +116,6 @@ function Session:in_transaction() return self._active end
 local function finish(self, how)
   local conn = self._conn
   self._active = false
-  self._nested = nil
   if conn == nil then return end
   self._conn = nil
   local ok, err = pcall(conn[how], conn)
