@@ -75,14 +75,17 @@ sc_url *sc_url_push_owned(lua_State *L)
 
 /* ---- the userdata -------------------------------------------------------- */
 
-lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx)
+lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx)
 {
     if (owner_idx < 0)
         owner_idx = lua_gettop(L) + owner_idx + 1;
     lconn *lc = sc_newuserdata(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
     lc->c = c;
-    luaL_getmetatable(L, SC_CONN_MT);
+    if (mt_idx != 0)
+        lua_pushvalue(L, mt_idx); /* the checkout's upvalue: no registry lookup by name */
+    else
+        luaL_getmetatable(L, SC_CONN_MT);
     lua_setmetatable(L, -2);
     if (owner_idx) {
         /* the owner's own user value holds {owner}: one table shared by all
@@ -156,7 +159,8 @@ static lconn *check_live(lua_State *L)
     return lc;
 }
 
-static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+/* Pushes the DBAPIError for err (raise_dberror raises it). */
+static void push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
                          size_t len, int params)
 {
     int gone = lc->c->broken;
@@ -180,6 +184,12 @@ static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const cha
             lua_pop(L, 1);
         }
     }
+}
+
+static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+                         size_t len, int params)
+{
+    push_dberror(L, lc, err, sql, len, params);
     return lua_error(L);
 }
 
@@ -397,6 +407,38 @@ static int l_rollback(lua_State *L)
     return end_transaction(L, "ROLLBACK", 8);
 }
 
+/* raw:finish(commit): ends the unit of work and gives the connection back
+ * in one call (what a Session on a plain engine does at commit, rollback
+ * and close). commit true: COMMIT; false: ROLLBACK when the server has a
+ * transaction open (the reset on return would do the same). Whatever
+ * happens, the connection is released (a dead one discarded) before an
+ * error is raised, so no path keeps it out of the pool. */
+static int l_finish(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    int commit = lua_toboolean(L, 2);
+    if (lc->invalidated || lc->c->broken) {
+        /* the transaction died with the connection: nothing to roll back;
+         * a COMMIT cannot succeed (SQLAlchemy's rule, as check_live) */
+        sc_lconn_release(lc);
+        if (commit)
+            sc_raise(L, "InvalidRequestError",
+                     "Can't reconnect until invalid transaction is rolled back.  "
+                     "Please rollback() fully before proceeding");
+        return 0;
+    }
+    const char *sql = commit ? "COMMIT" : "ROLLBACK";
+    size_t len = commit ? 6 : 8;
+    sc_error err;
+    if ((commit || sc_conn_in_transaction(lc->c)) && sc_conn_query(lc->c, sql, len, &err) != 0) {
+        push_dberror(L, lc, &err, sql, len, 0);
+        sc_lconn_release(lc);
+        return lua_error(L);
+    }
+    sc_lconn_release(lc);
+    return 0;
+}
+
 /* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
 static int l_exec_driver_sql(lua_State *L)
 {
@@ -505,7 +547,7 @@ static int l_connect(lua_State *L)
         sc_push_dberror(L, &err, NULL, 0, 0, 0);
         return lua_error(L);
     }
-    sc_lconn_push(L, c, 0);
+    sc_lconn_push(L, c, 0, 0);
     return 1;
 }
 
@@ -515,6 +557,7 @@ static const luaL_Reg conn_methods[] = {
     {"executemany", l_executemany},
     {"commit", l_commit},
     {"rollback", l_rollback},
+    {"finish", l_finish},
     {"render", l_render},
     {"ping", l_ping},
     {"close", l_close},
@@ -532,6 +575,8 @@ int sc_open_conn(lua_State *L)
     luaL_newmetatable(L, SC_CONN_MT);
     lua_newtable(L);
     sc_setmethods(L, -2, conn_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "conn_methods"); /* core.conn_methods: engine.lua keeps hot ones as upvalues */
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");

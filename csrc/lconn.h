@@ -21,8 +21,10 @@ typedef struct lconn {
 
 /* Pushes a new userdata for c. owner_idx (the pool's userdata, or 0): the
  * connection shares the owner's user value, a table holding the owner, so
- * the pool outlives its connections. */
-lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx);
+ * the pool outlives its connections. mt_idx: where the RawConnection
+ * metatable is on the stack (an upvalue of the caller), or 0 to look it up
+ * in the registry. */
+lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx);
 /* Returns the connection to its pool (reset first) or closes it. Safe to
  * call twice. Returns the reset outcome: 0 fine, -1 discarded. */
 int sc_lconn_release(lconn *lc);

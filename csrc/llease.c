@@ -218,7 +218,7 @@ static int l_lease_gc(lua_State *L)
 static int l_borrow(lua_State *L)
 {
     double id = check_id(L, 1);
-    lconn *lc = sc_lconn_push(L, NULL, 0); /* empty until the move below */
+    lconn *lc = sc_lconn_push(L, NULL, 0, 0); /* empty until the move below */
     pthread_mutex_lock(&g_mu);
     lease_slot *s = find_slot(id, NULL);
     if (s == NULL || s->state != SLOT_PARKED) {

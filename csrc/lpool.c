@@ -241,7 +241,8 @@ static lpool *check_pool(lua_State *L)
 
 static void push_checkout(lua_State *L, lpool *lp, sc_pool_entry *e)
 {
-    lconn *lc = sc_lconn_push(L, e->conn, 1);
+    /* upvalue 2 of checkout and try_checkout: the RawConnection metatable */
+    lconn *lc = sc_lconn_push(L, e->conn, 1, lua_upvalueindex(2));
     lc->pool = lp->pool;
     lc->entry = e;
     lc->reset_mode = lp->reset_mode;
@@ -264,7 +265,8 @@ static int l_checkout(lua_State *L)
 {
     lpool *lp = check_pool(L);
     sc_pool_entry *e = NULL;
-    char err[600] = "";
+    char err[600];
+    err[0] = '\0'; /* not the whole array: this is every checkout's path */
     int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
     if (rc == SC_POOL_TIMEOUT)
         return raise_timeout(L, lp);
@@ -299,7 +301,8 @@ static int l_try_checkout(lua_State *L)
         w = t->w;
     }
     sc_pool_entry *e = NULL;
-    char err[600] = "";
+    char err[600];
+    err[0] = '\0';
     int rc = sc_pool_try_checkout(lp->pool, &w, &e, err, sizeof err);
     if (t != NULL && rc != SC_POOL_WAIT)
         t->w = NULL; /* the pool freed it */
@@ -398,8 +401,6 @@ static int l_pool_gc(lua_State *L)
 }
 
 static const luaL_Reg pool_methods[] = {
-    {"checkout", l_checkout},
-    {"try_checkout", l_try_checkout},
     {"status", l_status},
     {"stats", l_stats},
     {"dispose", l_dispose},
@@ -417,6 +418,17 @@ int sc_open_pool(lua_State *L)
     luaL_newmetatable(L, SC_POOL_MT);
     lua_newtable(L);
     sc_setmethods(L, -2, pool_methods);
+    /* the two that make connections also hold the RawConnection metatable
+     * (sc_open_conn ran first) */
+    static const luaL_Reg checkouts[] = {{"checkout", l_checkout}, {"try_checkout", l_try_checkout}};
+    for (int i = 0; i < 2; i++) {
+        lua_pushvalue(L, -2);
+        luaL_getmetatable(L, SC_CONN_MT);
+        lua_pushcclosure(L, checkouts[i].func, 2);
+        lua_setfield(L, -2, checkouts[i].name);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "pool_methods"); /* core.pool_methods: engine.lua keeps checkout as an upvalue */
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_pool_gc);
     lua_setfield(L, -2, "__gc");

@@ -7,6 +7,14 @@ local event = require "scoped.event"
 
 local M = {}
 
+-- The C functions of the hot paths, kept as upvalues: a call through them
+-- skips the method lookup through the userdata's metatable. Used only where
+-- the raw connection is known to be the C userdata (a plain engine: no
+-- offload stand-in, see plain below).
+local pool_checkout = core.pool_methods.checkout
+local raw_execute = core.conn_methods.execute
+local raw_close = core.conn_methods.close
+
 local Engine = {}
 Engine.__index = Engine
 local Connection = {closed = false, _in_tx = false}
@@ -158,6 +166,7 @@ function M.create_engine(url, opts)
     -- path's lookups hit the table instead of falling through to Engine
     _pool_wait = o.pool_wait or false,
     _wrap = false,
+    _plain = false, -- set below, once scoped.ngx has had its say
     _released = false,
     _autocommit = o.isolation_level == "AUTOCOMMIT",
     _log = o.logger or default_logger,
@@ -170,6 +179,7 @@ function M.create_engine(url, opts)
   -- Under OpenResty: a pool wait that yields instead of blocking the
   -- worker, its checkin notifier, the offload wrapper (scoped/ngx.lua).
   if rawget(_G, "ngx") ~= nil then require("scoped.ngx").attach(engine) end
+  M.update_plain(engine)
   return engine
 end
 
@@ -292,18 +302,25 @@ function Engine:_checkin(raw)
 end
 
 -- Whether checkout and checkin need more than the C pool: a yielding wait,
--- listeners, logging, hidden parameters or leak detection. Without them the
--- hot path is one C call each way (what W1 in bench/ measures).
-local function plain(engine)
-  return not (engine._pool_wait or engine._has_events or engine.echo or engine.hide_parameters
-    or engine._leak)
+-- listeners, logging, hidden parameters, leak detection or an offload
+-- wrapper. Without them the hot path is one C call each way (what W1 in
+-- bench/ measures). Everything but echo is fixed once the engine is made
+-- or changes through event.listen, which calls update_plain: the hot path
+-- reads two fields (_plain and echo, which SQLAlchemy lets a program
+-- toggle at any time) instead of six.
+function M.update_plain(engine)
+  engine._plain = not (engine._pool_wait or engine._has_events or engine.hide_parameters
+    or engine._leak or engine._wrap)
 end
-M.plain = plain
+
+function M.plain(engine)
+  return engine._plain and not engine.echo
+end
 
 --- engine:connect() -> Connection (checked out at once)
 function Engine:connect()
   local raw
-  if plain(self) then raw = self._cpool:checkout() else raw = self:_checkout() end
+  if self._plain and not self.echo then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
   -- all four fields up front: the first statement's _in_tx = true then
   -- writes in place instead of growing the table
   return setmetatable({engine = self, raw = raw, _in_tx = false, closed = false}, Connection)
@@ -387,9 +404,16 @@ local function log_statement(self, sql, params)
   end
 end
 
+-- statement_raw written out: this is every statement's path
 function Connection:execute(sql, params)
-  local raw = statement_raw(self)
-  if self.engine.echo then log_statement(self, sql, params) end
+  local raw, engine = self.raw, self.engine
+  if raw == nil or engine._autocommit then
+    raw = live_raw(self)
+  elseif not self._in_tx then
+    self._in_tx = true -- autobegin: no round trip
+  end
+  if engine._plain and not engine.echo then return raw_execute(raw, sql, params) end
+  if engine.echo then log_statement(self, sql, params) end
   return raw:execute(sql, params)
 end
 
@@ -491,11 +515,18 @@ function Connection:close()
   self.raw = nil
   if raw then
     local engine = self.engine
-    if plain(engine) then raw:close() else engine:_checkin(raw) end
+    if engine._plain and not engine.echo then raw_close(raw) else engine:_checkin(raw) end
   end
 end
 
 function Connection:get_raw() return live_raw(self) end
+
+--- A Connection over a raw connection already checked out of engine and
+--- inside a transaction (a Session that ran statements on the raw
+--- connection directly and now hands it over, see scoped/session.lua).
+function M.adopt(engine, raw)
+  return setmetatable({engine = engine, raw = raw, _in_tx = true, closed = false}, Connection)
+end
 
 Connection.__close = function(self, err)
   local ok, commit_err = true, nil

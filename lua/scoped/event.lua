@@ -30,6 +30,7 @@ function event.listen(target, name, fn)
   list[#list + 1] = fn
   events[name] = list
   target._has_events = true
+  target._plain = false -- checkouts and checkins now go through the listeners
 end
 
 function event.remove(target, name, fn)

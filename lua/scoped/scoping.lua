@@ -122,6 +122,21 @@ function M.scoped_session(factory, scopefunc)
       return s[name](s, first, ...)
     end
   end
+  -- The ones every request calls, without varargs (a vararg call costs
+  -- more than the lookup itself on Lua 5.4)
+  function S.execute(first, sql, params)
+    local s = get() or make()
+    if first == S then return s:execute(sql, params) end
+    return s:execute(first, sql)
+  end
+  function S.commit()
+    local s = get() or make()
+    return s:commit()
+  end
+  function S.rollback()
+    local s = get() or make()
+    return s:rollback()
+  end
 
   --- Closes the current scope's session and forgets it. Under OpenResty,
   --- in log_by_lua: closes every session the request made through S, in

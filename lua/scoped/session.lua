@@ -1,12 +1,27 @@
 -- sessionmaker and Session: SQLAlchemy 2.0's Session for textual SQL. A
 -- session checks a connection out on its first statement (autobegin) and
 -- gives it back at commit, rollback or close; it stays usable after each.
+local core = require "scoped.core"
 local exc = require "scoped.exc"
+local engine_mod = require "scoped.engine"
 
 local M = {}
 
--- _conn and _active default through the class: a new session is a table
--- of one or two fields (the seed's request makes one per request).
+-- The fast path. On a plain engine (no listeners, logging, hidden
+-- parameters, leak detection, yielding pool wait or offload: engine.lua's
+-- _plain) outside AUTOCOMMIT, a session runs its statements on the
+-- RawConnection itself (_raw) instead of through a Connection object, and
+-- ends the unit of work with one C call (raw:finish: COMMIT or ROLLBACK,
+-- then back to the pool). Same statements, same errors, same pool; what it
+-- saves is a Connection table and two Lua layers per request. Asking for
+-- the Connection (session:connection(), begin_nested(), an engine that
+-- stopped being plain) hands the raw connection over to one (engine.adopt).
+local pool_checkout = core.pool_methods.checkout
+local raw_execute = core.conn_methods.execute
+local raw_finish = core.conn_methods.finish
+
+-- _conn, _raw and _active default through the class: a new session is a
+-- table of one field (the seed's request makes one per request).
 local Session = {_active = false}
 Session.__index = Session
 local SessionTransaction = {}
@@ -34,9 +49,15 @@ local function check_kw(kw, who)
   return kw
 end
 
+local function new(bind, info)
+  local s = setmetatable({bind = bind}, Session)
+  if info ~= nil then s.info = info end
+  return s
+end
+
 function M.new_session(kw)
   kw = check_kw(kw, "Session()")
-  return setmetatable({bind = kw.bind, info = kw.info}, Session)
+  return new(kw.bind, kw.info)
 end
 
 -- ---- sessionmaker ------------------------------------------------------------
@@ -57,7 +78,7 @@ end
 Sessionmaker.__call = function(self, kw)
   if kw == nil then -- self.kw was checked when it was set
     local base = self.kw
-    return setmetatable({bind = base.bind, info = base.info}, Session)
+    return new(base.bind, base.info)
   end
   check_kw(kw, "sessionmaker()")
   local merged = {}
@@ -88,7 +109,13 @@ function Session:connection()
   local conn = self._conn
   if conn == nil then
     local bind = self.bind or no_bind()
-    conn = bind:connect()
+    local raw = self._raw
+    if raw ~= nil then
+      self._raw = nil
+      conn = engine_mod.adopt(bind, raw)
+    else
+      conn = bind:connect()
+    end
     self._conn = conn
     self._active = true
   end
@@ -96,7 +123,19 @@ function Session:connection()
 end
 
 function Session:execute(sql, params)
-  local conn = self._conn or self:connection()
+  local raw = self._raw
+  if raw ~= nil and not self.bind.echo then return raw_execute(raw, sql, params) end
+  local conn = self._conn
+  if conn == nil and raw == nil then
+    local bind = self.bind
+    if bind ~= nil and bind._plain and not bind.echo and not bind._autocommit then
+      raw = pool_checkout(bind._cpool)
+      self._raw = raw
+      self._active = true
+      return raw_execute(raw, sql, params)
+    end
+  end
+  conn = conn or self:connection()
   self._active = true
   return conn:execute(sql, params)
 end
@@ -114,6 +153,16 @@ function Session:in_transaction() return self._active end
 
 -- Gives the connection back to the pool; finish is "commit" or "rollback".
 local function finish(self, how)
+  local raw = self._raw
+  if raw ~= nil then
+    local bind = self.bind
+    if bind._plain and not bind.echo then
+      self._raw = nil
+      self._active = false
+      return raw_finish(raw, how == "commit")
+    end
+    self:connection() -- listeners or logging came since the checkout: the Connection's path
+  end
   local conn = self._conn
   self._active = false
   if conn == nil then return end
@@ -147,7 +196,7 @@ end
 
 Session.__close = function(self) self:close() end
 Session.__tostring = function(self)
-  return "Session(bind=" .. tostring(self.bind) .. (self._conn and ", in transaction)" or ")")
+  return "Session(bind=" .. tostring(self.bind) .. ((self._conn or self._raw) and ", in transaction)" or ")")
 end
 
 local function tx_end(self)
