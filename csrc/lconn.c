@@ -407,20 +407,50 @@ static int l_rollback(lua_State *L)
     return end_transaction(L, "ROLLBACK", 8);
 }
 
-/* raw:finish(commit): ends the unit of work and gives the connection back
+/* raw:finish(commit [, reuse]): ends the unit of work and gives the connection back
  * in one call (what a Session on a plain engine does at commit, rollback
  * and close). commit true: COMMIT; false: ROLLBACK when the server has a
  * transaction open (the reset on return would do the same). Whatever
  * happens, the connection is released (a dead one discarded) before an
  * error is raised, so no path keeps it out of the pool. */
+/* Puts the (released) userdata at 1 back in its pool's spare list: the next
+ * pool:checkout_spare fills it instead of making a new one with a finalizer
+ * (what a request costs the garbage collector, most of it). Only a userdata
+ * that never left the Session's hands is kept: checkout_spare sets spare,
+ * _pin clears it when user code gets hold of it. */
+static void keep_spare(lua_State *L, lconn *lc)
+{
+    if (!lc->spare)
+        return;
+    lc->spare = 0;
+    sc_getuservalue(L, 1); /* {pool, spares}, shared with the pool */
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_rawgeti(L, -1, SC_SPARES_SLOT);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, SC_SPARES_SLOT);
+    }
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, (int)sc_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+}
+
 static int l_finish(lua_State *L)
 {
     lconn *lc = check_open(L);
     int commit = lua_toboolean(L, 2);
+    int reuse = lua_toboolean(L, 3);
     if (lc->invalidated || lc->c->broken) {
         /* the transaction died with the connection: nothing to roll back;
          * a COMMIT cannot succeed (SQLAlchemy's rule, as check_live) */
         sc_lconn_release(lc);
+        if (reuse)
+            keep_spare(L, lc);
         if (commit)
             sc_raise(L, "InvalidRequestError",
                      "Can't reconnect until invalid transaction is rolled back.  "
@@ -433,9 +463,22 @@ static int l_finish(lua_State *L)
     if ((commit || sc_conn_in_transaction(lc->c)) && sc_conn_query(lc->c, sql, len, &err) != 0) {
         push_dberror(L, lc, &err, sql, len, 0);
         sc_lconn_release(lc);
+        if (reuse)
+            keep_spare(L, lc);
         return lua_error(L);
     }
     sc_lconn_release(lc);
+    if (reuse)
+        keep_spare(L, lc);
+    return 0;
+}
+
+/* raw:_pin(): user code holds this userdata now (a Session handed it to a
+ * Connection): it must never be reused for another checkout. */
+static int l_pin(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    lc->spare = 0;
     return 0;
 }
 
@@ -558,6 +601,7 @@ static const luaL_Reg conn_methods[] = {
     {"commit", l_commit},
     {"rollback", l_rollback},
     {"finish", l_finish},
+    {"_pin", l_pin},
     {"render", l_render},
     {"ping", l_ping},
     {"close", l_close},

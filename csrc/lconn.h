@@ -17,7 +17,13 @@ typedef struct lconn {
     int reset_mode;        /* what checkin does with an open transaction */
     int hide_parameters;   /* keep bind values out of errors */
     int invalidated;       /* discard on return, whatever the server says */
+    int spare;             /* checked out for a Session's own use (pool:checkout_spare):
+                            * finish() may keep the userdata for the next one */
 } lconn;
+
+/* Slot of the pool's shared user-value table ({pool, spares}) holding the
+ * list of idle RawConnection userdata that pool:checkout_spare reuses. */
+#define SC_SPARES_SLOT 2
 
 /* Pushes a new userdata for c. owner_idx (the pool's userdata, or 0): the
  * connection shares the owner's user value, a table holding the owner, so

@@ -174,9 +174,10 @@ static int l_pool_new(lua_State *L)
     memset(lp, 0, sizeof *lp);
     luaL_getmetatable(L, SC_POOL_MT);
     lua_setmetatable(L, -2);
-    /* {pool}: the user value every checked-out connection shares, so that
-     * the pool outlives its connections (see sc_lconn_push) */
-    lua_createtable(L, 1, 0);
+    /* {pool, spares}: the user value every checked-out connection shares,
+     * so that the pool outlives its connections (see sc_lconn_push); slot 2
+     * will hold the spare userdata of checkout_spare */
+    lua_createtable(L, 2, 0);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 1);
     sc_setuservalue(L, -2);
@@ -274,6 +275,46 @@ static int l_checkout(lua_State *L)
         return raise_open_error(L, err);
     push_checkout(L, lp, e);
     return 2;
+}
+
+/* pool:checkout_spare() -> conn: checkout() for a Session's fast path
+ * (scoped/session.lua), which never lets the userdata reach user code
+ * unpinned: a userdata that raw:finish(commit, true) put back in the spare
+ * list is filled again instead of allocating one (and a finalizer) per
+ * request. */
+static int l_checkout_spare(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    sc_pool_entry *e = NULL;
+    char err[600];
+    err[0] = '\0';
+    int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
+    if (rc == SC_POOL_TIMEOUT)
+        return raise_timeout(L, lp);
+    if (rc != SC_POOL_OK)
+        return raise_open_error(L, err);
+    lconn *lc = NULL;
+    sc_getuservalue(L, 1); /* {pool, spares} */
+    lua_rawgeti(L, -1, SC_SPARES_SLOT);
+    if (lua_istable(L, -1)) {
+        int n = (int)sc_rawlen(L, -1);
+        if (n > 0) {
+            lua_rawgeti(L, -1, n);
+            lc = lua_touserdata(L, -1);
+            lua_pushnil(L);
+            lua_rawseti(L, -3, n);
+        }
+    }
+    if (lc == NULL)
+        lc = sc_lconn_push(L, e->conn, 1, lua_upvalueindex(2));
+    memset(lc, 0, sizeof *lc);
+    lc->c = e->conn;
+    lc->pool = lp->pool;
+    lc->entry = e;
+    lc->reset_mode = lp->reset_mode;
+    lc->hide_parameters = lp->hide_parameters;
+    lc->spare = 1;
+    return 1;
 }
 
 static int ticket_gc(lua_State *L)
@@ -418,10 +459,11 @@ int sc_open_pool(lua_State *L)
     luaL_newmetatable(L, SC_POOL_MT);
     lua_newtable(L);
     sc_setmethods(L, -2, pool_methods);
-    /* the two that make connections also hold the RawConnection metatable
+    /* the three that make connections also hold the RawConnection metatable
      * (sc_open_conn ran first) */
-    static const luaL_Reg checkouts[] = {{"checkout", l_checkout}, {"try_checkout", l_try_checkout}};
-    for (int i = 0; i < 2; i++) {
+    static const luaL_Reg checkouts[] = {
+        {"checkout", l_checkout}, {"try_checkout", l_try_checkout}, {"checkout_spare", l_checkout_spare}};
+    for (int i = 0; i < 3; i++) {
         lua_pushvalue(L, -2);
         luaL_getmetatable(L, SC_CONN_MT);
         lua_pushcclosure(L, checkouts[i].func, 2);

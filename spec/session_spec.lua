@@ -285,6 +285,39 @@ describe("sessionmaker and Session", function()
       assert.equal(0, count())
     end)
 
+    it("reuses the RawConnection userdata of a finished fast-path checkout, and only that one", function()
+      local cpool = engine._cpool
+      local r1 = cpool:checkout_spare()
+      r1:finish(false, true)
+      assert.is_true(r1:closed())
+      local r2 = cpool:checkout_spare()
+      assert.equal(r1, r2) -- the same userdata, filled again
+      assert.equal(1, r2:execute("SELECT 1"):scalar())
+      r2:finish(true, true)
+      local plain = cpool:checkout() -- an ordinary checkout is never kept
+      plain:finish(false, true)
+      local r3 = cpool:checkout_spare()
+      assert.are_not.equal(plain, r3)
+      assert.is_true(plain:closed())
+      r3:finish(false, true)
+      assert.equal(0, engine.pool:checkedout())
+    end)
+
+    it("never reuses a RawConnection that user code got hold of (connection())", function()
+      local s = Factory()
+      s:execute("SELECT 1")
+      local held = s:connection().raw -- pinned on the way out
+      held:finish(false, true) -- a misuse: must not put it in the spare list
+      local s2 = Factory()
+      s2:execute("SELECT 1")
+      assert.is_true(held:closed())
+      assert.are_not.equal(held, s2._raw)
+      s2:close()
+      assert.equal("ResourceClosedError", H.error_of(s.execute, s, "SELECT 1").kind)
+      pcall(s.close, s) -- its raw connection was closed under it: close() says so, and lets go
+      assert.equal(0, engine.pool:checkedout())
+    end)
+
     it("a session dropped while holding its connection gives it back when collected", function()
       local s = Factory()
       s:execute("SELECT 1")

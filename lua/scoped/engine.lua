@@ -525,6 +525,7 @@ function Connection:get_raw() return live_raw(self) end
 --- inside a transaction (a Session that ran statements on the raw
 --- connection directly and now hands it over, see scoped/session.lua).
 function M.adopt(engine, raw)
+  raw:_pin() -- user code can reach it now: never reused for another checkout
   return setmetatable({engine = engine, raw = raw, _in_tx = true, closed = false}, Connection)
 end
 

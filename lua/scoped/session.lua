@@ -12,11 +12,12 @@ local M = {}
 -- _plain) outside AUTOCOMMIT, a session runs its statements on the
 -- RawConnection itself (_raw) instead of through a Connection object, and
 -- ends the unit of work with one C call (raw:finish: COMMIT or ROLLBACK,
--- then back to the pool). Same statements, same errors, same pool; what it
+-- then back to the pool; the userdata is kept for the next checkout, see
+-- l_checkout_spare in csrc/lpool.c). Same statements, same errors, same pool; what it
 -- saves is a Connection table and two Lua layers per request. Asking for
 -- the Connection (session:connection(), begin_nested(), an engine that
 -- stopped being plain) hands the raw connection over to one (engine.adopt).
-local pool_checkout = core.pool_methods.checkout
+local pool_checkout = core.pool_methods.checkout_spare
 local raw_execute = core.conn_methods.execute
 local raw_finish = core.conn_methods.finish
 
@@ -159,7 +160,7 @@ local function finish(self, how)
     if bind._plain and not bind.echo then
       self._raw = nil
       self._active = false
-      return raw_finish(raw, how == "commit")
+      return raw_finish(raw, how == "commit", true) -- true: its userdata serves the next checkout
     end
     self:connection() -- listeners or logging came since the checkout: the Connection's path
   end
