@@ -133,8 +133,28 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
     return c;
 }
 
+void sc_conn_drop_pending(sc_conn *c)
+{
+    if (c->pending == NULL)
+        return;
+    mysql_free_result(c->pending);
+    c->pending = NULL;
+    while (!c->broken && mysql_more_results(c->my)) {
+        if (mysql_next_result(c->my) > 0) {
+            if (sc_is_disconnect(mysql_errno(c->my)))
+                c->broken = 1;
+            break;
+        }
+        MYSQL_RES *res = mysql_store_result(c->my);
+        if (res != NULL)
+            mysql_free_result(res);
+    }
+}
+
 int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
 {
+    if (c->pending != NULL)
+        sc_conn_drop_pending(c);
     if (mysql_real_query(c->my, sql, (unsigned long)len) != 0) {
         set_error(err, c->my);
         if (sc_is_disconnect(err->code))
@@ -144,9 +164,9 @@ int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
     return 0;
 }
 
-MYSQL_RES *sc_conn_store_result(sc_conn *c, sc_error *err)
+MYSQL_RES *sc_conn_use_result(sc_conn *c, sc_error *err)
 {
-    MYSQL_RES *res = mysql_store_result(c->my);
+    MYSQL_RES *res = mysql_use_result(c->my);
     err->code = 0;
     if (res == NULL && mysql_field_count(c->my) != 0) {
         set_error(err, c->my);
@@ -154,6 +174,16 @@ MYSQL_RES *sc_conn_store_result(sc_conn *c, sc_error *err)
             c->broken = 1;
     }
     return res;
+}
+
+int sc_conn_fetch_error(sc_conn *c, sc_error *err)
+{
+    if (mysql_errno(c->my) == 0)
+        return 0;
+    set_error(err, c->my);
+    if (sc_is_disconnect(err->code))
+        c->broken = 1;
+    return -1;
 }
 
 int sc_conn_next_result(sc_conn *c, sc_error *err)
@@ -172,6 +202,7 @@ int sc_conn_next_result(sc_conn *c, sc_error *err)
 
 int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
 {
+    sc_conn_drop_pending(c);
     if (mysql_autocommit(c->my, (my_bool)(on != 0)) != 0) {
         set_error(err, c->my);
         if (sc_is_disconnect(err->code))
@@ -183,10 +214,23 @@ int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
 
 int sc_conn_ping(sc_conn *c)
 {
+    sc_conn_drop_pending(c);
     int rc = mysql_ping(c->my);
     if (rc != 0)
         c->broken = 1;
     return rc;
+}
+
+/* A result cut short, freed without reading the rest of its rows: before
+ * closing (they would be read for nothing) or discarding (the socket is the
+ * parent's). Its handle is what makes mysql_free_result drain the rows. */
+static void forget_pending(sc_conn *c)
+{
+    if (c->pending == NULL)
+        return;
+    c->pending->handle = NULL;
+    mysql_free_result(c->pending);
+    c->pending = NULL;
 }
 
 static void conn_free(sc_conn *c)
@@ -201,6 +245,7 @@ void sc_conn_close(sc_conn *c)
 {
     if (c == NULL)
         return;
+    forget_pending(c);
     mysql_close(c->my);
     conn_free(c);
 }
@@ -213,6 +258,7 @@ void sc_conn_discard(sc_conn *c)
      * parent still uses (SQLAlchemy issue #7815). Point our descriptor at
      * /dev/null first: what mysql_close writes goes nowhere, and closing
      * our copy of the descriptor leaves the parent's socket open. */
+    forget_pending(c);
     int fd = (int)mysql_get_socket(c->my);
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (fd >= 0 && devnull >= 0 && dup2(devnull, fd) >= 0) {

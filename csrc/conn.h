@@ -26,6 +26,9 @@ typedef struct sc_conn {
     sc_buf sql;         /* statement being built, reused */
     sc_bind_plan plan;  /* placeholders of the statement being built, reused */
     sc_bind_plan plan2; /* executemany: the VALUES tuple's placeholders */
+    MYSQL_RES *pending; /* a result being decoded into Lua (csrc/lresult.c): a Lua
+                         * error half-way (out of memory) leaves it here, and the
+                         * next call on the connection frees it (sc_conn_drop_pending) */
 } sc_conn;
 
 /* Connects with the URL's parameters; multi-statements stay off, multiple
@@ -34,12 +37,19 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err);
 /* Sends one statement. 0, or -1 with err filled (and broken set when the
  * error means the connection is gone). */
 int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err);
-/* The current result, stored client-side in full; NULL with err->code 0
- * when the statement returns no rows. */
-MYSQL_RES *sc_conn_store_result(sc_conn *c, sc_error *err);
+/* The current result, its rows read one by one with mysql_fetch_row (each
+ * must be read before anything else is sent); NULL with err->code 0 when
+ * the statement returns no rows. */
+MYSQL_RES *sc_conn_use_result(sc_conn *c, sc_error *err);
+/* After mysql_fetch_row returned NULL on a used result: 0 at the end of the
+ * rows, -1 with err filled when the server or the connection failed. */
+int sc_conn_fetch_error(sc_conn *c, sc_error *err);
 /* 1 when another result follows (CALL), 0 when none, -1 on error. */
 int sc_conn_next_result(sc_conn *c, sc_error *err);
 int sc_conn_ping(sc_conn *c);
+/* Frees a result whose decoding was cut short, and any further result sets
+ * the server still has for it, so the connection is in sync again. */
+void sc_conn_drop_pending(sc_conn *c);
 /* Turns autocommit on or off (a round trip). 0, or -1 with err filled. */
 int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err);
 /* Closes politely (COM_QUIT) and frees. */

@@ -1,4 +1,22 @@
+/* The Result of one statement. Every row of every result set is decoded
+ * into Lua before execute returns, as mysqlclient's default cursor does
+ * (it converts all rows at execute time): rows are read one by one off the
+ * connection (mysql_use_result: no second, client-side copy of the rows
+ * as mysql_store_result makes) and the MYSQL_RES is freed at once. So a
+ * Result holds no C resource and needs no finalizer (a finalizer is much
+ * of what a small result costs the garbage collector), the connection is
+ * free again at once ("Commands out of sync" cannot happen), and rows stay
+ * readable after the connection went back to the pool.
+ *
+ * Where the rows live: Lua 5.4: user value 1 is the rows list and user value
+ * 2 the column info of a single result set; with several sets (a CALL) user
+ * value 1 is {rows1, cols1, rows2, cols2, ...}. Lua 5.1/LuaJIT: the
+ * environment table is that list always. The column info ("cols") is a
+ * table {row metatable, names, names blob} shared by every result with the
+ * same column names (see push_cols). */
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,132 +24,70 @@
 
 enum { K_INT, K_UINT, K_FLOAT, K_STRING };
 
-/* Most results have one set of a few columns: those live inside the Result
- * userdata itself, so a statement allocates nothing here beyond what
- * libmariadb does (a CALL's further sets, and wide rows, are malloc'd). */
-#define SC_INLINE_KINDS 24
-
-typedef struct rset {
-    MYSQL_RES *res;
-    unsigned nfields;
-    unsigned char *heap_kinds;                  /* when nfields > SC_INLINE_KINDS */
-    unsigned char inline_kinds[SC_INLINE_KINDS]; /* how each column becomes a Lua value */
-} rset;
-
-static inline unsigned char *set_kinds(rset *s)
-{
-    return s->nfields > SC_INLINE_KINDS ? s->heap_kinds : s->inline_kinds;
-}
-
 typedef struct lresult {
-    rset *sets;  /* &first, or a malloc'd array once a CALL returns more sets */
-    rset first;
-    int nsets, cur;
-    int mt_for;  /* the set whose row metatable is the user value; -1 none */
-    int closed;  /* close() was called: its sets are freed */
     long long rowcount;
     unsigned long long lastrowid;
+    int nsets;  /* result sets that return rows; 0 once closed */
+    int cur;    /* the current one (0-based); cur >= nsets: none left */
+    int pos;    /* next row of the current set (1-based) */
+    int nrows;  /* rows in the current set */
+    int closed; /* close() was called: rowcount and lastrowid stay readable */
 } lresult;
 
-static void free_sets(lresult *r)
+/* ---- where the sets are kept ---------------------------------------------- */
+
+/* The values rows1, cols1, ..., rowsN, colsN on top of the stack (2n of
+ * them) become the Result's (at ud) and are popped. */
+static void store_sets(lua_State *L, int ud, int nsets)
 {
-    for (int i = 0; i < r->nsets; i++) {
-        mysql_free_result(r->sets[i].res);
-        free(r->sets[i].heap_kinds);
+    if (nsets == 0)
+        return;
+#if LUA_VERSION_NUM >= 504
+    if (nsets == 1) {
+        lua_setiuservalue(L, ud, 2);
+        lua_setiuservalue(L, ud, 1);
+        return;
     }
-    if (r->sets != &r->first)
-        free(r->sets);
-    r->sets = NULL;
+#endif
+    lua_createtable(L, 2 * nsets, 0);
+    lua_insert(L, -(2 * nsets) - 1);
+    for (int i = 2 * nsets; i >= 1; i--)
+        lua_rawseti(L, -(i + 1), i); /* the list sits below the i values left */
+    sc_setuservalue(L, ud);
+}
+
+/* Pushes the rows list (part 0) or the cols (part 1) of set i. */
+static void push_set_part(lua_State *L, int ud, const lresult *r, int i, int part)
+{
+    (void)r; /* read on 5.4 only */
+#if LUA_VERSION_NUM >= 504
+    if (r->nsets == 1) {
+        lua_getiuservalue(L, ud, 1 + part);
+        return;
+    }
+#endif
+    sc_getuservalue(L, ud);
+    lua_rawgeti(L, -1, 2 * i + 1 + part);
+    lua_remove(L, -2);
+}
+
+static void drop_sets(lua_State *L, int ud, lresult *r)
+{
+    if (r->nsets > 0) {
+#if LUA_VERSION_NUM >= 504
+        lua_pushnil(L);
+        lua_setiuservalue(L, ud, 1);
+        lua_pushnil(L);
+        lua_setiuservalue(L, ud, 2);
+#else
+        lua_newtable(L); /* an environment must be a table */
+        lua_setfenv(L, ud);
+#endif
+    }
     r->nsets = 0;
-}
-
-static int add_set(lresult *r, MYSQL_RES *res)
-{
-    rset *s;
-    if (r->nsets == 0) {
-        r->sets = &r->first;
-    } else {
-        s = malloc((size_t)(r->nsets + 1) * sizeof *s);
-        if (s == NULL)
-            return -1;
-        memcpy(s, r->sets, (size_t)r->nsets * sizeof *s);
-        if (r->sets != &r->first)
-            free(r->sets);
-        r->sets = s;
-    }
-    s = &r->sets[r->nsets];
-    s->res = res;
-    s->nfields = mysql_num_fields(res);
-    s->heap_kinds = NULL;
-    if (s->nfields > SC_INLINE_KINDS && (s->heap_kinds = malloc(s->nfields)) == NULL)
-        return -1;
-    r->nsets++;
-    unsigned char *kinds = set_kinds(s);
-    MYSQL_FIELD *f = mysql_fetch_fields(res);
-    for (unsigned i = 0; i < s->nfields; i++) {
-        unsigned char k = K_STRING;
-        switch (f[i].type) {
-        case MYSQL_TYPE_TINY: case MYSQL_TYPE_SHORT: case MYSQL_TYPE_LONG:
-        case MYSQL_TYPE_INT24: case MYSQL_TYPE_YEAR:
-            k = K_INT;
-            break;
-        case MYSQL_TYPE_LONGLONG:
-            k = (f[i].flags & UNSIGNED_FLAG) ? K_UINT : K_INT;
-            break;
-        case MYSQL_TYPE_FLOAT: case MYSQL_TYPE_DOUBLE:
-            k = K_FLOAT;
-            break;
-        default: /* DECIMAL stays exact as text; dates are the server's text */
-            break;
-        }
-        kinds[i] = k;
-    }
-    return 0;
-}
-
-int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
-{
-    lresult *r = sc_newuserdata(L, sizeof *r);
-    memset(r, 0, sizeof *r);
-    luaL_getmetatable(L, SC_RESULT_MT);
-    lua_setmetatable(L, -2);
-    r->mt_for = -1;
-    r->rowcount = -1;
-    int first = 1;
-    for (;;) {
-        MYSQL_RES *res = sc_conn_store_result(c, err);
-        if (res != NULL) {
-            if (add_set(r, res) != 0) {
-                mysql_free_result(res);
-                lua_pop(L, 1);
-                return luaL_error(L, "out of memory");
-            }
-            if (first)
-                r->rowcount = (long long)mysql_num_rows(res);
-        } else if (err->code != 0) {
-            lua_pop(L, 1); /* the half-built result is collected */
-            return -1;
-        } else if (first) {
-            r->rowcount = (long long)mysql_affected_rows(c->my);
-            r->lastrowid = mysql_insert_id(c->my);
-        }
-        first = 0;
-        int more = sc_conn_next_result(c, err);
-        if (more < 0) {
-            lua_pop(L, 1);
-            return -1;
-        }
-        if (more == 0)
-            break;
-    }
-    return 0;
-}
-
-void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid)
-{
-    lresult *r = lua_touserdata(L, idx);
-    r->rowcount = rowcount;
-    r->lastrowid = lastrowid;
+    r->cur = 0;
+    r->pos = 1;
+    r->nrows = 0;
 }
 
 /* ---- row decoding: the hot path of every fetch ------------------------- */
@@ -253,21 +209,53 @@ static int row_asdict(lua_State *L)
     return 1;
 }
 
-/* Row metatables are shared by every result with the same columns: the
- * registry keeps them by a key made of the column names, so a statement run
- * again costs one string lookup instead of three tables and two closures.
- * The cache is dropped when it grows past SC_ROWMT_CACHE (ad hoc column
- * lists must not grow it forever). */
-#define SC_ROWMT_CACHE_KEY "scoped.rowmt_cache"
-#define SC_ROWMT_CACHE 512
+/* ---- column info and row metatables ------------------------------------------
+ * Rows of the same columns share one metatable: __index maps a column name
+ * to its position, and _fields / _asdict. The registry keeps them in a
+ * direct-mapped cache of SC_COLS_SLOTS slots (so ad hoc column lists cannot
+ * grow it), found by a hash of the names computed in C and confirmed by one
+ * comparison with the entry's names blob: a statement run again costs a
+ * hash, two table reads and a memcmp. */
+#define SC_COLS_SLOTS 1024
 
-static void build_row_mt(lua_State *L, rset *s)
+static char cols_cache_key; /* its address keys the cache in the registry */
+
+static uint32_t names_hash(const MYSQL_FIELD *f, unsigned n)
 {
-    MYSQL_FIELD *f = mysql_fetch_fields(s->res);
-    lua_createtable(L, 0, 2);                 /* mt */
-    lua_createtable(L, 0, (int)s->nfields + 2); /* name -> position */
-    lua_createtable(L, (int)s->nfields, 0);   /* names */
-    for (unsigned i = 0; i < s->nfields; i++) {
+    uint32_t h = 2166136261u; /* FNV-1a over each length and name */
+    for (unsigned i = 0; i < n; i++) {
+        h = (h ^ (uint32_t)f[i].name_length) * 16777619u;
+        for (unsigned j = 0; j < f[i].name_length; j++)
+            h = (h ^ (unsigned char)f[i].name[j]) * 16777619u;
+    }
+    return h;
+}
+
+/* The blob is each name as a 4-byte length and its bytes: a name may hold
+ * any byte, and no two lists of names give the same blob. */
+static int blob_matches(const char *b, size_t blen, const MYSQL_FIELD *f, unsigned n)
+{
+    size_t p = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t len = (uint32_t)f[i].name_length, stored;
+        if (blen - p < 4 + (size_t)len)
+            return 0;
+        memcpy(&stored, b + p, 4);
+        if (stored != len || memcmp(b + p + 4, f[i].name, len) != 0)
+            return 0;
+        p += 4 + (size_t)len;
+    }
+    return p == blen;
+}
+
+/* Pushes a new cols entry {mt, names, blob} for these fields. */
+static void build_cols(lua_State *L, const MYSQL_FIELD *f, unsigned n)
+{
+    lua_createtable(L, 3, 0);          /* entry */
+    lua_createtable(L, 0, 2);          /* mt */
+    lua_createtable(L, 0, (int)n + 2); /* name -> position */
+    lua_createtable(L, (int)n, 0);     /* names */
+    for (unsigned i = 0; i < n; i++) {
         lua_pushlstring(L, f[i].name, f[i].name_length);
         lua_pushvalue(L, -1);
         lua_rawseti(L, -3, (int)i + 1);
@@ -281,7 +269,7 @@ static void build_row_mt(lua_State *L, rset *s)
             lua_pop(L, 2);
         }
     }
-    /* map._fields = names; map._asdict = closure(names) unless a column
+    /* map._fields = names; map._asdict = closure(names), unless a column
      * already has that name */
     lua_getfield(L, -2, "_fields");
     if (lua_isnil(L, -1)) {
@@ -295,113 +283,210 @@ static void build_row_mt(lua_State *L, rset *s)
         lua_pushcclosure(L, row_asdict, 1);
         lua_setfield(L, -4, "_asdict");
     }
-    lua_pop(L, 2); /* nil, names */
-    lua_pushcclosure(L, row_index, 1);
+    lua_pop(L, 1);
+    lua_rawseti(L, -4, 2);             /* entry[2] = names */
+    lua_pushcclosure(L, row_index, 1); /* consumes the map */
     lua_setfield(L, -2, "__index");
-}
-
-static void push_row_mt(lua_State *L, int ud, lresult *r)
-{
-    if (r->mt_for == r->cur) {
-        sc_getuservalue(L, ud);
-        return;
-    }
-    rset *s = &r->sets[r->cur];
-    MYSQL_FIELD *f = mysql_fetch_fields(s->res);
+    lua_rawseti(L, -2, 1);             /* entry[1] = mt */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    for (unsigned i = 0; i < s->nfields; i++) {
-        luaL_addlstring(&b, f[i].name, f[i].name_length);
-        luaL_addchar(&b, '\0'); /* a name may hold any byte but cannot end early */
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t len = (uint32_t)f[i].name_length;
+        luaL_addlstring(&b, (const char *)&len, 4);
+        luaL_addlstring(&b, f[i].name, len);
     }
     luaL_pushresult(&b);
-    lua_getfield(L, LUA_REGISTRYINDEX, SC_ROWMT_CACHE_KEY);
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, SC_ROWMT_CACHE_KEY);
-    }
-    lua_pushvalue(L, -2);
-    lua_rawget(L, -2); /* key, cache, mt? */
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_getfield(L, -1, "n");
-        lua_Integer n = lua_tointeger(L, -1) + 1;
-        lua_pop(L, 1);
-        if (n > SC_ROWMT_CACHE) {
-            lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, LUA_REGISTRYINDEX, SC_ROWMT_CACHE_KEY);
-            n = 1;
-        }
-        lua_pushinteger(L, n);
-        lua_setfield(L, -2, "n");
-        build_row_mt(L, s);
-        lua_pushvalue(L, -3);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, -4);
-    }
-    lua_replace(L, -3); /* mt, cache */
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    sc_setuservalue(L, ud);
-    r->mt_for = r->cur;
+    lua_rawseti(L, -2, 3);             /* entry[3] = blob */
 }
 
-static int push_row(lua_State *L, rset *s, int mt)
+/* Pushes the cols entry for res's fields, from the cache or made anew. */
+static void push_cols(lua_State *L, const MYSQL_FIELD *f, unsigned n)
 {
-    MYSQL_ROW row = mysql_fetch_row(s->res);
-    if (row == NULL)
-        return 0;
-    unsigned long *lens = mysql_fetch_lengths(s->res);
-    const unsigned char *kinds = set_kinds(s);
-    lua_createtable(L, (int)s->nfields, 0);
-    for (unsigned i = 0; i < s->nfields; i++) {
-        push_cell(L, kinds[i], row[i], lens[i]);
-        lua_rawseti(L, -2, (int)i + 1);
+    int slot = (int)(names_hash(f, n) % SC_COLS_SLOTS) + 1;
+    lua_pushlightuserdata(L, &cols_cache_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, SC_COLS_SLOTS, 0);
+        lua_pushlightuserdata(L, &cols_cache_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
     }
-    lua_pushvalue(L, mt);
-    lua_setmetatable(L, -2);
-    return 1;
+    lua_rawgeti(L, -1, slot); /* cache, entry? */
+    if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, 3);
+        size_t blen;
+        const char *blob = lua_tolstring(L, -1, &blen);
+        lua_pop(L, 1);
+        if (blob != NULL && blob_matches(blob, blen, f, n)) {
+            lua_remove(L, -2);
+            return;
+        }
+    }
+    lua_pop(L, 1);
+    build_cols(L, f, n); /* cache, entry: it takes the slot */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, slot);
+    lua_remove(L, -2);
 }
+
+static unsigned char kind_of(const MYSQL_FIELD *f)
+{
+    switch (f->type) {
+    case MYSQL_TYPE_TINY: case MYSQL_TYPE_SHORT: case MYSQL_TYPE_LONG:
+    case MYSQL_TYPE_INT24: case MYSQL_TYPE_YEAR:
+        return K_INT;
+    case MYSQL_TYPE_LONGLONG:
+        return (f->flags & UNSIGNED_FLAG) ? K_UINT : K_INT;
+    case MYSQL_TYPE_FLOAT: case MYSQL_TYPE_DOUBLE:
+        return K_FLOAT;
+    default: /* DECIMAL stays exact as text; dates are the server's text */
+        return K_STRING;
+    }
+}
+
+/* Pushes the list of every row of res, each with the metatable at mt. */
+#define SC_KINDS_ON_STACK 64
+
+static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigned n, int mt)
+{
+    unsigned char kinds[SC_KINDS_ON_STACK];
+    for (unsigned i = 0; i < n && i < SC_KINDS_ON_STACK; i++)
+        kinds[i] = kind_of(&f[i]);
+    lua_newtable(L);
+    int count = 0;
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        unsigned long *lens = mysql_fetch_lengths(res);
+        lua_createtable(L, (int)n, 0);
+        for (unsigned i = 0; i < n; i++) {
+            push_cell(L, i < SC_KINDS_ON_STACK ? kinds[i] : kind_of(&f[i]), row[i], lens[i]);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        lua_pushvalue(L, mt);
+        lua_setmetatable(L, -2);
+        lua_rawseti(L, -2, ++count);
+    }
+    return count;
+}
+
+/* ---- collecting a statement's results -------------------------------------- */
+
+int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
+{
+#if LUA_VERSION_NUM >= 504
+    lresult *r = lua_newuserdatauv(L, sizeof *r, 2);
+#else
+    lresult *r = lua_newuserdata(L, sizeof *r);
+#endif
+    memset(r, 0, sizeof *r);
+    luaL_getmetatable(L, SC_RESULT_MT);
+    lua_setmetatable(L, -2);
+    int ud = lua_gettop(L);
+    r->rowcount = -1;
+    r->pos = 1;
+    int first = 1;
+    for (;;) {
+        MYSQL_RES *res = sc_conn_use_result(c, err);
+        if (res != NULL) {
+            /* until freed below, the connection owns it: a Lua error in
+             * between (out of memory) leaves it, and its unread rows, for
+             * sc_conn_drop_pending */
+            c->pending = res;
+            luaL_checkstack(L, 8, "too many result sets");
+            unsigned n = mysql_num_fields(res);
+            const MYSQL_FIELD *f = mysql_fetch_fields(res);
+            push_cols(L, f, n);
+            lua_rawgeti(L, -1, 1); /* cols, mt */
+            int count = push_rows(L, res, f, n, lua_gettop(L));
+            lua_remove(L, -2);     /* cols, rows */
+            lua_insert(L, -2);     /* rows, cols */
+            c->pending = NULL;
+            int failed = sc_conn_fetch_error(c, err);
+            mysql_free_result(res);
+            if (failed) {
+                lua_settop(L, ud - 1);
+                return -1;
+            }
+            if (first)
+                r->rowcount = count;
+            if (r->nsets == 0)
+                r->nrows = count;
+            r->nsets++;
+        } else if (err->code != 0) {
+            lua_settop(L, ud - 1); /* the half-built result is collected */
+            return -1;
+        } else if (first) {
+            r->rowcount = (long long)mysql_affected_rows(c->my);
+            r->lastrowid = mysql_insert_id(c->my);
+        }
+        first = 0;
+        int more = sc_conn_next_result(c, err);
+        if (more < 0) {
+            lua_settop(L, ud - 1);
+            return -1;
+        }
+        if (more == 0)
+            break;
+    }
+    store_sets(L, ud, r->nsets);
+    return 0;
+}
+
+void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid)
+{
+    lresult *r = lua_touserdata(L, idx);
+    r->rowcount = rowcount;
+    r->lastrowid = lastrowid;
+}
+
+/* ---- methods ------------------------------------------------------------------ */
 
 static lresult *check_result(lua_State *L)
 {
     return sc_check_self(L, "result");
 }
 
-static rset *current_set(lua_State *L, lresult *r)
+static void check_rows(lua_State *L, const lresult *r)
 {
-    if (r->cur >= r->nsets) {
-        if (r->closed)
-            sc_raise(L, "ResourceClosedError", "This result object is closed.");
-        sc_raise(L, "ResourceClosedError",
-                 "This result object does not return rows. It has been closed automatically.");
-    }
-    return &r->sets[r->cur];
+    if (r->cur < r->nsets)
+        return;
+    if (r->closed)
+        sc_raise(L, "ResourceClosedError", "This result object is closed.");
+    sc_raise(L, "ResourceClosedError",
+             "This result object does not return rows. It has been closed automatically.");
 }
 
 static int l_fetchone(lua_State *L)
 {
     lresult *r = check_result(L);
-    rset *s = current_set(L, r);
-    push_row_mt(L, 1, r);
-    if (!push_row(L, s, lua_gettop(L)))
+    check_rows(L, r);
+    if (r->pos > r->nrows) {
         lua_pushnil(L);
+        return 1;
+    }
+    push_set_part(L, 1, r, r->cur, 0);
+    lua_rawgeti(L, -1, r->pos++);
     return 1;
 }
 
+/* The next limit rows (all when limit < 0) as a new list; all of an
+ * untouched set is the set's own list, handed over as it is. */
 static int fetch_many(lua_State *L, lresult *r, long long limit)
 {
-    rset *s = current_set(L, r);
-    push_row_mt(L, 1, r);
-    int mt = lua_gettop(L);
-    lua_createtable(L, limit > 0 && limit < 1024 ? (int)limit : 0, 0);
-    int n = 0;
-    while ((limit < 0 || n < limit) && push_row(L, s, mt))
-        lua_rawseti(L, -2, ++n);
+    check_rows(L, r);
+    long long left = r->nrows - r->pos + 1;
+    push_set_part(L, 1, r, r->cur, 0);
+    if (limit < 0 && r->pos == 1) {
+        r->pos = r->nrows + 1;
+        return 1;
+    }
+    int n = (int)(limit < 0 || limit > left ? left : limit);
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, r->pos++);
+        lua_rawseti(L, -2, i);
+    }
     return 1;
 }
 
@@ -427,12 +512,13 @@ static int l_keys(lua_State *L)
         lua_newtable(L);
         return 1;
     }
-    rset *s = &r->sets[r->cur];
-    MYSQL_FIELD *f = mysql_fetch_fields(s->res);
-    lua_createtable(L, (int)s->nfields, 0);
-    for (unsigned i = 0; i < s->nfields; i++) {
-        lua_pushlstring(L, f[i].name, f[i].name_length);
-        lua_rawseti(L, -2, (int)i + 1);
+    push_set_part(L, 1, r, r->cur, 1);
+    lua_rawgeti(L, -1, 2); /* the shared names: the caller gets a copy */
+    int n = (int)sc_rawlen(L, -1);
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        lua_rawseti(L, -2, i);
     }
     return 1;
 }
@@ -442,6 +528,9 @@ static int l_nextset(lua_State *L)
     lresult *r = check_result(L);
     if (r->cur + 1 < r->nsets) {
         r->cur++;
+        r->pos = 1;
+        push_set_part(L, 1, r, r->cur, 0);
+        r->nrows = (int)sc_rawlen(L, -1);
         lua_pushboolean(L, 1);
     } else {
         r->cur = r->nsets;
@@ -453,8 +542,7 @@ static int l_nextset(lua_State *L)
 static int l_close(lua_State *L)
 {
     lresult *r = check_result(L);
-    free_sets(r);
-    r->cur = 0;
+    drop_sets(L, 1, r);
     r->closed = 1; /* rowcount and lastrowid stay readable, as SQLAlchemy's */
     return 0;
 }
@@ -466,16 +554,9 @@ static int l_soft_close(lua_State *L)
 {
     lresult *r = check_result(L);
     if (r->cur + 1 < r->nsets)
-        mysql_data_seek(r->sets[r->cur].res, mysql_num_rows(r->sets[r->cur].res));
+        r->pos = r->nrows + 1;
     else
         l_close(L);
-    return 0;
-}
-
-static int l_gc(lua_State *L)
-{
-    lresult *r = lua_touserdata(L, 1);
-    free_sets(r);
     return 0;
 }
 
@@ -522,9 +603,7 @@ int sc_open_result(lua_State *L)
     lua_setfield(L, -4, "result_methods"); /* core.result_methods */
     lua_pushcclosure(L, l_index, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, "Result");
+    lua_pushliteral(L, "Result"); /* no __gc: a Result holds no C resource */
     lua_setfield(L, -2, "__name");
     lua_pop(L, 1);
     return 0;

@@ -223,4 +223,73 @@ describe("Result", function()
       assert.equal(scoped.null, row[4])
     end)
   end)
+
+  -- Rows are decoded at execute time (csrc/lresult.c): these pin down what
+  -- that design promises.
+  describe("decoded at execute time", function()
+    it("keeps its rows after the connection went back to the pool and served another statement", function()
+      local e = scoped.create_engine(H.url, {pool_size = 1, max_overflow = 0})
+      local conn = e:connect()
+      local r = conn:execute("SELECT id, name FROM res_t ORDER BY id")
+      conn:close()
+      local other = e:connect()
+      assert.equal(7, other:execute("SELECT 7"):scalar())
+      other:close()
+      local rows = r:all()
+      assert.equal(3, #rows)
+      assert.equal("cid", rows[3].name)
+      assert.same({"id", "name"}, r:keys())
+      e:dispose()
+    end)
+
+    it("all() twice gives the rows, then an empty list; keys() still answers", function()
+      local r = q()
+      assert.equal(3, #r:all())
+      assert.same({}, r:all())
+      assert.is_nil(r:fetchone())
+      assert.same({"id", "name", "score"}, r:keys())
+      local k = r:keys()
+      k[1] = "changed" -- a copy: the shared names stay as they were
+      assert.same({"id", "name", "score"}, r:keys())
+    end)
+
+    it("rows of the same columns share a metatable; other columns get their own", function()
+      local a = c:execute("SELECT 1 AS x, 2 AS y"):first()
+      local b = c:execute("SELECT 3 AS x, 4 AS y"):first()
+      local d = c:execute("SELECT 5 AS x, 6 AS z"):first()
+      assert.equal(getmetatable(a), getmetatable(b))
+      assert.are_not.equal(getmetatable(a), getmetatable(d))
+      assert.equal(6, d.z)
+      assert.is_nil(d.y)
+    end)
+
+    it("more column lists than the cache has slots: every row still gets its own names", function()
+      -- 1500 lists on 1024 slots: many share a slot, and the names check
+      -- must tell them apart (a wrong metatable would answer nil here)
+      for i = 1, 1500 do
+        local row = c:execute("SELECT " .. i .. " AS c" .. i .. ", 0 AS z"):first()
+        assert.equal(i, row["c" .. i])
+        assert.same({"c" .. i, "z"}, row._fields)
+      end
+      -- and names that differ only by where one ends and the next begins
+      local r1 = c:execute("SELECT 1 AS ab, 2 AS c"):first()
+      local r2 = c:execute("SELECT 1 AS a, 2 AS bc"):first()
+      assert.equal(2, r1.c)
+      assert.equal(2, r2.bc)
+      assert.is_nil(r2.c)
+    end)
+
+    it("an error the server sends after some rows is raised, and the connection stays usable", function()
+      c:execute("DROP FUNCTION IF EXISTS res_boom")
+      c:execute([[CREATE FUNCTION res_boom(x INT) RETURNS INT DETERMINISTIC
+        BEGIN
+          IF x > 3 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom at four'; END IF;
+          RETURN x;
+        END]])
+      local err = H.error_of(c.execute, c, "SELECT res_boom(seq) AS v FROM seq_1_to_10")
+      assert.truthy(tostring(err):find("boom at four", 1, true))
+      assert.equal(1, c:execute("SELECT 1"):scalar())
+      c:execute("DROP FUNCTION res_boom")
+    end)
+  end)
 end)
