@@ -219,6 +219,7 @@ static int row_asdict(lua_State *L)
 #define SC_COLS_SLOTS 1024
 
 static char cols_cache_key; /* its address keys the cache in the registry */
+static char result_mt_key;  /* and this one the Result metatable (also under SC_RESULT_MT) */
 
 static uint32_t names_hash(const MYSQL_FIELD *f, unsigned n)
 {
@@ -380,7 +381,9 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
     lresult *r = lua_newuserdata(L, sizeof *r);
 #endif
     memset(r, 0, sizeof *r);
-    luaL_getmetatable(L, SC_RESULT_MT);
+    /* the metatable by a lightuserdata key: no string to hash on LuaJIT */
+    lua_pushlightuserdata(L, &result_mt_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
     lua_setmetatable(L, -2);
     int ud = lua_gettop(L);
     r->rowcount = -1;
@@ -597,6 +600,9 @@ static const luaL_Reg result_methods[] = {
 int sc_open_result(lua_State *L)
 {
     luaL_newmetatable(L, SC_RESULT_MT);
+    lua_pushlightuserdata(L, &result_mt_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     sc_setmethods(L, -2, result_methods);
     lua_pushvalue(L, -1);
