@@ -1,12 +1,13 @@
--- bench/report.lua TSV META OUT [README]: the markdown table of a
--- bench/run.sh run, written to OUT and, with README, also put between the
--- "<!-- latest-bench:start -->" and "<!-- latest-bench:end -->" lines there.
+-- bench/report.lua TSV META OUT [README...]: the markdown table of a
+-- bench/run.sh run, written to OUT and, for each README given, also put
+-- between the "<!-- latest-bench:start -->" and "<!-- latest-bench:end -->"
+-- lines there (bench/README.md and the top README.md).
 --
 -- TSV lines: round, workload, system, key, value (key "value" is the
 -- workload's figure, others are its extras). Each cell is the median over
 -- rounds with min–max; each ratio is the median of the per-round ratios
 -- (both systems measured in the same round, minutes apart at most).
-local tsv_path, meta_path, out_path, readme_path = arg[1], arg[2], arg[3], arg[4]
+local tsv_path, meta_path, out_path = arg[1], arg[2], arg[3]
 assert(tsv_path and meta_path and out_path, "usage: report.lua TSV META OUT")
 
 local data = {}    -- data[w][sys][key][round] = number
@@ -259,7 +260,8 @@ local f = assert(io.open(out_path, "w"))
 f:write(table.concat(doc, "\n"))
 f:close()
 
-if readme_path then
+for i = 4, #arg do
+  local readme_path = arg[i]
   local rf = io.open(readme_path)
   local text = rf and rf:read("a")
   if rf then rf:close() end
