@@ -174,9 +174,30 @@ local function finish(self, how)
   if not ok then error(err, 0) end
 end
 
-function Session:commit() finish(self, "commit") end
+-- commit and close are every request's last calls: their common cases
+-- (the fast path's raw connection; nothing checked out) skip finish()
+function Session:commit()
+  local raw = self._raw
+  if raw then
+    local bind = self.bind
+    if bind._plain and not bind.echo then
+      self._raw = false
+      self._active = false
+      return raw_finish(raw, true, true)
+    end
+  end
+  return finish(self, "commit")
+end
+
 function Session:rollback() finish(self, "rollback") end
-function Session:close() finish(self, "rollback") end
+
+function Session:close()
+  if not (self._raw or self._conn) then
+    self._active = false
+    return
+  end
+  return finish(self, "rollback")
+end
 
 --- session:begin() -> SessionTransaction; as a <close> variable it commits
 --- on normal exit and rolls back on error.
