@@ -247,8 +247,9 @@ META=$(mktemp "${TMPDIR:-/tmp}/bench-meta.XXXXXX")
 } >"$META"
 OUT=bench/results/latest$suffix.md$ext
 # a full run in the default mode also refreshes the table in bench/README.md
+# and in the top README.md
 readme=()
-[ "$mode" = busy ] && [ "$quick" = 0 ] && [ -z "$only" ] && readme=(bench/README.md)
+[ "$mode" = busy ] && [ "$quick" = 0 ] && [ -z "$only" ] && readme=(bench/README.md README.md)
 lua5.4 bench/report.lua "$TSV" "$META" "$OUT" "${readme[@]}"
 rc=$?
 rm -f "$META"
