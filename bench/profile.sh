@@ -36,7 +36,7 @@ workloads=("$@")
 
 # small and big n, and how many operations their difference is (W3: per row)
 declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=500 [w3]=1 [w4one]=1000 [w4batch]=2000)
-declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=1500 [w3]=2 [w4one]=3000 [w4batch]=12000)
+declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=1500 [w3]=3 [w4one]=3000 [w4batch]=12000)
 declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w3]="row" [w4one]="row" [w4batch]="row")
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-prof.XXXXXX")
