@@ -44,12 +44,12 @@ static unsigned long long connection_id(sc_pool_entry *e)
     const char *q = "SELECT CONNECTION_ID()";
     if (sc_conn_query(c, q, strlen(q), &err) != 0)
         return 0;
-    MYSQL_RES *res = sc_conn_store_result(c, &err);
+    MYSQL_RES *res = sc_conn_use_result(c, &err);
     if (res == NULL)
         return 0;
     MYSQL_ROW row = mysql_fetch_row(res);
     unsigned long long id = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
-    mysql_free_result(res);
+    mysql_free_result(res); /* reads what is left of a used result */
     return id;
 }
 
