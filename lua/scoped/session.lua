@@ -174,23 +174,12 @@ local function finish(self, how)
   if not ok then error(err, 0) end
 end
 
--- commit and close are every request's last calls: their common cases
--- (the fast path's raw connection; nothing checked out) skip finish()
-function Session:commit()
-  local raw = self._raw
-  if raw then
-    local bind = self.bind
-    if bind._plain and not bind.echo then
-      self._raw = false
-      self._active = false
-      return raw_finish(raw, true, true)
-    end
-  end
-  return finish(self, "commit")
-end
+function Session:commit() return finish(self, "commit") end
 
 function Session:rollback() finish(self, "rollback") end
 
+-- close() ends every scoped request (remove()), usually with nothing
+-- checked out any more: that case skips finish()
 function Session:close()
   if not (self._raw or self._conn) then
     self._active = false
