@@ -11,7 +11,10 @@
  * Where the rows live: Lua 5.4: user value 1 is the rows list and user value
  * 2 the column info of a single result set; with several sets (a CALL) user
  * value 1 is {rows1, cols1, rows2, cols2, ...}. Lua 5.1/LuaJIT: the
- * environment table is that list always. The column info ("cols") is a
+ * environment table is that list, except for a single set: then it is the
+ * rows list itself, with the cols hidden after the last row (a table of its
+ * own per statement cost LuaJIT ~700 instructions), until all() hands the
+ * list over and the cols become the environment. The column info ("cols") is a
  * table {row metatable, names, names blob} shared by every result with the
  * same column names (see push_cols). */
 #include <limits.h>
@@ -32,20 +35,28 @@ typedef struct lresult {
     int pos;    /* next row of the current set (1-based) */
     int nrows;  /* rows in the current set */
     int closed; /* close() was called: rowcount and lastrowid stay readable */
+    int handed; /* Lua 5.1, one set: all() handed its list over; the env is the cols */
 } lresult;
 
 /* ---- where the sets are kept ---------------------------------------------- */
 
 /* The values rows1, cols1, ..., rowsN, colsN on top of the stack (2n of
  * them) become the Result's (at ud) and are popped. */
-static void store_sets(lua_State *L, int ud, int nsets)
+static void store_sets(lua_State *L, int ud, const lresult *r)
 {
+    int nsets = r->nsets;
     if (nsets == 0)
         return;
 #if LUA_VERSION_NUM >= 504
     if (nsets == 1) {
         lua_setiuservalue(L, ud, 2);
         lua_setiuservalue(L, ud, 1);
+        return;
+    }
+#else
+    if (nsets == 1) {
+        lua_rawseti(L, -2, r->nrows + 1); /* rows[n + 1] = cols */
+        lua_setfenv(L, ud);
         return;
     }
 #endif
@@ -59,10 +70,18 @@ static void store_sets(lua_State *L, int ud, int nsets)
 /* Pushes the rows list (part 0) or the cols (part 1) of set i. */
 static void push_set_part(lua_State *L, int ud, const lresult *r, int i, int part)
 {
-    (void)r; /* read on 5.4 only */
 #if LUA_VERSION_NUM >= 504
     if (r->nsets == 1) {
         lua_getiuservalue(L, ud, 1 + part);
+        return;
+    }
+#else
+    if (r->nsets == 1) {
+        lua_getfenv(L, ud); /* the rows with the cols after them, or the cols once handed over */
+        if (part == 1 && !r->handed) {
+            lua_rawgeti(L, -1, r->nrows + 1);
+            lua_remove(L, -2);
+        }
         return;
     }
 #endif
@@ -80,7 +99,10 @@ static void drop_sets(lua_State *L, int ud, lresult *r)
         lua_pushnil(L);
         lua_setiuservalue(L, ud, 2);
 #else
-        lua_newtable(L); /* an environment must be a table */
+        if (r->nsets == 1)
+            push_set_part(L, ud, r, 0, 1); /* the shared cols: no new table */
+        else
+            lua_newtable(L); /* an environment must be a table */
         lua_setfenv(L, ud);
 #endif
     }
@@ -432,7 +454,7 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
         if (more == 0)
             break;
     }
-    store_sets(L, ud, r->nsets);
+    store_sets(L, ud, r);
     return 0;
 }
 
@@ -479,12 +501,26 @@ static int fetch_many(lua_State *L, lresult *r, long long limit)
 {
     check_rows(L, r);
     long long left = r->nrows - r->pos + 1;
-    push_set_part(L, 1, r, r->cur, 0);
     if (limit < 0 && r->pos == 1) {
+        push_set_part(L, 1, r, r->cur, 0);
+#if LUA_VERSION_NUM < 502
+        if (r->nsets == 1) { /* the cols leave the list for the environment */
+            lua_rawgeti(L, -1, r->nrows + 1);
+            lua_setfenv(L, 1);
+            lua_pushnil(L);
+            lua_rawseti(L, -2, r->nrows + 1);
+            r->handed = 1;
+        }
+#endif
         r->pos = r->nrows + 1;
         return 1;
     }
     int n = (int)(limit < 0 || limit > left ? left : limit);
+    if (n <= 0) {
+        lua_newtable(L);
+        return 1;
+    }
+    push_set_part(L, 1, r, r->cur, 0);
     lua_createtable(L, n, 0);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -2, r->pos++);

@@ -253,6 +253,22 @@ describe("Result", function()
       assert.same({"id", "name", "score"}, r:keys())
     end)
 
+    it("all() gives a plain list: its rows and nothing else, even with no rows", function()
+      local rows = q():all()
+      local n = 0
+      for _ in pairs(rows) do n = n + 1 end
+      assert.equal(3, n)
+      local none = c:execute("SELECT id FROM res_t WHERE id < 0")
+      assert.same({"id"}, none:keys())
+      assert.is_nil(next(none:all()))
+      assert.same({"id"}, none:keys())
+      local r = q()
+      assert.equal(2, #r:fetchmany(2))
+      assert.same({"id", "name", "score"}, r:keys())
+      assert.equal(1, #r:all())
+      assert.is_nil(r:first())
+    end)
+
     it("rows of the same columns share a metatable; other columns get their own", function()
       local a = c:execute("SELECT 1 AS x, 2 AS y"):first()
       local b = c:execute("SELECT 3 AS x, 4 AS y"):first()
