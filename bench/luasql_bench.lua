@@ -1,7 +1,9 @@
 -- LuaSQL (Debian's lua-sql-mysql) doing the benchmark workloads: what a Lua
 -- program would use instead of scoped. No pool, no binds, strings only.
 --
---   lua5.4|luajit bench/luasql_bench.lua SOCKET WORKLOAD N
+--   lua5.4|luajit bench/luasql_bench.lua SOCKET WORKLOAD N|serve
+--
+-- as bench/scoped_bench.lua (serve: for bench/interleave.py).
 --
 -- LuaSQL's connect() takes no socket argument: libmariadb falls back to the
 -- MYSQL_UNIX_PORT environment variable, which this program checks it used.
@@ -10,7 +12,8 @@ local clock = require "benchclock"
 local now = clock.now
 
 local sock, workload, n = arg[1], arg[2], tonumber(arg[3])
-assert(sock and workload and n, "usage: luasql_bench.lua SOCKET WORKLOAD N")
+local serving = arg[3] == "serve"
+assert(sock and workload and (n or serving), "usage: luasql_bench.lua SOCKET WORKLOAD N|serve")
 assert(os.getenv("MYSQL_UNIX_PORT") == sock, "run with MYSQL_UNIX_PORT=" .. sock)
 
 local function result(v, fmt) io.write(string.format("RESULT " .. (fmt or "%.3f") .. "\n", v)) end
@@ -29,6 +32,9 @@ local function connect()
 end
 
 local W = {}
+-- w2, w2s, w3, w4one, w4batch: SLICED[w]() -> slice(n) -> ops [, after()],
+-- as in bench/scoped_bench.lua
+local SLICED = {}
 
 local function select1(conn)
   local cur = assert(conn:execute("SELECT 1"))
@@ -37,12 +43,12 @@ local function select1(conn)
   return v
 end
 
-function W.w2()
+function SLICED.w2()
   local conn = connect()
-  for _ = 1, math.floor(n / 10) + 100 do select1(conn) end
-  local t0 = now()
-  for _ = 1, n do select1(conn) end
-  result((now() - t0) * 1e6 / n)
+  return function(k)
+    for _ = 1, k do select1(conn) end
+    return k
+  end
 end
 
 -- W2s: no sessions in LuaSQL: the same two statements on one connection
@@ -51,12 +57,12 @@ local function request(conn)
   conn:commit()
 end
 
-function W.w2s()
+function SLICED.w2s()
   local conn = connect()
-  for _ = 1, math.floor(n / 10) + 100 do request(conn) end
-  local t0 = now()
-  for _ = 1, n do request(conn) end
-  result((now() - t0) * 1e6 / n)
+  return function(k)
+    for _ = 1, k do request(conn) end
+    return k
+  end
 end
 
 local function counters(mon)
@@ -109,13 +115,13 @@ local function w3_once(conn)
   return nrows
 end
 
-function W.w3()
+function SLICED.w3()
   local conn = connect()
-  w3_once(conn)
-  local rows = 0
-  local t0 = now()
-  for _ = 1, n do rows = rows + w3_once(conn) end
-  result(rows / (now() - t0), "%.0f")
+  return function(k)
+    local rows = 0
+    for _ = 1, k do rows = rows + w3_once(conn) end
+    return rows
+  end
 end
 
 local function truncate(conn)
@@ -123,36 +129,66 @@ local function truncate(conn)
   conn:commit()
 end
 
--- W4: the statement built with conn:escape, the usual LuaSQL idiom
-function W.w4one()
+-- W4: the statement built with conn:escape, the usual LuaSQL idiom; one
+-- transaction per slice
+function SLICED.w4one()
   local conn = connect()
   truncate(conn)
-  local t0 = now()
-  for i = 1, n do
-    assert(conn:execute(string.format("INSERT INTO bench_ins (a, b) VALUES (%d, '%s')",
-      i, conn:escape("name-" .. i))))
-  end
-  conn:commit()
-  result(n / (now() - t0), "%.0f")
-  truncate(conn)
+  return function(k)
+    for i = 1, k do
+      assert(conn:execute(string.format("INSERT INTO bench_ins (a, b) VALUES (%d, '%s')",
+        i, conn:escape("name-" .. i))))
+    end
+    conn:commit()
+    return k
+  end, function() truncate(conn) end
 end
 
-function W.w4batch()
+function SLICED.w4batch()
   local conn = connect()
   truncate(conn)
-  local t0 = now()
-  local parts = {}
-  for i = 1, n do
-    parts[i] = string.format("(%d,'%s')", i, conn:escape("name-" .. i))
-  end
-  assert(conn:execute("INSERT INTO bench_ins (a, b) VALUES " .. table.concat(parts, ",")))
-  conn:commit()
-  result(n / (now() - t0), "%.0f")
-  truncate(conn)
+  return function(k)
+    local parts = {}
+    for i = 1, k do
+      parts[i] = string.format("(%d,'%s')", i, conn:escape("name-" .. i))
+    end
+    assert(conn:execute("INSERT INTO bench_ins (a, b) VALUES " .. table.concat(parts, ",")))
+    conn:commit()
+    return k
+  end, function() truncate(conn) end
 end
 
+-- what each sliced workload's figure is: time per op in us, or ops per s
+local PER_OP_US = {w2 = true, w2s = true}
+
+local function timed(slice, k)
+  local t0 = now()
+  local ops = slice(k)
+  return now() - t0, ops
+end
+
+if SLICED[workload] then
+  local slice, after = SLICED[workload]()
+  if serving then
+    io.write("READY\n"); io.flush()
+    for line in io.lines() do
+      local k = tonumber(line:match("^%d+"))
+      if not k or k <= 0 then break end
+      local dt, ops = timed(slice, k)
+      if after then after() end
+      io.write(string.format("SLICE %.9f %d\n", dt, ops)); io.flush()
+    end
+  else
+    if workload == "w3" then timed(slice, 1)
+    elseif workload == "w2" or workload == "w2s" then timed(slice, math.floor(n / 10) + 100) end
+    local dt, ops = timed(slice, n)
+    if after then after() end
+    if PER_OP_US[workload] then result(dt * 1e6 / ops) else result(ops / dt, "%.0f") end
+  end
+  os.exit(0)
+end
 local f = W[workload]
-if not f then
+if not f or serving then
   io.stderr:write("luasql_bench.lua: unknown workload " .. tostring(workload) .. "\n")
   os.exit(2)
 end

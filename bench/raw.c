@@ -3,8 +3,11 @@
  * mysqlclient all sit on.
  *
  *   raw SOCKET WORKLOAD N
+ *   raw SOCKET WORKLOAD serve
  *
- * prints "RESULT <figure>" (and maybe "EXTRA <name> <value>" lines):
+ * The first form prints "RESULT <figure>" (and maybe "EXTRA <name> <value>"
+ * lines); the second serves bench/interleave.py (protocol there: READY, then
+ * one "SLICE <seconds> <ops>" per "<n>" line read). Workloads:
  *   w2        SELECT 1 + store + fetch, N times on one connection: us/statement
  *   w2s       w2 plus COMMIT, the seed request's two statements: us/request
  *   w2s_count statements the server counts per w2s request (global deltas)
@@ -141,35 +144,96 @@ static void truncate_ins(MYSQL *m)
     QUERY(m, "COMMIT");
 }
 
+/* ---- serve mode (bench/interleave.py) -------------------------------------
+ * One slice: n iterations of the workload, timed; ops is what the figure
+ * counts (statements, requests, rows). A W4 slice is whole transactions,
+ * committed and then (untimed) truncated: the systems share bench_ins and
+ * take turns, so none may leave a transaction open on it between slices (the
+ * next one's TRUNCATE would wait for it forever). */
+static double slice(MYSQL *m, const char *w, long n, long *ops)
+{
+    double t0 = now();
+    *ops = n;
+    if (strcmp(w, "w2") == 0) {
+        for (long i = 0; i < n; i++)
+            select1(m);
+    } else if (strcmp(w, "w2s") == 0) {
+        for (long i = 0; i < n; i++)
+            w2s_request(m);
+    } else if (strcmp(w, "w3") == 0) {
+        long rows = 0;
+        for (long i = 0; i < n; i++)
+            rows += w3_fetch(m);
+        *ops = rows;
+    } else if (strcmp(w, "w4one") == 0) {
+        char sql[256];
+        for (long i = 1; i <= n; i++) {
+            char *p = sql + sprintf(sql, "INSERT INTO bench_ins (a, b) VALUES ");
+            p = escape_row(m, p, (int)i);
+            query(m, sql, (size_t)(p - sql));
+        }
+        QUERY(m, "COMMIT");
+    } else if (strcmp(w, "w4batch") == 0) {
+        char *sql = malloc((size_t)n * 100 + 100);
+        if (sql == NULL)
+            die(NULL, "malloc");
+        char *p = sql + sprintf(sql, "INSERT INTO bench_ins (a, b) VALUES ");
+        for (long i = 1; i <= n; i++) {
+            if (i > 1)
+                *p++ = ',';
+            p = escape_row(m, p, (int)i);
+        }
+        query(m, sql, (size_t)(p - sql));
+        QUERY(m, "COMMIT");
+        free(sql);
+    } else {
+        fprintf(stderr, "raw: workload %s has no serve mode\n", w);
+        exit(2);
+    }
+    double dt = now() - t0;
+    /* untimed: W4 starts every transaction on an empty table */
+    if (strcmp(w, "w4one") == 0 || strcmp(w, "w4batch") == 0)
+        truncate_ins(m);
+    return dt;
+}
+
+static int serve(MYSQL *m, const char *w)
+{
+    char line[64];
+    if (strcmp(w, "w4one") == 0 || strcmp(w, "w4batch") == 0)
+        truncate_ins(m);
+    printf("READY\n");
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        long n = 0;
+        if (sscanf(line, "%ld", &n) != 1 || n <= 0)
+            break;
+        long ops;
+        double dt = slice(m, w, n, &ops);
+        printf("SLICE %.9f %ld\n", dt, ops);
+        fflush(stdout);
+    }
+    mysql_close(m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: raw SOCKET WORKLOAD N\n");
+        fprintf(stderr, "usage: raw SOCKET WORKLOAD N|serve\n");
         return 2;
     }
     const char *sock = argv[1], *w = argv[2];
+    if (strcmp(argv[3], "serve") == 0)
+        return serve(open_db(sock), w);
     long n = atol(argv[3]);
     MYSQL *m = open_db(sock);
     /* BENCH_NOWARM (bench/profile.sh): no warm-up, so that runs of two sizes
      * differ by exactly the timed iterations */
     int nowarm = getenv("BENCH_NOWARM") != NULL;
-    long warm = nowarm ? 0 : n / 10 + 100;
+    long ops;
 
-    if (strcmp(w, "w2") == 0) {
-        for (long i = 0; i < warm; i++)
-            select1(m);
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            select1(m);
-        printf("RESULT %.3f\n", (now() - t0) * 1e6 / (double)n);
-    } else if (strcmp(w, "w2s") == 0) {
-        for (long i = 0; i < warm; i++)
-            w2s_request(m);
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            w2s_request(m);
-        printf("RESULT %.3f\n", (now() - t0) * 1e6 / (double)n);
-    } else if (strcmp(w, "w2s_count") == 0) {
+    if (strcmp(w, "w2s_count") == 0) {
         MYSQL *mon = open_db(sock);
         w2s_request(m);
         counters a = read_counters(mon), b = read_counters(mon);
@@ -182,41 +246,18 @@ int main(int argc, char **argv)
                (double)(c.select - b.select) / (double)n, (double)(c.commit - b.commit) / (double)n,
                (double)(c.rollback - b.rollback) / (double)n);
         mysql_close(mon);
-    } else if (strcmp(w, "w3") == 0) {
+    } else if (strcmp(w, "w2") == 0 || strcmp(w, "w2s") == 0) {
         if (!nowarm)
-            w3_fetch(m); /* warm: the rows in the buffer pool, the allocator grown */
-        long rows = 0;
-        double t0 = now();
-        for (long i = 0; i < n; i++)
-            rows += w3_fetch(m);
-        printf("RESULT %.0f\n", (double)rows / (now() - t0));
-    } else if (strcmp(w, "w4one") == 0) {
-        char sql[256];
-        truncate_ins(m);
-        double t0 = now();
-        for (long i = 1; i <= n; i++) {
-            char *p = sql + sprintf(sql, "INSERT INTO bench_ins (a, b) VALUES ");
-            p = escape_row(m, p, (int)i);
-            query(m, sql, (size_t)(p - sql));
-        }
-        QUERY(m, "COMMIT");
-        printf("RESULT %.0f\n", (double)n / (now() - t0));
-        truncate_ins(m);
-    } else if (strcmp(w, "w4batch") == 0) {
-        truncate_ins(m);
-        double t0 = now();
-        char *sql = malloc((size_t)n * 100 + 100);
-        char *p = sql + sprintf(sql, "INSERT INTO bench_ins (a, b) VALUES ");
-        for (long i = 1; i <= n; i++) {
-            if (i > 1)
-                *p++ = ',';
-            p = escape_row(m, p, (int)i);
-        }
-        query(m, sql, (size_t)(p - sql));
-        QUERY(m, "COMMIT");
-        printf("RESULT %.0f\n", (double)n / (now() - t0));
-        free(sql);
-        truncate_ins(m);
+            slice(m, w, n / 10 + 100, &ops);
+        double dt = slice(m, w, n, &ops);
+        printf("RESULT %.3f\n", dt * 1e6 / (double)ops);
+    } else if (strcmp(w, "w3") == 0 || strcmp(w, "w4one") == 0 || strcmp(w, "w4batch") == 0) {
+        if (strcmp(w, "w3") == 0 && !nowarm)
+            slice(m, w, 1, &ops); /* warm: the rows in the buffer pool, the allocator grown */
+        if (strcmp(w, "w3") != 0)
+            truncate_ins(m);
+        double dt = slice(m, w, n, &ops);
+        printf("RESULT %.0f\n", (double)ops / dt);
     } else {
         fprintf(stderr, "raw: unknown workload %s\n", w);
         return 2;

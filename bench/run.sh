@@ -14,11 +14,14 @@
 # Steps: install missing Debian packages (spec/support/deps.sh), build
 # scoped.core for Lua 5.4 and LuaJIT and the benchmark programs into
 # build/bench/, start a MariaDB (spec/support/with-db.sh; SCOPED_TEST_SOCKET
-# set means: use that server), load bench/setup.sql, then round by round run
-# every workload for every system, each system a fresh process pinned to one
-# CPU, the systems' order rotated each round. The table goes to stdout and
-# to bench/results/latest.md (--plain: latest-plain.md), the raw figures to
-# the .tsv beside it. bench/README.md says how to read it.
+# set means: use that server), load bench/setup.sql, pin it to the benchmarks'
+# CPU (our throwaway server only), then round by round run every workload for
+# every system. W2, W2s, W3 and W4 run all systems at once, in slices taken in
+# turn (bench/interleave.py); the others run each system as a fresh process,
+# the systems' order rotated each round. Everything runs pinned to one CPU.
+# The table goes to stdout and to bench/results/latest.md (--plain:
+# latest-plain.md), the raw figures to the .tsv beside it. bench/README.md
+# says how to read it.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT=$PWD
@@ -88,12 +91,23 @@ stop_busy() {
 trap stop_busy EXIT
 trap 'stop_busy; exit 130' INT
 trap 'stop_busy; exit 143' TERM
+server_pin="server not pinned"
 if [ "$ncpu" -lt 2 ]; then
     say "one CPU only: plain mode, nothing pinned"
     mode=plain
     PIN=()
 else
     PIN=(taskset -c "$CPU")
+    # The server on the benchmarks' CPU too: a round trip is then two context
+    # switches on one CPU instead of a wake-up on the other, which on these
+    # VMs costs 20-100 us and comes and goes (measured round trips were
+    # bimodal, 50 vs 110 us, with the server free to move). Only our own
+    # throwaway server (with-db.sh's datadir); one given by the user is left
+    # alone.
+    pidfile=${SCOPED_TEST_DATADIR:+$SCOPED_TEST_DATADIR/mysqld.pid}
+    if [ -n "$pidfile" ] && [ -r "$pidfile" ] && taskset -a -p -c "$CPU" "$(cat "$pidfile")" >/dev/null; then
+        server_pin="server pinned to CPU $CPU"
+    fi
 fi
 if [ "$mode" = busy ]; then
     # lowest priority there is (SCHED_IDLE): it only runs when CPU 0 has
@@ -110,13 +124,30 @@ SYSTEMS=(raw luasql-5.4 luasql-jit sqla scoped-5.4 scoped-jit)
 WORKLOADS=(w1 w2 w2s w3 w4one w4batch w4multi lookup w5thr w5co)
 if [ -n "$only" ]; then IFS=, read -r -a WORKLOADS <<<"$only"; fi
 
-# iterations per workload: each measurement takes roughly 0.2-0.8 s here
+# The interleaved workloads (bench/interleave.py): iterations per slice
+# (SLICE_N, about 20-40 ms for W2/W2s, one fetch or one 10,000-row
+# transaction for W3/W4) and slices per round (SLICES); the round's figure is
+# the median of its slices
+INTERLEAVED=" w2 w2s w3 w4one w4batch "
+declare -A SLICE_N=(
+    [w2]=750 [w2.sqla]=400
+    [w2s]=400 [w2s.sqla]=100
+    [w3]=1
+    [w4one]=10000 [w4batch]=10000
+)
+declare -A SLICES=([w2]=15 [w2s]=15 [w3]=3 [w4one]=3 [w4batch]=5)
+declare -A UNIT=([w2]=us [w2s]=us [w3]=rate [w4one]=rate [w4batch]=rate)
+slice_n_for() {   # workload system
+    local n=${SLICE_N[$1.$2]:-${SLICE_N[$1]}}
+    if [ "$quick" = 1 ] && { [ "$1" = w2 ] || [ "$1" = w2s ]; }; then n=$((n / 10)); fi
+    echo "$n"
+}
+
+# iterations per workload for the others, one process per measurement: each
+# takes roughly 0.2-0.8 s here
 declare -A N=(
     [w1]=200000 [w1.sqla]=10000
-    [w2]=15000 [w2.sqla]=8000
-    [w2s]=8000 [w2s.sqla]=2000
-    [w3]=2 [w3.sqla]=1
-    [w4one]=10000 [w4batch]=10000 [w4multi]=10000
+    [w4multi]=10000
     [lookup]=1000000 [lookup.sqla]=300000
     [w5thr]=1000 [w5thr.sqla]=2400
     [w5co]=4000
@@ -124,7 +155,7 @@ declare -A N=(
 )
 n_for() {   # workload system
     local n=${N[$1.$2]:-${N[$1]}}
-    if [ "$quick" = 1 ] && [ "$1" != w3 ] && [ "$1" != w4one ] && [ "$1" != w4batch ] && [ "$1" != w4multi ]; then
+    if [ "$quick" = 1 ] && [ "$1" != w4multi ]; then
         n=$(( n / 10 > 0 ? n / 10 : 1 ))
     fi
     echo "$n"
@@ -147,10 +178,11 @@ lua_env() {   # lua binary
 }
 
 # prints the command line for system + workload, or nothing when the system
-# has no such workload
+# has no such workload; a third argument "serve" asks for the serve mode of
+# bench/interleave.py instead of n iterations
 cmd_for() {
     local sys=$1 w=$2 n
-    n=$(n_for "$w" "$sys")
+    n=${3:-$(n_for "$w" "$sys")}
     case $sys in
         raw)
             case $w in w2|w2s|w2s_count|w3|w4one|w4batch) echo "build/bench/raw $SOCK $w $n" ;; esac ;;
@@ -205,6 +237,37 @@ measure() {   # round system workload
         $1 == "EXTRA"  { printf "%s\t%s\t%s\t%s\t%s\n", r, w, s, $2, $3 }' <<<"$out" >>"$TSV"
 }
 
+# one interleave.py run of workload w over every system that has it; appends
+# the same TSV lines as measure()
+measure_interleaved() {   # round workload
+    local r=$1 w=$2 sys cmd spec=() out rc i nsys=${#SYSTEMS[@]}
+    for ((i = 0; i < nsys; i++)); do
+        sys=${SYSTEMS[$i]}
+        cmd=$(cmd_for "$sys" "$w" serve)
+        [ -n "$cmd" ] && spec+=("$sys" "$(slice_n_for "$w" "$sys")" "$cmd")
+    done
+    local slices=${SLICES[$w]}
+    [ "$quick" = 1 ] && slices=3
+    echo "## round $r $w interleaved: ${#spec[@]} args, $slices slices" >>"$LOG"
+    out=$(cd "$ROOT" && INTERLEAVE_DEBUG=1 timeout 1200 "${PIN[@]}" "$PY" bench/interleave.py \
+        --slices "$slices" --unit "${UNIT[$w]}" --round "$r" "${spec[@]}" 2>>"$LOG")
+    rc=$?
+    echo "$out" >>"$LOG"
+    [ $rc -ne 0 ] && say "interleave.py exited $rc for $w (see $LOG)"
+    for ((i = 0; i < ${#spec[@]}; i += 3)); do
+        sys=${spec[$i]}
+        local fig
+        fig=$(awk -v s="$sys" '$1 == "RESULT" && $2 == s { print $3 }' <<<"$out")
+        if [ -z "$fig" ]; then
+            say "FAILED: $sys $w (see $LOG)"
+            failures=$((failures + 1))
+            printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$sys" error "$rc" >>"$TSV"
+        else
+            printf '%s\t%s\t%s\tvalue\t%s\n' "$r" "$w" "$sys" "$fig" >>"$TSV"
+        fi
+    done
+}
+
 # CPU time the hypervisor gave to others while we measured ("steal", all
 # CPUs): a run with much of it is a run on a busy host
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9}' /proc/stat; }
@@ -214,6 +277,10 @@ nsys=${#SYSTEMS[@]}
 for ((r = 1; r <= rounds; r++)); do
     say "round $r/$rounds"
     for w in "${WORKLOADS[@]}"; do
+        if [[ $INTERLEAVED == *" $w "* ]]; then
+            measure_interleaved "$r" "$w"
+            continue
+        fi
         for ((i = 0; i < nsys; i++)); do
             measure "$r" "${SYSTEMS[$(((i + r - 1) % nsys))]}" "$w"
         done
@@ -238,7 +305,7 @@ META=$(mktemp "${TMPDIR:-/tmp}/bench-meta.XXXXXX")
     echo "load	$load0 before, $(cut -d' ' -f1 /proc/loadavg) after (1-minute load average; ours is 1-2)"
     echo "cpu	$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo) x $ncpu"
     echo "kernel	$(uname -r)"
-    echo "pin	benchmarks on CPU $CPU$([ "$mode" = busy ] && echo ", busy loop on CPU $BUSY_CPU")"
+    echo "pin	benchmarks on CPU $CPU, $server_pin$([ "$mode" = busy ] && echo ", busy loop on CPU $BUSY_CPU")"
     echo "server	$(mariadbd --version 2>/dev/null | awk '{print $3}')"
     echo "client	MariaDB Connector/C $(mariadb_config --cc_version 2>/dev/null || true)"
     echo "lua	$(lua5.4 -v 2>&1 | awk '{print $1, $2}'); $(luajit -v 2>&1 | awk '{print $1, $2}')"

@@ -1,8 +1,11 @@
 -- scoped's side of the benchmarks (Lua 5.4 and LuaJIT alike).
 --
 --   lua5.4|luajit bench/scoped_bench.lua SOCKET WORKLOAD N
+--   lua5.4|luajit bench/scoped_bench.lua SOCKET WORKLOAD serve
 --
--- prints "RESULT <figure>" and maybe "EXTRA <name> <value>" lines; see
+-- The first form prints "RESULT <figure>" and maybe "EXTRA <name> <value>"
+-- lines; the second serves bench/interleave.py (w2, w2s, w3, w4one, w4batch:
+-- READY, then one "SLICE <seconds> <ops>" per "<n>" line read). See
 -- bench/README.md for what each workload does. Needs LUA_PATH/LUA_CPATH to
 -- find scoped, scoped.core and benchclock (bench/run.sh sets them).
 local scoped = require "scoped"
@@ -10,7 +13,8 @@ local clock = require "benchclock"
 local now = clock.now
 
 local sock, workload, n = arg[1], arg[2], tonumber(arg[3])
-assert(sock and workload and n, "usage: scoped_bench.lua SOCKET WORKLOAD N")
+local serving = arg[3] == "serve"
+assert(sock and workload and (n or serving), "usage: scoped_bench.lua SOCKET WORKLOAD N|serve")
 local URL = "mysql://root@/scoped_test?unix_socket=" .. sock
 local null = scoped.null
 -- BENCH_NOWARM=1 (bench/profile.sh): no warm-up loops, so that two runs of
@@ -35,17 +39,20 @@ function W.w1()
   result((now() - t0) * 1e6 / n)
 end
 
+-- The workloads measured against raw C (w2, w2s, w3, w4one, w4batch) are
+-- written as SLICED[w]() -> slice(n) -> ops [, after()]: a slice
+-- runs n iterations (timed by the caller) and returns what the figure counts;
+-- after() is the untimed clean-up. Run once (N) or served (interleave.py).
+local SLICED = {}
+
 -- W2: SELECT 1 and fetch on a held connection
-function W.w2()
+function SLICED.w2()
   local engine = scoped.create_engine(URL)
   local conn = engine:connect()
-  for _ = 1, warmups() do conn:execute("SELECT 1"):all() end
-  local t0 = now()
-  for _ = 1, n do
-    conn:execute("SELECT 1"):all()
+  return function(k)
+    for _ = 1, k do conn:execute("SELECT 1"):all() end
+    return k
   end
-  result((now() - t0) * 1e6 / n)
-  conn:close()
 end
 
 local function w2s_setup()
@@ -55,7 +62,7 @@ local function w2s_setup()
 end
 
 -- W2s: the seed's request
-function W.w2s()
+function SLICED.w2s()
   local _, Session = w2s_setup()
   local function request()
     Session()
@@ -63,10 +70,10 @@ function W.w2s()
     Session:commit()
     Session:remove()
   end
-  for _ = 1, warmups() do request() end
-  local t0 = now()
-  for _ = 1, n do request() end
-  result((now() - t0) * 1e6 / n)
+  return function(k)
+    for _ = 1, k do request() end
+    return k
+  end
 end
 
 -- statements per W2s request, counted by the server (global status deltas
@@ -118,15 +125,14 @@ local function w3_once(conn)
   return #rows
 end
 
-function W.w3()
+function SLICED.w3()
   local engine = scoped.create_engine(URL)
   local conn = engine:connect()
-  if WARM then w3_once(conn) end
-  local rows = 0
-  local t0 = now()
-  for _ = 1, n do rows = rows + w3_once(conn) end
-  result(rows / (now() - t0), "%.0f")
-  conn:close()
+  return function(k)
+    local rows = 0
+    for _ = 1, k do rows = rows + w3_once(conn) end
+    return rows
+  end
 end
 
 local function truncate(conn)
@@ -134,51 +140,47 @@ local function truncate(conn)
   conn:commit()
 end
 
--- W4: single-row INSERTs with binds, one transaction
-function W.w4one()
+-- W4: single-row INSERTs with binds, one transaction per slice (the
+-- systems share bench_ins: none may keep a transaction open on it between
+-- its slices, or the next system's TRUNCATE would wait for it)
+function SLICED.w4one()
   local engine = scoped.create_engine(URL)
   local conn = engine:connect()
   truncate(conn)
-  local t0 = now()
-  for i = 1, n do
-    conn:execute("INSERT INTO bench_ins (a, b) VALUES (:a, :b)", {a = i, b = "name-" .. i})
-  end
-  conn:commit()
-  result(n / (now() - t0), "%.0f")
-  truncate(conn)
-  conn:close()
+  return function(k)
+    for i = 1, k do
+      conn:execute("INSERT INTO bench_ins (a, b) VALUES (:a, :b)", {a = i, b = "name-" .. i})
+    end
+    conn:commit()
+    return k
+  end, function() truncate(conn) end
 end
 
 -- W4 batch: executemany with the same :name statement and list of rows as
 -- SQLAlchemy's (scoped rewrites it into multi-row INSERTs, as mysqlclient
 -- does). A tree without executemany falls back to w4multi (EXTRA fallback 1).
-local function w4multi_run(conn)
+local function w4multi_run(conn, k)
   local params = {}
-  for i = 1, n do
+  for i = 1, k do
     params[2 * i - 1] = i
     params[2 * i] = "name-" .. i
   end
-  local sql = "INSERT INTO bench_ins (a, b) VALUES " .. string.rep("(?,?)", n, ",")
+  local sql = "INSERT INTO bench_ins (a, b) VALUES " .. string.rep("(?,?)", k, ",")
   conn:execute(sql, params)
 end
 
-function W.w4batch()
+function SLICED.w4batch()
   local engine = scoped.create_engine(URL)
   local conn = engine:connect()
   truncate(conn)
-  local t0 = now()
-  if conn.executemany then
+  assert(conn.executemany, "this tree has no executemany")
+  return function(k)
     local rows = {}
-    for i = 1, n do rows[i] = {a = i, b = "name-" .. i} end
+    for i = 1, k do rows[i] = {a = i, b = "name-" .. i} end
     conn:executemany("INSERT INTO bench_ins (a, b) VALUES (:a, :b)", rows)
-  else
-    w4multi_run(conn)
-  end
-  conn:commit()
-  result(n / (now() - t0), "%.0f")
-  if not conn.executemany then extra("fallback", 1) end
-  truncate(conn)
-  conn:close()
+    conn:commit()
+    return k
+  end, function() truncate(conn) end
 end
 
 -- W4 multi: the statement built by hand, n (?,?) groups and a flat array of
@@ -188,7 +190,7 @@ function W.w4multi()
   local conn = engine:connect()
   truncate(conn)
   local t0 = now()
-  w4multi_run(conn)
+  w4multi_run(conn, n)
   conn:commit()
   result(n / (now() - t0), "%.0f")
   truncate(conn)
@@ -292,9 +294,41 @@ function W.w5co()
   extra("p99_wait_us", waits[math.max(1, math.floor(nw * 0.99))] * 1e6)
 end
 
+-- what each sliced workload's figure is: time per op in us, or ops per s
+local PER_OP_US = {w2 = true, w2s = true}
+
+local function timed(slice, k)
+  local t0 = now()
+  local ops = slice(k)
+  return now() - t0, ops
+end
+
+if SLICED[workload] then
+  local slice, after = SLICED[workload]()
+  if serving then
+    io.write("READY\n"); io.flush()
+    for line in io.lines() do
+      local k = tonumber(line:match("^%d+"))
+      if not k or k <= 0 then break end
+      local dt, ops = timed(slice, k)
+      if after then after() end
+      io.write(string.format("SLICE %.9f %d\n", dt, ops)); io.flush()
+    end
+  else
+    if WARM and workload ~= "w4one" and workload ~= "w4batch" then
+      -- warm-up: n/10 + 100 iterations, one fetch for W3
+      timed(slice, workload == "w3" and 1 or warmups())
+    end
+    local dt, ops = timed(slice, n)
+    if after then after() end
+    if PER_OP_US[workload] then result(dt * 1e6 / ops) else result(ops / dt, "%.0f") end
+  end
+  os.exit(0)
+end
 local f = W[workload]
-if not f then
-  io.stderr:write("scoped_bench.lua: unknown workload " .. tostring(workload) .. "\n")
+if not f or serving then
+  io.stderr:write("scoped_bench.lua: unknown workload " .. tostring(workload) ..
+    (serving and " (or no serve mode)" or "") .. "\n")
   os.exit(2)
 end
 f()

@@ -2,8 +2,10 @@
 doing the benchmark workloads: the reference scoped copies.
 
     /usr/bin/python3 bench/sqlalchemy_bench.py SOCKET WORKLOAD N
+    /usr/bin/python3 bench/sqlalchemy_bench.py SOCKET WORKLOAD serve
 
-prints "RESULT <figure>" and maybe "EXTRA <name> <value>" lines; see
+prints "RESULT <figure>" and maybe "EXTRA <name> <value>" lines, or serves
+bench/interleave.py (w2, w2s, w3, w4one, w4batch), as bench/raw.c; see
 bench/README.md. 2.0-style engine and sessions (future=True), default pool
 (QueuePool, reset on return = rollback) unless a workload says otherwise.
 """
@@ -17,7 +19,9 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 
 now = time.perf_counter
 
-sock, workload, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sock, workload = sys.argv[1], sys.argv[2]
+serving = sys.argv[3] == "serve"
+n = 0 if serving else int(sys.argv[3])
 URL = "mysql+mysqldb://root@/scoped_test?unix_socket=%s&charset=utf8mb4" % sock
 
 
@@ -44,14 +48,16 @@ def w1():
     result((now() - t0) * 1e6 / n)
 
 
+# w2, w2s, w3, w4one, w4batch: a setup returning slice(k) -> ops and an
+# optional untimed after(), as in bench/scoped_bench.lua
 def w2():
     conn = engine().connect()
-    for _ in range(n // 10 + 100):
-        conn.execute(text("SELECT 1")).all()
-    t0 = now()
-    for _ in range(n):
-        conn.execute(text("SELECT 1")).all()
-    result((now() - t0) * 1e6 / n)
+
+    def slice_(k):
+        for _ in range(k):
+            conn.execute(text("SELECT 1")).all()
+        return k
+    return slice_, None
 
 
 def make_session(**kw):
@@ -67,12 +73,12 @@ def request(Session):
 
 def w2s():
     Session = make_session()
-    for _ in range(n // 10 + 100):
-        request(Session)
-    t0 = now()
-    for _ in range(n):
-        request(Session)
-    result((now() - t0) * 1e6 / n)
+
+    def slice_(k):
+        for _ in range(k):
+            request(Session)
+        return k
+    return slice_, None
 
 
 def counters(mon):
@@ -118,12 +124,10 @@ def w3_once(conn):
 
 def w3():
     conn = engine().connect()
-    w3_once(conn)
-    rows = 0
-    t0 = now()
-    for _ in range(n):
-        rows += w3_once(conn)
-    result(rows / (now() - t0), "%.0f")
+
+    def slice_(k):
+        return sum(w3_once(conn) for _ in range(k))
+    return slice_, None
 
 
 def truncate(conn):
@@ -132,27 +136,30 @@ def truncate(conn):
 
 
 def w4one():
+    """one transaction per slice"""
     conn = engine().connect()
     truncate(conn)
-    t0 = now()
-    for i in range(1, n + 1):
-        conn.execute(text("INSERT INTO bench_ins (a, b) VALUES (:a, :b)"),
-                     {"a": i, "b": "name-%d" % i})
-    conn.commit()
-    result(n / (now() - t0), "%.0f")
-    truncate(conn)
+
+    def slice_(k):
+        for i in range(1, k + 1):
+            conn.execute(text("INSERT INTO bench_ins (a, b) VALUES (:a, :b)"),
+                         {"a": i, "b": "name-%d" % i})
+        conn.commit()
+        return k
+    return slice_, lambda: truncate(conn)
 
 
 def w4batch():
     """executemany: mysqlclient rewrites it into multi-row INSERTs"""
     conn = engine().connect()
     truncate(conn)
-    t0 = now()
-    rows = [{"a": i, "b": "name-%d" % i} for i in range(1, n + 1)]
-    conn.execute(text("INSERT INTO bench_ins (a, b) VALUES (:a, :b)"), rows)
-    conn.commit()
-    result(n / (now() - t0), "%.0f")
-    truncate(conn)
+
+    def slice_(k):
+        rows = [{"a": i, "b": "name-%d" % i} for i in range(1, k + 1)]
+        conn.execute(text("INSERT INTO bench_ins (a, b) VALUES (:a, :b)"), rows)
+        conn.commit()
+        return k
+    return slice_, lambda: truncate(conn)
 
 
 def lookup():
@@ -232,9 +239,48 @@ def w5thr():
     extra("p99_wait_us", waits[max(0, int(len(waits) * 0.99) - 1)] * 1e6)
 
 
-W = {f.__name__: f for f in (w1, w2, w2s, w2s_count, w3, w4one, w4batch, lookup, w5thr)}
+SLICED = {f.__name__: f for f in (w2, w2s, w3, w4one, w4batch)}
+PER_OP_US = ("w2", "w2s")
+W = {f.__name__: f for f in (w1, w2s_count, lookup, w5thr)}
 
-if workload not in W:
-    sys.stderr.write("sqlalchemy_bench.py: unknown workload %s\n" % workload)
-    sys.exit(2)
-W[workload]()
+
+def timed(slice_, k):
+    t0 = now()
+    ops = slice_(k)
+    return now() - t0, ops
+
+
+def main():
+    if workload in SLICED:
+        slice_, after = SLICED[workload]()
+        if serving:
+            print("READY", flush=True)
+            for line in sys.stdin:
+                parts = line.split()
+                k = int(parts[0]) if parts and parts[0].isdigit() else 0
+                if k <= 0:
+                    break
+                dt, ops = timed(slice_, k)
+                if after:
+                    after()
+                print("SLICE %.9f %d" % (dt, ops), flush=True)
+            return
+        if workload == "w3":
+            timed(slice_, 1)
+        elif workload in PER_OP_US:
+            timed(slice_, n // 10 + 100)
+        dt, ops = timed(slice_, n)
+        if after:
+            after()
+        if workload in PER_OP_US:
+            result(dt * 1e6 / ops)
+        else:
+            result(ops / dt, "%.0f")
+        return
+    if workload not in W or serving:
+        sys.stderr.write("sqlalchemy_bench.py: unknown workload %s (or no serve mode)\n" % workload)
+        sys.exit(2)
+    W[workload]()
+
+
+main()
