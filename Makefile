@@ -37,7 +37,7 @@ HDRS = $(wildcard csrc/*.h)
 OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 CORE = $(BUILD)/scoped/core.so
 
-.PHONY: all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench
+.PHONY: all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE)
 build: $(CORE)
@@ -131,6 +131,11 @@ demo: deps
 # ---- benchmarks: bench/README.md (BENCH_ARGS="--plain --rounds 9" passes options)
 bench:
 	@bash bench/run.sh $(BENCH_ARGS)
+
+# what CI runs: every workload once, small; proves `make bench` works on a
+# fresh machine (its figures mean nothing)
+bench-smoke:
+	@bash bench/run.sh --quick --rounds 1
 
 clean:
 	rm -rf build

@@ -213,6 +213,7 @@ LOG=bench/results/run$suffix.log.tmp
 : >"$TSV"
 : >"$LOG"
 failures=0
+measured=0   # measurements that gave a figure
 
 # runs one measurement, appends "round workload system key value" lines
 measure() {   # round system workload
@@ -232,6 +233,7 @@ measure() {   # round system workload
         printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$sys" error "$rc" >>"$TSV"
         return 0
     fi
+    measured=$((measured + 1))
     awk -v r="$r" -v w="$w" -v s="$sys" '
         $1 == "RESULT" { printf "%s\t%s\t%s\tvalue\t%s\n", r, w, s, $2 }
         $1 == "EXTRA"  { printf "%s\t%s\t%s\t%s\t%s\n", r, w, s, $2, $3 }' <<<"$out" >>"$TSV"
@@ -264,6 +266,7 @@ measure_interleaved() {   # round workload
             printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$sys" error "$rc" >>"$TSV"
         else
             printf '%s\t%s\t%s\tvalue\t%s\n' "$r" "$w" "$sys" "$fig" >>"$TSV"
+            measured=$((measured + 1))
         fi
     done
 }
@@ -321,5 +324,9 @@ lua5.4 bench/report.lua "$TSV" "$META" "$OUT" "${readme[@]}"
 rc=$?
 rm -f "$META"
 say "table written to $OUT (raw figures: $TSV); ${elapsed}s of measuring"
+# the counts in the form .ci/run reads (`make bench-smoke` is a CI stage): a
+# measurement passes when its program gave a figure; the table counts as one
+[ "$rc" = 0 ] && measured=$((measured + 1)) || failures=$((failures + 1))
+echo "$measured passed, $failures failed"
 [ "$failures" -gt 0 ] && { say "$failures measurement(s) failed"; exit 1; }
-exit $rc
+exit 0
