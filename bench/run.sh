@@ -5,6 +5,8 @@
 #   bash bench/run.sh [--plain] [--rounds N] [--quick] [--only W[,W...]]
 #
 #   --plain     no busy loop on the other CPU (the default keeps it awake)
+#   --server-free  leave the throwaway server's threads free to run on either
+#               CPU (the default pins them to the benchmarks' CPU)
 #   --rounds N  rounds (default 9; every figure is the median over rounds)
 #   --quick     smaller N for every workload (a smoke test, not for figures)
 #   --only ...  run only these workloads (w1,w2,w2s,w3,w4one,w4batch,w4multi,
@@ -27,6 +29,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT=$PWD
 
 mode=busy
+pin_server=1
 rounds=${BENCH_ROUNDS:-9}
 quick=0
 only=""
@@ -34,6 +37,7 @@ inner=0
 while [ $# -gt 0 ]; do
     case $1 in
         --plain) mode=plain ;;
+        --server-free) pin_server=0 ;;
         --rounds) rounds=$2; shift ;;
         --quick) quick=1 ;;
         --only) only=$2; shift ;;
@@ -59,6 +63,7 @@ if [ "$inner" = 0 ]; then
     done
     args=(--rounds "$rounds")
     [ "$mode" = plain ] && args+=(--plain)
+    [ "$pin_server" = 0 ] && args+=(--server-free)
     [ "$quick" = 1 ] && args+=(--quick)
     [ -n "$only" ] && args+=(--only "$only")
     exec bash spec/support/with-db.sh bash bench/run.sh --inner "${args[@]}"
@@ -105,7 +110,7 @@ else
     # throwaway server (with-db.sh's datadir); one given by the user is left
     # alone.
     pidfile=${SCOPED_TEST_DATADIR:+$SCOPED_TEST_DATADIR/mysqld.pid}
-    if [ -n "$pidfile" ] && [ -r "$pidfile" ] && taskset -a -p -c "$CPU" "$(cat "$pidfile")" >/dev/null; then
+    if [ "$pin_server" = 1 ] && [ -n "$pidfile" ] && [ -r "$pidfile" ] && taskset -a -p -c "$CPU" "$(cat "$pidfile")" >/dev/null; then
         server_pin="server pinned to CPU $CPU"
     fi
 fi
@@ -207,6 +212,7 @@ mkdir -p bench/results
 # latest.md / latest-plain.md are kept (committed); a --quick smoke test's
 # files end in .tmp (ignored)
 suffix=""; [ "$mode" = plain ] && suffix="-plain"
+[ "$pin_server" = 0 ] && suffix="$suffix-server-free"
 ext=""; [ "$quick" = 1 ] && { suffix="$suffix-quick"; ext=".tmp"; }
 TSV=bench/results/latest$suffix.tsv$ext
 LOG=bench/results/run$suffix.log.tmp
@@ -319,7 +325,7 @@ OUT=bench/results/latest$suffix.md$ext
 # a full run in the default mode also refreshes the table in bench/README.md
 # and in the top README.md
 readme=()
-[ "$mode" = busy ] && [ "$quick" = 0 ] && [ -z "$only" ] && readme=(bench/README.md README.md)
+[ "$mode" = busy ] && [ "$pin_server" = 1 ] && [ "$quick" = 0 ] && [ -z "$only" ] && readme=(bench/README.md README.md)
 lua5.4 bench/report.lua "$TSV" "$META" "$OUT" "${readme[@]}"
 rc=$?
 rm -f "$META"
