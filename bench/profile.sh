@@ -3,8 +3,9 @@
 # scoped's hot paths under valgrind --tool=callgrind (stable where the
 # timings of bench/run.sh are noisy), next to raw C's for the same workload.
 #
-#   bash bench/profile.sh                 # w1 w2 w2s w3 w4one w4batch
+#   bash bench/profile.sh                 # w1 w2 w2s w3 w3floor w4one w4batch
 #   PROFILE_LUA=/path/to/lua bash bench/profile.sh w3
+#   bash bench/profile.sh w3floor         # W3's Lua-side floor (bench/w3_floor.c)
 #
 # Each workload runs twice per runtime with two sizes and no warm-up
 # (BENCH_NOWARM=1); bench/cgdiff.lua subtracts the runs, so start-up,
@@ -32,12 +33,20 @@ unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 PLUA=${PROFILE_LUA:-lua5.4}
 
 workloads=("$@")
-[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w3 w4one w4batch)
+[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w3 w3floor w4one w4batch)
 
 # small and big n, and how many operations their difference is (W3: per row)
-declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=500 [w3]=1 [w4one]=1000 [w4batch]=2000)
-declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=1500 [w3]=3 [w4one]=3000 [w4batch]=12000)
-declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w3]="row" [w4one]="row" [w4batch]="row")
+declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=500 [w3]=1 [w3floor]=1 [w4one]=1000 [w4batch]=2000)
+declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=1500 [w3]=3 [w3floor]=3 [w4one]=3000 [w4batch]=12000)
+declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w3]="row" [w3floor]="row" [w4one]="row" [w4batch]="row")
+
+# w3floor: W3's rows built straight from memory by the Lua C API calls scoped
+# makes (no libmariadb, no parsing), every cell touched the same way: what
+# any binding pays on each Lua to hand 100,000 such rows to Lua code
+for l in lua5.4 luajit; do
+    cc -O2 -g -Wall -Wextra -fPIC -shared $(pkg-config --cflags "$l") \
+        -o "build/bench/$l/w3floor.so" bench/w3_floor.c || exit 1
+done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-prof.XXXXXX")
 trap 'rm -rf -- "$tmp"' EXIT
@@ -61,9 +70,11 @@ for w in "${workloads[@]}"; do
     b=${BIG[$w]:-}
     [ -z "$s" ] && { echo "profile.sh: no sizes for $w" >&2; continue; }
     d=$((b - s))
-    [ "$w" = w3 ] && d=$((d * 100000))
+    case $w in w3|w3floor) d=$((d * 100000)) ;; esac
     for sys in raw lua5.4 luajit; do
-        [ "$sys" = raw ] && [ "$w" = w1 ] && continue
+        [ "$sys" = raw ] && { [ "$w" = w1 ] || [ "$w" = w3floor ]; } && continue
+        script=bench/scoped_bench.lua; args=("$SOCK" "$w")
+        [ "$w" = w3floor ] && { script=bench/w3_floor.lua; args=(); }
         name="$w-$sys"
         for n in "$s" "$b"; do
             case $sys in
@@ -73,12 +84,13 @@ for w in "${workloads[@]}"; do
                     # exported, not through env(1): valgrind must start lua itself
                     (export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" \
                         LUA_CPATH="$ROOT/build/$sys/?.so;$ROOT/build/bench/$sys/?.so;;"
-                     cg "$name" "$n" "$bin" bench/scoped_bench.lua "$SOCK" "$w" "$n") || continue 2 ;;
+                     cg "$name" "$n" "$bin" "$script" "${args[@]}" "$n") || continue 2 ;;
             esac
         done
         {
             echo
-            echo "## $w on $([ "$sys" = raw ] && echo "raw C" || echo "scoped, $sys"): per ${UNIT[$w]}"
+            what="scoped, $sys"; [ "$sys" = raw ] && what="raw C"; [ "$w" = w3floor ] && what="the Lua C API alone, $sys"
+            echo "## $w on $what: per ${UNIT[$w]}"
             top=12; [ "$sys" = raw ] && top=6
             lua5.4 bench/cgdiff.lua "$tmp/$name.$s" "$tmp/$name.$b" "$d" "$top"
         } | tee -a "$OUT"
