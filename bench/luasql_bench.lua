@@ -9,6 +9,7 @@
 -- MYSQL_UNIX_PORT environment variable, which this program checks it used.
 local driver = require "luasql.mysql"
 local clock = require "benchclock"
+local benchlib = require "benchlib"
 local now = clock.now
 
 local sock, workload, n = arg[1], arg[2], tonumber(arg[3])
@@ -158,34 +159,9 @@ function SLICED.w4batch()
   end, function() truncate(conn) end
 end
 
--- what each sliced workload's figure is: time per op in us, or ops per s
-local PER_OP_US = {w2 = true, w2s = true}
-
-local function timed(slice, k)
-  local t0 = now()
-  local ops = slice(k)
-  return now() - t0, ops
-end
-
 if SLICED[workload] then
   local slice, after = SLICED[workload]()
-  if serving then
-    io.write("READY\n"); io.flush()
-    for line in io.lines() do
-      local k = tonumber(line:match("^%d+"))
-      if not k or k <= 0 then break end
-      local dt, ops = timed(slice, k)
-      if after then after() end
-      io.write(string.format("SLICE %.9f %d\n", dt, ops)); io.flush()
-    end
-  else
-    if workload == "w3" then timed(slice, 1)
-    elseif workload == "w2" or workload == "w2s" then timed(slice, math.floor(n / 10) + 100) end
-    local dt, ops = timed(slice, n)
-    if after then after() end
-    if PER_OP_US[workload] then result(dt * 1e6 / ops) else result(ops / dt, "%.0f") end
-  end
-  os.exit(0)
+  benchlib.run_sliced(workload, slice, after, {now = now, n = n, serving = serving, warm = true})
 end
 local f = W[workload]
 if not f or serving then

@@ -82,7 +82,7 @@ for w in "${workloads[@]}"; do
                 lua5.4|luajit)
                     bin=$PLUA; [ "$sys" = luajit ] && bin=luajit
                     # exported, not through env(1): valgrind must start lua itself
-                    (export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" \
+                    (export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/bench/?.lua;;" \
                         LUA_CPATH="$ROOT/build/$sys/?.so;$ROOT/build/bench/$sys/?.so;;"
                      cg "$name" "$n" "$bin" "$script" "${args[@]}" "$n") || continue 2 ;;
             esac

@@ -179,7 +179,7 @@ changed=${changed% }
 code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)${changed:+ + uncommitted changes in $changed}"
 
 lua_env() {   # lua binary
-    echo "LUA_PATH=$SNAP/lua/?.lua;$SNAP/lua/?/init.lua;; LUA_CPATH=$SNAP/$1/?.so;$ROOT/build/bench/$1/?.so;;"
+    echo "LUA_PATH=$SNAP/lua/?.lua;$SNAP/lua/?/init.lua;$ROOT/bench/?.lua;; LUA_CPATH=$SNAP/$1/?.so;$ROOT/build/bench/$1/?.so;;"
 }
 
 # prints the command line for system + workload, or nothing when the system

@@ -7,9 +7,11 @@
 -- lines; the second serves bench/interleave.py (w2, w2s, w3, w4one, w4batch:
 -- READY, then one "SLICE <seconds> <ops>" per "<n>" line read). See
 -- bench/README.md for what each workload does. Needs LUA_PATH/LUA_CPATH to
--- find scoped, scoped.core and benchclock (bench/run.sh sets them).
+-- find scoped, scoped.core, benchclock and bench/benchlib.lua (bench/run.sh
+-- sets them).
 local scoped = require "scoped"
 local clock = require "benchclock"
+local benchlib = require "benchlib"
 local now = clock.now
 
 local sock, workload, n = arg[1], arg[2], tonumber(arg[3])
@@ -111,18 +113,9 @@ end
 -- W3: 100,000 rows x 6 columns into Lua rows, every cell touched
 local W3_SQL = "SELECT id, name, score, big, created, note FROM bench_rows"
 local function w3_once(conn)
-  local rows = conn:execute(W3_SQL):all()
-  local isum, dsum, bytes = 0, 0.0, 0
-  for i = 1, #rows do
-    local r = rows[i]
-    local id, name, score, big, created, note = r[1], r[2], r[3], r[4], r[5], r[6]
-    isum = isum + id + big
-    dsum = dsum + score
-    bytes = bytes + #name + #created
-    if note ~= null then bytes = bytes + #note else bytes = bytes + 1 end
-  end
+  local count = benchlib.touch_w3(conn:execute(W3_SQL):all(), null)
   conn:commit()
-  return #rows
+  return count
 end
 
 function SLICED.w3()
@@ -294,36 +287,9 @@ function W.w5co()
   extra("p99_wait_us", waits[math.max(1, math.floor(nw * 0.99))] * 1e6)
 end
 
--- what each sliced workload's figure is: time per op in us, or ops per s
-local PER_OP_US = {w2 = true, w2s = true}
-
-local function timed(slice, k)
-  local t0 = now()
-  local ops = slice(k)
-  return now() - t0, ops
-end
-
 if SLICED[workload] then
   local slice, after = SLICED[workload]()
-  if serving then
-    io.write("READY\n"); io.flush()
-    for line in io.lines() do
-      local k = tonumber(line:match("^%d+"))
-      if not k or k <= 0 then break end
-      local dt, ops = timed(slice, k)
-      if after then after() end
-      io.write(string.format("SLICE %.9f %d\n", dt, ops)); io.flush()
-    end
-  else
-    if WARM and workload ~= "w4one" and workload ~= "w4batch" then
-      -- warm-up: n/10 + 100 iterations, one fetch for W3
-      timed(slice, workload == "w3" and 1 or warmups())
-    end
-    local dt, ops = timed(slice, n)
-    if after then after() end
-    if PER_OP_US[workload] then result(dt * 1e6 / ops) else result(ops / dt, "%.0f") end
-  end
-  os.exit(0)
+  benchlib.run_sliced(workload, slice, after, {now = now, n = n, serving = serving, warm = WARM})
 end
 local f = W[workload]
 if not f or serving then

@@ -4,18 +4,9 @@
 --
 --   lua5.4|luajit bench/w3_floor.lua N
 local w3floor = require "w3floor"
+local benchlib = require "benchlib"
 local build, null = w3floor.build, w3floor.null
 local n = assert(tonumber(arg[1]), "usage: w3_floor.lua N")
-local isum, dsum, bytes = 0, 0.0, 0
-for _ = 1, n do
-  local rows = build(100000)
-  for i = 1, #rows do
-    local r = rows[i]
-    local id, name, score, big, created, note = r[1], r[2], r[3], r[4], r[5], r[6]
-    isum = isum + id + big
-    dsum = dsum + score
-    bytes = bytes + #name + #created
-    if note ~= null then bytes = bytes + #note else bytes = bytes + 1 end
-  end
-end
-print(isum, dsum, bytes)
+local rows = 0
+for _ = 1, n do rows = rows + benchlib.touch_w3(build(100000), null) end
+print(rows)

@@ -1,0 +1,66 @@
+-- What the Lua bench programs share (bench/scoped_bench.lua,
+-- bench/luasql_bench.lua, bench/w3_floor.lua): the driver of the sliced
+-- workloads and W3's way of touching every cell.
+local M = {}
+
+-- the sliced workloads whose figure is microseconds per op; the others'
+-- is ops per second
+local PER_OP_US = {w2 = true, w2s = true}
+
+--- Runs a sliced workload and exits. slice(k) -> ops runs k iterations
+--- (timed here); after() is the untimed clean-up after each slice, or nil.
+--- opts: now (a clock in seconds), n (iterations; nil when serving),
+--- serving (the bench/interleave.py protocol: READY, then one
+--- "SLICE <seconds> <ops>" per "<k>" line read), warm (a warm-up before the
+--- one timed run: n/10 + 100 iterations for W2/W2s, one fetch for W3,
+--- none for W4, which starts on an empty table).
+function M.run_sliced(workload, slice, after, opts)
+  local now = opts.now
+  local function timed(k)
+    local t0 = now()
+    local ops = slice(k)
+    local dt = now() - t0
+    if after then after() end
+    return dt, ops
+  end
+  if opts.serving then
+    io.write("READY\n"); io.flush()
+    for line in io.lines() do
+      local k = tonumber(line:match("^%d+"))
+      if not k or k <= 0 then break end
+      local dt, ops = timed(k)
+      io.write(string.format("SLICE %.9f %d\n", dt, ops)); io.flush()
+    end
+  else
+    local n = opts.n
+    if opts.warm then
+      if workload == "w3" then timed(1)
+      elseif PER_OP_US[workload] then timed(math.floor(n / 10) + 100) end
+    end
+    local dt, ops = timed(n)
+    if PER_OP_US[workload] then
+      io.write(string.format("RESULT %.3f\n", dt * 1e6 / ops))
+    else
+      io.write(string.format("RESULT %.0f\n", ops / dt))
+    end
+  end
+  os.exit(0)
+end
+
+--- W3's reading of a fetched list of rows {id, name, score, big, created,
+--- note}: the numbers summed, the strings' lengths taken, the NULL tested
+--- against null. Returns the row count.
+function M.touch_w3(rows, null)
+  local isum, dsum, bytes = 0, 0.0, 0
+  for i = 1, #rows do
+    local r = rows[i]
+    local id, name, score, big, created, note = r[1], r[2], r[3], r[4], r[5], r[6]
+    isum = isum + id + big
+    dsum = dsum + score
+    bytes = bytes + #name + #created
+    if note ~= null then bytes = bytes + #note else bytes = bytes + 1 end
+  end
+  return #rows
+end
+
+return M
