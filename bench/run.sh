@@ -2,7 +2,7 @@
 # bench/run.sh — what `make bench` runs: scoped next to raw libmariadb (C),
 # LuaSQL and SQLAlchemy 1.4 + mysqlclient, on one throwaway MariaDB.
 #
-#   bash bench/run.sh [--plain] [--rounds N] [--quick] [--only W[,W...]]
+#   bash bench/run.sh [--plain] [--server-free] [--rounds N] [--quick] [--only W[,W...]]
 #
 #   --plain     no busy loop on the other CPU (the default keeps it awake)
 #   --server-free  leave the throwaway server's threads free to run on either
@@ -105,8 +105,9 @@ else
     PIN=(taskset -c "$CPU")
     # The server on the benchmarks' CPU too: a round trip is then two context
     # switches on one CPU instead of a wake-up on the other, which on these
-    # VMs costs 20-100 us and comes and goes (measured round trips were
-    # bimodal, 50 vs 110 us, with the server free to move). Only our own
+    # VMs can cost 20-100 us and comes and goes (on one machine round trips
+    # were bimodal, 50 vs 110 us, with the server free to move; on another
+    # it made no difference). Only our own
     # throwaway server (with-db.sh's datadir); one given by the user is left
     # alone.
     pidfile=${SCOPED_TEST_DATADIR:+$SCOPED_TEST_DATADIR/mysqld.pid}
