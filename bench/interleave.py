@@ -1,7 +1,7 @@
 """Interleaved measurement of one workload on several systems at once.
 
-    python3 bench/interleave.py --slices K --unit us|rate --round R \\
-        NAME N 'COMMAND ...' [NAME N 'COMMAND ...' ...]
+    python3 bench/interleave.py --slices K --unit us|rate [--aggregate] \\
+        --round R NAME N 'COMMAND ...' [NAME N 'COMMAND ...' ...]
 
 Why: on these shared VMs the speed of the machine drifts over seconds (raw
 C's W2s request took 39 us in one measurement and 73 us in the next), so two
@@ -13,6 +13,10 @@ system A's slice 1, B's slice 1, ..., A's slice 2, ... with the order rotated
 each slice. Each system's figure is the median of its K slices' figures
 (a slice that met a hiccup of the host, 3x the others now and then, does
 not move it), all taken within the same second or so as the others'.
+With --aggregate it is all its slices' ops over all their time instead: for
+a workload whose cost comes in periods longer than a slice (W3: a slice is
+one fetch, and the Lua collector's big cycle comes every other fetch), where
+a median would count the slow slices more or less often than they happen.
 
 Protocol (bench/raw.c, scoped_bench.lua, luasql_bench.lua,
 sqlalchemy_bench.py): the process prints READY once set up; for each line
@@ -42,6 +46,8 @@ class System:
         self.name, self.n, self.cmd = name, n, cmd
         self.proc = None
         self.figures = []  # per slice, in the unit asked for
+        self.total_s = 0.0  # all slices' time and ops, for --aggregate
+        self.total_ops = 0
         self.failed = None
 
     def start(self, log):
@@ -79,10 +85,16 @@ class System:
                 self.proc.kill()
 
 
+def figure(unit, seconds, ops):
+    return seconds * 1e6 / ops if unit == "us" else ops / seconds
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--slices", type=int, required=True)
     ap.add_argument("--unit", choices=("us", "rate"), required=True)
+    ap.add_argument("--aggregate", action="store_true",
+                    help="figure from all slices' ops and time, not the median of slices")
     ap.add_argument("--round", type=int, default=1, help="rotates the starting system")
     ap.add_argument("spec", nargs="+", help="NAME N COMMAND triples")
     args = ap.parse_args()
@@ -110,7 +122,9 @@ def main():
                 dt, ops = s.slice()
                 if ops <= 0 or dt <= 0:
                     raise RuntimeError("slice of %d ops in %g s" % (ops, dt))
-                s.figures.append(dt * 1e6 / ops if args.unit == "us" else ops / dt)
+                s.figures.append(figure(args.unit, dt, ops))
+                s.total_s += dt
+                s.total_ops += ops
             except (OSError, RuntimeError, ValueError) as e:
                 s.fail(str(e))
 
@@ -121,7 +135,11 @@ def main():
             print("FAILED %s %s" % (s.name, s.failed or "no slices"))
             status = 1
             continue
-        print("RESULT %s %s" % (s.name, FMT[args.unit] % statistics.median(s.figures)))
+        if args.aggregate:
+            fig = figure(args.unit, s.total_s, s.total_ops)
+        else:
+            fig = statistics.median(s.figures)
+        print("RESULT %s %s" % (s.name, FMT[args.unit] % fig))
         if os.environ.get("INTERLEAVE_DEBUG"):
             print("slices %s %s" % (s.name, " ".join(FMT[args.unit] % f for f in s.figures)),
                   file=sys.stderr)

@@ -133,7 +133,9 @@ if [ -n "$only" ]; then IFS=, read -r -a WORKLOADS <<<"$only"; fi
 # The interleaved workloads (bench/interleave.py): iterations per slice
 # (SLICE_N, about 20-40 ms for W2/W2s, one fetch or one 10,000-row
 # transaction for W3/W4) and slices per round (SLICES); the round's figure is
-# the median of its slices
+# the median of its slices, except for W3 (AGGREGATE): all its slices' rows
+# over all their time, as the Lua collectors' big cycle comes every other
+# fetch (bench/interleave.py)
 INTERLEAVED=" w2 w2s w3 w4one w4batch "
 declare -A SLICE_N=(
     [w2]=750 [w2.sqla]=400
@@ -141,7 +143,8 @@ declare -A SLICE_N=(
     [w3]=1
     [w4one]=10000 [w4batch]=10000
 )
-declare -A SLICES=([w2]=15 [w2s]=15 [w3]=3 [w4one]=3 [w4batch]=5)
+declare -A SLICES=([w2]=15 [w2s]=15 [w3]=4 [w4one]=3 [w4batch]=5)
+AGGREGATE=" w3 "
 declare -A UNIT=([w2]=us [w2s]=us [w3]=rate [w4one]=rate [w4batch]=rate)
 slice_n_for() {   # workload system
     local n=${SLICE_N[$1.$2]:-${SLICE_N[$1]}}
@@ -255,11 +258,12 @@ measure_interleaved() {   # round workload
         cmd=$(cmd_for "$sys" "$w" serve)
         [ -n "$cmd" ] && spec+=("$sys" "$(slice_n_for "$w" "$sys")" "$cmd")
     done
-    local slices=${SLICES[$w]}
+    local slices=${SLICES[$w]} aggregate=()
     [ "$quick" = 1 ] && slices=3
+    [[ $AGGREGATE == *" $w "* ]] && aggregate=(--aggregate)
     echo "## round $r $w interleaved: ${#spec[@]} args, $slices slices" >>"$LOG"
     out=$(cd "$ROOT" && INTERLEAVE_DEBUG=1 timeout 1200 "${PIN[@]}" "$PY" bench/interleave.py \
-        --slices "$slices" --unit "${UNIT[$w]}" --round "$r" "${spec[@]}" 2>>"$LOG")
+        --slices "$slices" --unit "${UNIT[$w]}" "${aggregate[@]}" --round "$r" "${spec[@]}" 2>>"$LOG")
     rc=$?
     echo "$out" >>"$LOG"
     [ $rc -ne 0 ] && say "interleave.py exited $rc for $w (see $LOG)"
