@@ -42,11 +42,15 @@ declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w3]="
 
 # w3floor: W3's rows built straight from memory by the Lua C API calls scoped
 # makes (no libmariadb, no parsing), every cell touched the same way: what
-# any binding pays on each Lua to hand 100,000 such rows to Lua code
-for l in lua5.4 luajit; do
-    cc -O2 -g -Wall -Wextra -fPIC -shared $(pkg-config --cflags "$l") \
-        -o "build/bench/$l/w3floor.so" bench/w3_floor.c || exit 1
-done
+# any binding pays on each Lua to hand 100,000 such rows to Lua code (built
+# here, only when asked for: nothing else uses it)
+if [[ " ${workloads[*]} " == *" w3floor "* ]]; then
+    for l in lua5.4 luajit; do
+        mkdir -p "build/bench/$l"
+        cc -O2 -g -Wall -Wextra -Werror -fPIC -shared $(pkg-config --cflags "$l") \
+            -o "build/bench/$l/w3floor.so" bench/w3_floor.c || exit 1
+    done
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-prof.XXXXXX")
 trap 'rm -rf -- "$tmp"' EXIT

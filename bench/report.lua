@@ -165,8 +165,7 @@ local ROWS = {
   {"W4 batch: executemany of 10k rows", "w4batch", nil, "rows/s", "≥ 1.2× SQLA", function(s)
     local q = ratio("w4batch", s, "sqla", by)
     if not q then return "" end
-    local fb = series("w4batch", s, "fallback") and " (fallback: no executemany)" or ""
-    return string.format("%s SQLA %s%s", x2(q), q >= 1.2 and OK or MISS, fb)
+    return string.format("%s SQLA %s", x2(q), q >= 1.2 and OK or MISS)
   end},
   {"W4 batch by hand: one INSERT with 10k `(?,?)` groups via execute", "w4multi", nil, "rows/s", "",
    function(s)

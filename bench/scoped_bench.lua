@@ -151,7 +151,7 @@ end
 
 -- W4 batch: executemany with the same :name statement and list of rows as
 -- SQLAlchemy's (scoped rewrites it into multi-row INSERTs, as mysqlclient
--- does). A tree without executemany falls back to w4multi (EXTRA fallback 1).
+-- does).
 local function w4multi_run(conn, k)
   local params = {}
   for i = 1, k do
