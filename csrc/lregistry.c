@@ -34,12 +34,17 @@ static int reg_set(lua_State *L)
     return 0;
 }
 
+/* clear() -> the value it cleared (nil if none): scoped_session's remove()
+ * gets and clears in one call */
 static int reg_clear(lua_State *L)
 {
     lua_pushthread(L);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, lua_upvalueindex(1)); /* thread, value */
+    lua_pushvalue(L, -2);
     lua_pushnil(L);
     lua_rawset(L, lua_upvalueindex(1));
-    return 0;
+    return 1;
 }
 
 /* ---- the owned variant --------------------------------------------------

@@ -376,7 +376,10 @@ static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigne
     unsigned char kinds[SC_KINDS_ON_STACK];
     for (unsigned i = 0; i < n && i < SC_KINDS_ON_STACK; i++)
         kinds[i] = kind_of(&f[i]);
-    lua_newtable(L);
+    /* room for one row: mysql_use_result cannot tell how many will come,
+     * and most statements a request runs return one (an empty list grows
+     * on its first row anyway) */
+    lua_createtable(L, 1, 0);
     int count = 0;
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res)) != NULL) {

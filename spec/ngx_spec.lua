@@ -8,6 +8,25 @@ local H = require "helper"
 
 local unpack = table.unpack or unpack
 
+describe("core.thread_registry()", function()
+  it("keeps one value per coroutine; clear() returns what it cleared", function()
+    local get, set, clear = core.thread_registry()
+    assert.is_nil(clear()) -- nothing set: nothing cleared
+    set("main")
+    local inner = coroutine.wrap(function()
+      set("co")
+      return get(), clear(), get()
+    end)
+    local seen, cleared, after = inner()
+    assert.equal("co", seen)
+    assert.equal("co", cleared)
+    assert.is_nil(after)
+    assert.equal("main", get()) -- the other coroutine's clear left this one alone
+    assert.equal("main", clear())
+    assert.is_nil(get())
+  end)
+end)
+
 describe("core.thread_registry(true)", function()
   it("returns the value only to the owner that set it, else nil and the stale value", function()
     local get, set, clear = core.thread_registry(true)

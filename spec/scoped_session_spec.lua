@@ -107,6 +107,31 @@ describe("scoped_session", function()
     assert.equal(other, Session().bind)
   end)
 
+  it("calls a factory that is not a sessionmaker for every new scope", function()
+    local made = 0
+    local function factory(kw)
+      made = made + 1
+      return Factory(kw)
+    end
+    local callable = setmetatable({}, {__call = function(_, kw) return factory(kw) end})
+    for _, f in ipairs({factory, callable}) do
+      made = 0
+      local S = scoped.scoped_session(f)
+      local a = S()
+      assert.equal(a, S())
+      assert.equal(1, made)
+      S.remove()
+      assert.are_not.equal(a, S())
+      assert.equal(2, made)
+      S:execute("SELECT 1") -- a proxied call on an existing scope makes none
+      assert.equal(2, made)
+      S.remove()
+      S:execute("SELECT 1") -- nor does one on a new scope more than once
+      assert.equal(3, made)
+      S.remove()
+    end
+  end)
+
   it("takes a custom string scopefunc", function()
     local current = "a"
     local S = scoped.scoped_session(Factory, function() return current end)

@@ -3,6 +3,7 @@
 -- orm/scoping.py and util/_collections.py ScopedRegistry).
 local core = require "scoped.core"
 local exc = require "scoped.exc"
+local Sessionmaker = require("scoped.session").Sessionmaker
 
 local M = {}
 
@@ -61,6 +62,7 @@ function M.scoped_session(factory, scopefunc)
     exc.raise("ArgumentError", "scopefunc must be a function, got %s", type(scopefunc))
   end
   local get, set, clear, teardown
+  local take = false -- the registry's clear() when it returns what it cleared
   if ngxglue and (scopefunc == nil or scopefunc == scopes.coroutine) then
     -- ngx_lua reuses coroutines across requests: each session is recorded
     -- with its request; teardown is remove() in the log phase
@@ -69,8 +71,16 @@ function M.scoped_session(factory, scopefunc)
     get, set, clear = ngxglue.request_registry()
   elseif scopefunc == nil or scopefunc == scopes.coroutine then
     get, set, clear = core.thread_registry()
+    take = clear
   else
     get, set, clear = scopefunc_registry(scopefunc)
+  end
+
+  -- a new scope's session without arguments: a sessionmaker's own maker
+  -- skips the __call dispatch (every request makes one)
+  local new_session = factory
+  if getmetatable(factory) == Sessionmaker then
+    new_session = factory:_plain_factory()
   end
 
   local S = {session_factory = factory}
@@ -80,7 +90,7 @@ function M.scoped_session(factory, scopefunc)
     clear = function() clear() end,
   }, {__call = function()
     local s = get()
-    if s == nil then s = factory(); set(s) end
+    if s == nil then s = new_session(); set(s) end
     return s
   end})
   S.registry = registry
@@ -94,7 +104,7 @@ function M.scoped_session(factory, scopefunc)
       set(s)
       return s
     end
-    local s = factory()
+    local s = new_session()
     set(s)
     return s
   end
@@ -103,7 +113,12 @@ function M.scoped_session(factory, scopefunc)
   -- Session() on an existing scope: one C call (get) and one table lookup
   mt.__call = function(_, kw)
     local s = get()
-    if s ~= nil and kw == nil then return s end
+    if kw == nil then
+      if s ~= nil then return s end
+      s = new_session()
+      set(s)
+      return s
+    end
     return make(kw)
   end
   -- attributes of the current session (Session.bind, Session.info)
@@ -143,11 +158,14 @@ function M.scoped_session(factory, scopefunc)
   --- any of its coroutines (the safety net after the handler).
   function S.remove()
     if teardown and ngxglue.in_log_phase() then return teardown() end
-    local s = get()
-    if s ~= nil then
-      clear()
-      s:close()
+    local s
+    if take then
+      s = take()
+    else
+      s = get()
+      if s ~= nil then clear() end
     end
+    if s ~= nil then s:close() end
   end
 
   --- Changes the factory's options; refused when this scope has a session
