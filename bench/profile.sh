@@ -3,7 +3,7 @@
 # scoped's hot paths under valgrind --tool=callgrind (stable where the
 # timings of bench/run.sh are noisy), next to raw C's for the same workload.
 #
-#   bash bench/profile.sh                 # w1 w2 w2s w3 w3floor w4one w4batch
+#   bash bench/profile.sh                 # w1 w2 w2s w2s_core w2s_session w3 w3floor w4one w4batch
 #   PROFILE_LUA=/path/to/lua bash bench/profile.sh w3
 #   bash bench/profile.sh w3floor         # W3's Lua-side floor (bench/w3_floor.c)
 #
@@ -33,12 +33,12 @@ unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 PLUA=${PROFILE_LUA:-lua5.4}
 
 workloads=("$@")
-[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w3 w3floor w4one w4batch)
+[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w2s_core w2s_session w3 w3floor w4one w4batch)
 
 # small and big n, and how many operations their difference is (W3: per row)
-declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=500 [w3]=1 [w3floor]=1 [w4one]=1000 [w4batch]=2000)
-declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=1500 [w3]=3 [w3floor]=3 [w4one]=3000 [w4batch]=12000)
-declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w3]="row" [w3floor]="row" [w4one]="row" [w4batch]="row")
+declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=1000 [w2s_core]=1000 [w2s_session]=1000 [w3]=1 [w3floor]=1 [w4one]=1000 [w4batch]=2000)
+declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=4000 [w2s_core]=4000 [w2s_session]=4000 [w3]=3 [w3floor]=3 [w4one]=3000 [w4batch]=12000)
+declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w2s_core]="request" [w2s_session]="request" [w3]="row" [w3floor]="row" [w4one]="row" [w4batch]="row")
 
 # w3floor: W3's rows built straight from memory by the Lua C API calls scoped
 # makes (no libmariadb, no parsing), every cell touched the same way: what
@@ -76,7 +76,7 @@ for w in "${workloads[@]}"; do
     d=$((b - s))
     case $w in w3|w3floor) d=$((d * 100000)) ;; esac
     for sys in raw lua5.4 luajit; do
-        [ "$sys" = raw ] && { [ "$w" = w1 ] || [ "$w" = w3floor ]; } && continue
+        [ "$sys" = raw ] && case $w in w1|w3floor|w2s_core|w2s_session) true ;; *) false ;; esac && continue
         script=bench/scoped_bench.lua; args=("$SOCK" "$w")
         [ "$w" = w3floor ] && { script=bench/w3_floor.lua; args=(); }
         name="$w-$sys"

@@ -78,6 +78,40 @@ function SLICED.w2s()
   end
 end
 
+-- W2s in layers, for bench/profile.sh (what each layer of the seed request
+-- costs): w2s_core is the request as the C calls a plain engine's session
+-- makes (checkout, execute, all, COMMIT and back to the pool), w2s_session
+-- the same through a sessionmaker's Session without scoped_session.
+function SLICED.w2s_core()
+  local engine = scoped.create_engine(URL)
+  local core = require "scoped.core"
+  local checkout, execute, finish = core.pool_methods.checkout_spare, core.conn_methods.execute,
+    core.conn_methods.finish
+  local cpool = engine._cpool
+  return function(k)
+    for _ = 1, k do
+      local raw = checkout(cpool)
+      execute(raw, "SELECT 1"):all()
+      finish(raw, true, true)
+    end
+    return k
+  end
+end
+
+function SLICED.w2s_session()
+  local engine = scoped.create_engine(URL)
+  local Factory = scoped.sessionmaker{bind = engine}
+  return function(k)
+    for _ = 1, k do
+      local s = Factory()
+      s:execute("SELECT 1"):all()
+      s:commit()
+      s:close()
+    end
+    return k
+  end
+end
+
 -- statements per W2s request, counted by the server (global status deltas
 -- read on a connection of our own)
 local function counters(mon)
