@@ -56,6 +56,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-prof.XXXXXX")
 trap 'rm -rf -- "$tmp"' EXIT
 OUT=bench/results/profile-latest.txt
 mkdir -p bench/results
+# before the output file is emptied: that alone would make the tree "dirty"
+CODE=$(git describe --always --dirty 2>/dev/null)
 : >"$OUT"
 
 cg() {   # name n cmd...
@@ -66,7 +68,7 @@ cg() {   # name n cmd...
 }
 
 {
-    echo "# callgrind, Ir per operation ($(date -u '+%Y-%m-%d %H:%M UTC'), code $(git describe --always --dirty 2>/dev/null))"
+    echo "# callgrind, Ir per operation ($(date -u '+%Y-%m-%d %H:%M UTC'), code $CODE)"
     echo "# Lua 5.4 binary: $PLUA"
 } | tee -a "$OUT"
 for w in "${workloads[@]}"; do
