@@ -89,7 +89,7 @@ Sessionmaker.__call = function(self, kw)
   return M.new_session(merged)
 end
 
---- maker:_new_session() without arguments, as a plain function: what
+--- maker() without arguments, as a plain function: what
 --- scoped_session calls for every new scope (no __call dispatch on the way).
 function Sessionmaker:_plain_factory()
   return function()
