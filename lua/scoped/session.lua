@@ -183,7 +183,8 @@ local function finish(self, how)
   if not ok then error(err, 0) end
 end
 
--- commit is every request's: its fast path written out (one Lua call less)
+-- commit is every request's: finish()'s fast path written out again here,
+-- on purpose (one Lua call less, about 170 instructions a request on Lua 5.4)
 function Session:commit()
   local raw = self._raw
   if raw then
