@@ -132,6 +132,22 @@ describe("scoped_session", function()
     end
   end)
 
+  it("remove() closes the session under a custom scopefunc too: its connection goes back", function()
+    local current = "a"
+    local S = scoped.scoped_session(Factory, function() return current end)
+    S:execute("SELECT 1")
+    current = "b"
+    S:execute("SELECT 1")
+    assert.equal(2, engine.pool:checkedout())
+    S.remove() -- scope "b" only
+    assert.equal(1, engine.pool:checkedout())
+    current = "a"
+    S:remove()
+    assert.equal(0, engine.pool:checkedout())
+    S.remove() -- nothing left in this scope: nothing to do
+    assert.equal(0, engine.pool:checkedout())
+  end)
+
   it("takes a custom string scopefunc", function()
     local current = "a"
     local S = scoped.scoped_session(Factory, function() return current end)

@@ -164,6 +164,13 @@ function M.coroutine_registry()
     return s
   end
   local function set(s) cset(s, request()) end
+  -- -> the running coroutine's session, which it forgets; a stale one is
+  -- closed by get() (with its warning) and not returned
+  local function clear()
+    local s = get()
+    if s ~= nil then cclear() end
+    return s
+  end
   -- log_by_lua runs after every coroutine of the request is done (on the
   -- main thread): close whatever this request left, in any coroutine.
   local function teardown()
@@ -181,7 +188,7 @@ function M.coroutine_registry()
       if s ~= nil then close_session(s, "the request's session") end
     end
   end
-  return get, set, cclear, teardown
+  return get, set, clear, teardown
 end
 
 --- scopes.ngx_request: one session per request (ngx.ctx), shared by its
@@ -199,7 +206,12 @@ function M.request_registry()
   end
   return function() return map[key()] end,
          function(s) map[key()] = s end,
-         function() map[key()] = nil end
+         function()
+           local k = key()
+           local s = map[k]
+           map[k] = nil
+           return s
+         end
 end
 
 -- ---- 3. offload -------------------------------------------------------------

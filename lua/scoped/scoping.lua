@@ -34,7 +34,8 @@ end
 
 -- A registry over a scopefunc: get, set, clear for the current scope.
 -- Table, thread and userdata keys are held weakly; strings and numbers
--- stay until cleared.
+-- stay until cleared. Like every registry here, clear() returns what it
+-- cleared (remove() closes that).
 local function scopefunc_registry(scopefunc)
   local map = setmetatable({}, {__mode = "k"})
   local function key()
@@ -44,7 +45,12 @@ local function scopefunc_registry(scopefunc)
   end
   return function() return map[key()] end,
          function(v) map[key()] = v end,
-         function() map[key()] = nil end
+         function()
+           local k = key()
+           local v = map[k]
+           map[k] = nil
+           return v
+         end
 end
 
 local PROXIED = {
@@ -61,8 +67,9 @@ function M.scoped_session(factory, scopefunc)
   if scopefunc ~= nil and type(scopefunc) ~= "function" then
     exc.raise("ArgumentError", "scopefunc must be a function, got %s", type(scopefunc))
   end
+  -- get() -> this scope's session or nil; set(s); clear() -> the session
+  -- it forgot, or nil
   local get, set, clear, teardown
-  local take = false -- the registry's clear() when it returns what it cleared
   if ngxglue and (scopefunc == nil or scopefunc == scopes.coroutine) then
     -- ngx_lua reuses coroutines across requests: each session is recorded
     -- with its request; teardown is remove() in the log phase
@@ -71,7 +78,6 @@ function M.scoped_session(factory, scopefunc)
     get, set, clear = ngxglue.request_registry()
   elseif scopefunc == nil or scopefunc == scopes.coroutine then
     get, set, clear = core.thread_registry()
-    take = clear
   else
     get, set, clear = scopefunc_registry(scopefunc)
   end
@@ -82,18 +88,6 @@ function M.scoped_session(factory, scopefunc)
   if getmetatable(factory) == Sessionmaker then
     new_session = factory:_plain_factory()
   end
-
-  local S = {session_factory = factory}
-  local registry = setmetatable({
-    has = function() return get() ~= nil end,
-    set = function(_, s) set(s) end,
-    clear = function() clear() end,
-  }, {__call = function()
-    local s = get()
-    if s == nil then s = new_session(); set(s) end
-    return s
-  end})
-  S.registry = registry
 
   local function make(kw)
     if kw ~= nil then
@@ -108,6 +102,14 @@ function M.scoped_session(factory, scopefunc)
     set(s)
     return s
   end
+
+  local S = {session_factory = factory}
+  local registry = setmetatable({
+    has = function() return get() ~= nil end,
+    set = function(_, s) set(s) end,
+    clear = function() clear() end,
+  }, {__call = function() return get() or make() end})
+  S.registry = registry
 
   local mt = {}
   -- Session() on an existing scope: one C call (get) and one table lookup
@@ -158,13 +160,7 @@ function M.scoped_session(factory, scopefunc)
   --- any of its coroutines (the safety net after the handler).
   function S.remove()
     if teardown and ngxglue.in_log_phase() then return teardown() end
-    local s
-    if take then
-      s = take()
-    else
-      s = get()
-      if s ~= nil then clear() end
-    end
+    local s = clear()
     if s ~= nil then s:close() end
   end
 
