@@ -191,27 +191,17 @@ function M.coroutine_registry()
   return get, set, clear, teardown
 end
 
---- scopes.ngx_request: one session per request (ngx.ctx), shared by its
---- light threads; weak-keyed, so a request's table going away takes its
---- session with it (Session:remove() returns the connection sooner).
-function M.request_registry()
-  local map = setmetatable({}, {__mode = "k"})
-  local function key()
-    local req = request()
-    if req == nil then
-      exc.raise("InvalidRequestError", "scopes.ngx_request: there is no request in the %s phase",
-        tostring(get_phase()))
-    end
-    return req
+--- scopes.ngx_request's key: the running request (its ngx.ctx), or a clear
+--- error outside one. scoping.lua keys a weak registry by it: one session
+--- per request, shared by its light threads, gone with the request's table
+--- (Session:remove() returns the connection sooner).
+function M.request_key()
+  local req = request()
+  if req == nil then
+    exc.raise("InvalidRequestError", "scopes.ngx_request: there is no request in the %s phase",
+      tostring(get_phase()))
   end
-  return function() return map[key()] end,
-         function(s) map[key()] = s end,
-         function()
-           local k = key()
-           local s = map[k]
-           map[k] = nil
-           return s
-         end
+  return req
 end
 
 -- ---- 3. offload -------------------------------------------------------------

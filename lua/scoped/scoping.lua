@@ -75,7 +75,7 @@ function M.scoped_session(factory, scopefunc)
     -- with its request; teardown is remove() in the log phase
     get, set, clear, teardown = ngxglue.coroutine_registry()
   elseif ngxglue and scopefunc == scopes.ngx_request then
-    get, set, clear = ngxglue.request_registry()
+    get, set, clear = scopefunc_registry(ngxglue.request_key)
   elseif scopefunc == nil or scopefunc == scopes.coroutine then
     get, set, clear = core.thread_registry()
   else
