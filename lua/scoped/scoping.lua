@@ -114,13 +114,7 @@ function M.scoped_session(factory, scopefunc)
   local mt = {}
   -- Session() on an existing scope: one C call (get) and one table lookup
   mt.__call = function(_, kw)
-    local s = get()
-    if kw == nil then
-      if s ~= nil then return s end
-      s = new_session()
-      set(s)
-      return s
-    end
+    if kw == nil then return get() or make() end
     return make(kw)
   end
   -- attributes of the current session (Session.bind, Session.info)
