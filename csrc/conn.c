@@ -28,11 +28,41 @@ static void set_error(sc_error *err, MYSQL *my)
     snprintf(err->message, sizeof err->message, "%s", mysql_error(my));
 }
 
+/* Every failure of a call on an open connection comes here: the error for
+ * the caller, broken when the connection is gone, and unclean, since the
+ * server may have opened a transaction that no status flag will show
+ * (sc_conn_needs_end). Returns -1. */
+static int fail(sc_conn *c, sc_error *err)
+{
+    set_error(err, c->my);
+    if (sc_is_disconnect(err->code) && !c->broken) {
+        c->broken = 1;
+        c->gone = *err;
+    }
+    c->unclean = 1;
+    return -1;
+}
+
+static int apply_settings(sc_conn *c, sc_error *err)
+{
+    const sc_conn_settings *s = &c->settings;
+    if (s->autocommit >= 0 && sc_conn_set_autocommit(c, s->autocommit, err) != 0)
+        return -1;
+    if (s->isolation[0]) {
+        char sql[80];
+        int n = snprintf(sql, sizeof sql, "SET SESSION TRANSACTION ISOLATION LEVEL %s", s->isolation);
+        if (sc_conn_query(c, sql, (size_t)n, err) != 0)
+            return -1;
+    }
+    c->pristine = 1;
+    return 0;
+}
+
 static const char *const safe_charsets[] = {
     "utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary", NULL,
 };
 
-sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
+sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_error *err)
 {
     const char *const *prm = (const char *const *)url->params;
     const char *charset = prm[SC_URL_CHARSET] ? prm[SC_URL_CHARSET] : "utf8mb4";
@@ -51,7 +81,10 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
     }
     pthread_once(&library_once, library_init);
     sc_conn *c = calloc(1, sizeof *c);
-    if (c == NULL || (c->my = mysql_init(NULL)) == NULL) {
+    if (c == NULL || (c->my = mysql_init(NULL)) == NULL ||
+        (prm[SC_URL_INIT_COMMAND] && (c->init_command = strdup(prm[SC_URL_INIT_COMMAND])) == NULL)) {
+        if (c != NULL && c->my != NULL)
+            mysql_close(c->my);
         free(c);
         snprintf(err->message, sizeof err->message, "out of memory");
         return NULL;
@@ -90,6 +123,7 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
         snprintf(err->message, sizeof err->message,
                  "ssl_mode=VERIFY_CA needs ssl_ca, the CA to verify the server's certificate against");
         mysql_close(my);
+        free(c->init_command);
         free(c);
         return NULL;
     }
@@ -111,6 +145,7 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
                             prm[SC_URL_UNIX_SOCKET], flags)) {
         set_error(err, my);
         mysql_close(my);
+        free(c->init_command);
         free(c);
         return NULL;
     }
@@ -125,11 +160,19 @@ sc_conn *sc_conn_open(const sc_url *url, sc_error *err)
                  "TLS is required (ssl_mode=%s) but the server does not support it",
                  mode ? mode : "REQUIRED");
         mysql_close(my);
+        free(c->init_command);
         free(c);
         return NULL;
     }
     c->pid = sc_getpid();
     c->created_at = sc_monotonic();
+    c->settings.autocommit = -1;
+    if (settings != NULL)
+        c->settings = *settings;
+    if (apply_settings(c, err) != 0) {
+        sc_conn_close(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -139,6 +182,7 @@ void sc_conn_drop_pending(sc_conn *c)
         return;
     mysql_free_result(c->pending);
     c->pending = NULL;
+    c->unclean = 1; /* a reply cut short: what the server did is not known */
     while (!c->broken && mysql_more_results(c->my)) {
         if (mysql_next_result(c->my) > 0) {
             if (sc_is_disconnect(mysql_errno(c->my)))
@@ -155,12 +199,9 @@ int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
 {
     if (c->pending != NULL)
         sc_conn_drop_pending(c);
-    if (mysql_real_query(c->my, sql, (unsigned long)len) != 0) {
-        set_error(err, c->my);
-        if (sc_is_disconnect(err->code))
-            c->broken = 1;
-        return -1;
-    }
+    c->pristine = 0;
+    if (mysql_real_query(c->my, sql, (unsigned long)len) != 0)
+        return fail(c, err);
     return 0;
 }
 
@@ -168,11 +209,8 @@ MYSQL_RES *sc_conn_use_result(sc_conn *c, sc_error *err)
 {
     MYSQL_RES *res = mysql_use_result(c->my);
     err->code = 0;
-    if (res == NULL && mysql_field_count(c->my) != 0) {
-        set_error(err, c->my);
-        if (sc_is_disconnect(err->code))
-            c->broken = 1;
-    }
+    if (res == NULL && mysql_field_count(c->my) != 0)
+        fail(c, err);
     return res;
 }
 
@@ -180,10 +218,7 @@ int sc_conn_fetch_error(sc_conn *c, sc_error *err)
 {
     if (mysql_errno(c->my) == 0)
         return 0;
-    set_error(err, c->my);
-    if (sc_is_disconnect(err->code))
-        c->broken = 1;
-    return -1;
+    return fail(c, err);
 }
 
 int sc_conn_next_result(sc_conn *c, sc_error *err)
@@ -191,24 +226,16 @@ int sc_conn_next_result(sc_conn *c, sc_error *err)
     if (!mysql_more_results(c->my))
         return 0;
     int rc = mysql_next_result(c->my);
-    if (rc > 0) {
-        set_error(err, c->my);
-        if (sc_is_disconnect(err->code))
-            c->broken = 1;
-        return -1;
-    }
+    if (rc > 0)
+        return fail(c, err);
     return rc == 0 ? 1 : 0;
 }
 
 int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
 {
     sc_conn_drop_pending(c);
-    if (mysql_autocommit(c->my, (my_bool)(on != 0)) != 0) {
-        set_error(err, c->my);
-        if (sc_is_disconnect(err->code))
-            c->broken = 1;
-        return -1;
-    }
+    if (mysql_autocommit(c->my, (my_bool)(on != 0)) != 0)
+        return fail(c, err);
     return 0;
 }
 
@@ -235,6 +262,7 @@ static void forget_pending(sc_conn *c)
 
 static void conn_free(sc_conn *c)
 {
+    free(c->init_command);
     sc_buf_free(&c->sql);
     sc_bind_plan_free(&c->plan);
     sc_bind_plan_free(&c->plan2);
@@ -270,9 +298,79 @@ void sc_conn_discard(sc_conn *c)
     conn_free(c);
 }
 
-int sc_conn_in_transaction(const sc_conn *c)
+int sc_conn_needs_end(const sc_conn *c)
 {
-    return (c->my->server_status & SERVER_STATUS_IN_TRANS) != 0;
+    return c->unclean || c->pending != NULL || (c->my->server_status & SERVER_STATUS_IN_TRANS) != 0;
+}
+
+int sc_conn_autocommit(const sc_conn *c)
+{
+    return (c->my->server_status & SERVER_STATUS_AUTOCOMMIT) != 0;
+}
+
+int sc_conn_end(sc_conn *c, int commit, sc_error *err)
+{
+    if (!commit && !sc_conn_needs_end(c))
+        return 0;
+    if (sc_conn_query(c, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, err) != 0)
+        return -1;
+    /* the OK packet of our own COMMIT/ROLLBACK: whatever failed before is
+     * over with the transaction */
+    c->unclean = 0;
+    return 0;
+}
+
+/* COM_RESET_CONNECTION, then what connect set up: the server forgets the
+ * session (transaction, temporary tables, user variables, locks, session
+ * variables) but not the connection's character set; autocommit,
+ * isolation level and init_command are ours to apply again. */
+static int reset_session(sc_conn *c, sc_error *err)
+{
+    sc_conn_drop_pending(c);
+    if (mysql_reset_connection(c->my) != 0)
+        return fail(c, err);
+    c->unclean = 0;
+    c->session_reset = 1;
+    if (c->init_command && sc_conn_query(c, c->init_command, strlen(c->init_command), err) != 0)
+        return -1;
+    /* init_command may return rows: read them so the connection is in sync */
+    for (;;) {
+        MYSQL_RES *res = sc_conn_use_result(c, err);
+        if (res != NULL) {
+            while (mysql_fetch_row(res) != NULL) {
+            }
+            mysql_free_result(res);
+        }
+        if (err->code != 0 || sc_conn_fetch_error(c, err) != 0)
+            return -1;
+        int more = sc_conn_next_result(c, err);
+        if (more < 0)
+            return -1;
+        if (more == 0)
+            break;
+    }
+    return apply_settings(c, err);
+}
+
+int sc_conn_reset(sc_conn *c, int mode, sc_error *err)
+{
+    if (c->broken)
+        return -1;
+    err->code = 0;
+    if (mode == SC_RESET_CONNECTION)
+        return c->pristine ? 0 : reset_session(c, err);
+    if (mode != SC_RESET_NONE && sc_conn_needs_end(c) &&
+        sc_conn_end(c, mode == SC_RESET_COMMIT, err) != 0)
+        return -1;
+    /* a SET autocommit by the last user. The last reply's status is current
+     * when nothing failed since (always so after the ROLLBACK/COMMIT above;
+     * SC_RESET_NONE may leave an error standing, and then the connection is
+     * left as its user left it, as that mode promises) */
+    int want = c->settings.autocommit;
+    if (want >= 0 && !c->unclean && sc_conn_autocommit(c) != want &&
+        sc_conn_set_autocommit(c, want, err) != 0)
+        return -1;
+    return 0;
 }
 
 int sc_conn_no_backslash_escapes(const sc_conn *c)

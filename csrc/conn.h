@@ -18,11 +18,32 @@ typedef struct sc_error {
     char message[512];
 } sc_error;
 
+/* What a pooled connection's server session is set up with at connect,
+ * and again after a COM_RESET_CONNECTION (sc_conn_reset). */
+typedef struct sc_conn_settings {
+    int autocommit;      /* 0 or 1: set at connect, restored by sc_conn_reset;
+                          * -1: the server's default, never touched (raw_connect) */
+    char isolation[24];  /* SET SESSION TRANSACTION ISOLATION LEVEL ...; "" none */
+} sc_conn_settings;
+
+/* What a connection's reset on return does (pool_reset_on_return). */
+enum { SC_RESET_ROLLBACK, SC_RESET_COMMIT, SC_RESET_NONE, SC_RESET_CONNECTION };
+
 typedef struct sc_conn {
     MYSQL *my;
     pid_t pid;          /* process that opened it: a child must not use it */
     double created_at;  /* sc_monotonic() at connect */
     int broken;         /* a disconnect error was seen: discard, never reuse */
+    int unclean;        /* an error, or a reply not read to its end, since the last
+                         * COMMIT or ROLLBACK sent by sc_conn_end: the server may have
+                         * opened a transaction the status flags do not show (an ERR
+                         * packet carries no status), see sc_conn_needs_end */
+    int pristine;       /* no statement since connect or COM_RESET_CONNECTION */
+    int session_reset;  /* COM_RESET_CONNECTION since the last checkout: what connect
+                         * listeners set is gone (the checkout reports it as fresh) */
+    sc_error gone;      /* the disconnect error that set broken (for invalidate events) */
+    sc_conn_settings settings;
+    char *init_command; /* the URL's init_command, run again after a session reset */
     sc_buf sql;         /* statement being built, reused */
     sc_bind_plan plan;  /* placeholders of the statement being built, reused */
     sc_bind_plan plan2; /* executemany: the VALUES tuple's placeholders */
@@ -31,9 +52,10 @@ typedef struct sc_conn {
                          * next call on the connection frees it (sc_conn_drop_pending) */
 } sc_conn;
 
-/* Connects with the URL's parameters; multi-statements stay off, multiple
- * results (CALL) on. NULL on failure with err filled. */
-sc_conn *sc_conn_open(const sc_url *url, sc_error *err);
+/* Connects with the URL's parameters and applies settings (NULL: the
+ * server's defaults, as raw_connect wants); multi-statements stay off,
+ * multiple results (CALL) on. NULL on failure with err filled. */
+sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_error *err);
 /* Sends one statement. 0, or -1 with err filled (and broken set when the
  * error means the connection is gone). */
 int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err);
@@ -57,8 +79,31 @@ void sc_conn_close(sc_conn *c);
 /* Frees without a word to the server: for a connection inherited across
  * fork(), whose socket is the parent's. */
 void sc_conn_discard(sc_conn *c);
-/* Whether a transaction is open, as the server last told us. */
-int sc_conn_in_transaction(const sc_conn *c);
+/* THE reset rule, the one place it lives: whether a COMMIT or ROLLBACK must
+ * be sent for the server to hold no transaction, lock or snapshot for this
+ * connection. True when a statement failed (or was cut short) since the
+ * last COMMIT/ROLLBACK that sc_conn_end sent successfully -- an ERR packet
+ * does not update the client's copy of the server status, while InnoDB has
+ * opened the transaction and keeps its locks (a duplicate key as the first
+ * statement, a lock wait timeout, KILL QUERY, max_statement_time) -- or when
+ * the last reply's status says a transaction is open. False only when
+ * every reply since was read whole and the last one says none is open. */
+int sc_conn_needs_end(const sc_conn *c);
+/* Ends the transaction: COMMIT always (it is the caller's request);
+ * ROLLBACK only when sc_conn_needs_end (a round trip saved where the rule
+ * proves there is nothing to roll back). 0, or -1 with err filled. */
+int sc_conn_end(sc_conn *c, int commit, sc_error *err);
+/* Makes the connection fit for its next user (pool_reset_on_return):
+ * SC_RESET_ROLLBACK / SC_RESET_COMMIT end the transaction by the rule above;
+ * SC_RESET_CONNECTION sends COM_RESET_CONNECTION (temporary tables, user
+ * variables, GET_LOCK locks, session variables and the transaction all go)
+ * and applies the settings and init_command again; SC_RESET_NONE leaves the
+ * transaction alone. Every mode restores autocommit when a statement changed
+ * it (SET autocommit=1 would otherwise make the next user's rollback a
+ * no-op). 0, or -1 when the connection must be discarded. */
+int sc_conn_reset(sc_conn *c, int mode, sc_error *err);
+/* Whether the server reported autocommit on in its last reply. */
+int sc_conn_autocommit(const sc_conn *c);
 int sc_conn_no_backslash_escapes(const sc_conn *c);
 
 /* MySQL codes that mean the connection is gone (SQLAlchemy's list). */

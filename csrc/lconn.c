@@ -96,19 +96,15 @@ lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx)
     return lc;
 }
 
-/* Resets an open transaction so the next user starts clean. A connection
- * whose reset fails is discarded, never handed out mid-transaction. */
+/* Makes the connection fit for the next user (sc_conn_reset: the reset rule
+ * lives there). A connection whose reset fails is discarded, never handed
+ * out mid-transaction. */
 static int reset(lconn *lc)
 {
     sc_error err;
-    if (lc->c->broken || lc->invalidated)
+    if (lc->invalidated)
         return -1;
-    if (lc->reset_mode == SC_RESET_NONE || !sc_conn_in_transaction(lc->c))
-        return 0; /* SQLAlchemy would send ROLLBACK anyway: a round trip saved */
-    const char *sql = lc->reset_mode == SC_RESET_COMMIT ? "COMMIT" : "ROLLBACK";
-    if (sc_conn_query(lc->c, sql, strlen(sql), &err) != 0)
-        return -1;
-    return 0;
+    return sc_conn_reset(lc->c, lc->reset_mode, &err);
 }
 
 int sc_lconn_release(lconn *lc)
@@ -153,7 +149,7 @@ static lconn *check_live(lua_State *L)
 {
     lconn *lc = check_open(L);
     if (lc->invalidated || lc->c->broken)
-        sc_raise(L, "InvalidRequestError",
+        sc_raise(L, "PendingRollbackError",
                  "Can't reconnect until invalid transaction is rolled back.  "
                  "Please rollback() fully before proceeding");
     return lc;
@@ -387,32 +383,34 @@ static int l_executemany(lua_State *L)
 }
 
 /* conn:commit() / conn:rollback(): the statement alone, with no Result to
- * build and collect (they end every unit of work). */
-static int end_transaction(lua_State *L, const char *sql, size_t len)
+ * build and collect (they end every unit of work). rollback() sends
+ * nothing when the reset rule (sc_conn_needs_end) proves there is no
+ * transaction to roll back. */
+static int end_transaction(lua_State *L, int commit)
 {
     lconn *lc = check_live(L);
     sc_error err;
-    if (sc_conn_query(lc->c, sql, len, &err) != 0)
-        return raise_dberror(L, lc, &err, sql, len, 0);
+    if (sc_conn_end(lc->c, commit, &err) != 0)
+        return raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
     return 0;
 }
 
 static int l_commit(lua_State *L)
 {
-    return end_transaction(L, "COMMIT", 6);
+    return end_transaction(L, 1);
 }
 
 static int l_rollback(lua_State *L)
 {
-    return end_transaction(L, "ROLLBACK", 8);
+    return end_transaction(L, 0);
 }
 
 /* raw:finish(commit [, reuse]): ends the unit of work and gives the connection back
  * in one call (what a Session on a plain engine does at commit, rollback
- * and close). commit true: COMMIT; false: ROLLBACK when the server has a
- * transaction open (the reset on return would do the same). Whatever
- * happens, the connection is released (a dead one discarded) before an
- * error is raised, so no path keeps it out of the pool. */
+ * and close). commit true: COMMIT; false: ROLLBACK by the reset rule
+ * (sc_conn_end), whatever the pool's reset mode. Whatever happens, the
+ * connection is released (a dead one discarded) before an error is raised,
+ * so no path keeps it out of the pool. */
 /* Puts the (released) userdata at 1 back in its pool's spare list: the next
  * pool:checkout_spare fills it instead of making a new one with a finalizer
  * (what a request costs the garbage collector, most of it). Only a userdata
@@ -452,16 +450,14 @@ static int l_finish(lua_State *L)
         if (reuse)
             keep_spare(L, lc);
         if (commit)
-            sc_raise(L, "InvalidRequestError",
+            sc_raise(L, "PendingRollbackError",
                      "Can't reconnect until invalid transaction is rolled back.  "
                      "Please rollback() fully before proceeding");
         return 0;
     }
-    const char *sql = commit ? "COMMIT" : "ROLLBACK";
-    size_t len = commit ? 6 : 8;
     sc_error err;
-    if ((commit || sc_conn_in_transaction(lc->c)) && sc_conn_query(lc->c, sql, len, &err) != 0) {
-        push_dberror(L, lc, &err, sql, len, 0);
+    if (sc_conn_end(lc->c, commit, &err) != 0) {
+        push_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
         sc_lconn_release(lc);
         if (reuse)
             keep_spare(L, lc);
@@ -510,18 +506,64 @@ static int l_ping(lua_State *L)
     return 1;
 }
 
+/* raw:close([rollback]): back to the pool (reset by the pool's mode) or
+ * closed. rollback true: first end the transaction by the reset rule,
+ * whatever the reset mode (a Connection's close() rolls back its own
+ * transaction, as SQLAlchemy's does); a failed ROLLBACK discards it. */
 static int l_close(lua_State *L)
 {
     lconn *lc = check_conn(L);
+    if (lua_toboolean(L, 2) && lc->c != NULL && !lc->invalidated && !lc->c->broken) {
+        sc_error err;
+        if (sc_conn_end(lc->c, 0, &err) != 0)
+            lc->invalidated = 1;
+    }
     sc_lconn_release(lc);
+    return 0;
+}
+
+/* raw:reset(): what the pool does with the connection on return
+ * (pool_reset_on_return, sc_conn_reset), done now so that the reset event
+ * comes before it and the checkin event after it, as in SQLAlchemy; the
+ * checkin that follows finds nothing left to do. A failed reset
+ * invalidates the connection. */
+static int l_reset(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    if (lc->pool != NULL && reset(lc) != 0)
+        lc->invalidated = 1;
     return 0;
 }
 
 static int l_gc(lua_State *L)
 {
     lconn *lc = lua_touserdata(L, 1);
+    if (lc->c != NULL && lc->pool != NULL) {
+        /* still checked out: the engine's hook, if any, fires its events
+         * and gives the connection back (errors in a finalizer go nowhere) */
+        sc_getuservalue(L, 1);
+        if (lua_istable(L, -1)) {
+            lua_rawgeti(L, -1, SC_GC_HOOK_SLOT);
+            if (lua_isfunction(L, -1)) {
+                lua_pushvalue(L, 1);
+                lua_pcall(L, 1, 0, 0);
+            }
+        }
+        lua_settop(L, 1);
+    }
     sc_lconn_release(lc);
     return 0;
+}
+
+/* raw:invalidation_error() -> the disconnect error that made this connection
+ * unusable (an error table), or nil */
+static int l_invalidation_error(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    if (lc->c == NULL || !lc->c->broken)
+        return 0;
+    sc_push_dberror(L, &lc->c->gone, NULL, 0, 0, 1);
+    return 1;
 }
 
 static int l_closed(lua_State *L)
@@ -531,10 +573,12 @@ static int l_closed(lua_State *L)
     return 1;
 }
 
+/* raw:in_transaction(): whether a transaction may be open on the server, by
+ * the reset rule (sc_conn_needs_end): a rollback() would send ROLLBACK */
 static int l_in_transaction(lua_State *L)
 {
     lconn *lc = check_open(L);
-    lua_pushboolean(L, sc_conn_in_transaction(lc->c));
+    lua_pushboolean(L, sc_conn_needs_end(lc->c));
     return 1;
 }
 
@@ -584,7 +628,7 @@ static int l_connect(lua_State *L)
     sc_check_table(L, 1, "url");
     sc_url *owned = sc_url_push_owned(L);
     sc_url_from_lua(L, 1, owned);
-    sc_conn *c = sc_conn_open(owned, &err);
+    sc_conn *c = sc_conn_open(owned, NULL, &err);
     sc_url_free(owned);
     if (c == NULL) {
         sc_push_dberror(L, &err, NULL, 0, 0, 0);
@@ -610,6 +654,8 @@ static const luaL_Reg conn_methods[] = {
     {"thread_id", l_thread_id},
     {"invalidate", l_invalidate},
     {"is_invalidated", l_is_invalidated},
+    {"invalidation_error", l_invalidation_error},
+    {"reset", l_reset},
     {"set_hide_parameters", l_set_hide_parameters},
     {NULL, NULL},
 };

@@ -8,13 +8,11 @@
 
 #define SC_CONN_MT "scoped.RawConnection"
 
-enum { SC_RESET_ROLLBACK, SC_RESET_COMMIT, SC_RESET_NONE };
-
 typedef struct lconn {
     sc_conn *c;            /* NULL once closed */
     sc_pool *pool;         /* set when checked out of a pool */
     sc_pool_entry *entry;
-    int reset_mode;        /* what checkin does with an open transaction */
+    int reset_mode;        /* what checkin does (SC_RESET_*, conn.h) */
     int hide_parameters;   /* keep bind values out of errors */
     int invalidated;       /* discard on return, whatever the server says */
     int spare;             /* checked out for a Session's own use (pool:checkout_spare):
@@ -24,6 +22,10 @@ typedef struct lconn {
 /* Slot of the pool's shared user-value table ({pool, spares}) holding the
  * list of idle RawConnection userdata that pool:checkout_spare reuses. */
 #define SC_SPARES_SLOT 2
+/* Slot of the same table holding the engine's function(raw) called when a
+ * checked-out RawConnection is garbage-collected (pool:set_gc_hook): it
+ * fires the reset and checkin events before the connection goes back. */
+#define SC_GC_HOOK_SLOT 3
 
 /* Pushes a new userdata for c. owner_idx (the pool's userdata, or 0): the
  * connection shares the owner's user value, a table holding the owner, so

@@ -29,31 +29,18 @@ typedef struct lticket {
 /* What every connection of a pool is opened with. */
 typedef struct connect_spec {
     sc_url url;
-    int autocommit;      /* isolation_level="AUTOCOMMIT" */
-    char isolation[24];  /* "" for the server's default */
+    sc_conn_settings settings; /* autocommit off unless isolation_level="AUTOCOMMIT" */
 } connect_spec;
 
 /* Pooled connections run with autocommit off, as a DB-API connection does:
  * the first statement opens a transaction by itself (SQLAlchemy's "BEGIN
- * (implicit)"), so autobegin costs no round trip, and the server's
- * in-transaction flag tells checkin whether a ROLLBACK is needed at all. */
+ * (implicit)"), so autobegin costs no round trip. Whether a ROLLBACK is
+ * needed on return is sc_conn_needs_end's business (conn.h). */
 static void *mysql_open(void *ud, char *err, size_t errlen)
 {
     connect_spec *spec = ud;
     sc_error e;
-    sc_conn *c = sc_conn_open(&spec->url, &e);
-    if (c != NULL && !spec->autocommit && sc_conn_set_autocommit(c, 0, &e) != 0) {
-        sc_conn_close(c);
-        c = NULL;
-    }
-    if (c != NULL && spec->isolation[0]) {
-        char sql[80];
-        int n = snprintf(sql, sizeof sql, "SET SESSION TRANSACTION ISOLATION LEVEL %s", spec->isolation);
-        if (sc_conn_query(c, sql, (size_t)n, &e) != 0) {
-            sc_conn_close(c);
-            c = NULL;
-        }
-    }
+    sc_conn *c = sc_conn_open(&spec->url, &spec->settings, &e);
     if (c == NULL) /* code and sqlstate travel in the text; see raise_open_error */
         snprintf(err, errlen, "%u:%s:%s", e.code, e.sqlstate, e.message);
     return c;
@@ -177,7 +164,7 @@ static int l_pool_new(lua_State *L)
     /* {pool, spares}: the user value every checked-out connection shares,
      * so that the pool outlives its connections (see sc_lconn_push); slot 2
      * will hold the spare userdata of checkout_spare */
-    lua_createtable(L, 2, 0);
+    lua_createtable(L, 3, 0);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 1);
     sc_setuservalue(L, -2);
@@ -200,9 +187,9 @@ static int l_pool_new(lua_State *L)
     spec->url = *owned; /* the pool owns the strings from here on */
     memset(owned, 0, sizeof *owned);
     lua_pop(L, 1);
-    spec->autocommit = iso != NULL && strcmp(iso, "AUTOCOMMIT") == 0;
-    if (iso != NULL && !spec->autocommit)
-        snprintf(spec->isolation, sizeof spec->isolation, "%s", iso);
+    spec->settings.autocommit = iso != NULL && strcmp(iso, "AUTOCOMMIT") == 0;
+    if (iso != NULL && !spec->settings.autocommit)
+        snprintf(spec->settings.isolation, sizeof spec->settings.isolation, "%s", iso);
 
     sc_connector conn = {mysql_open, mysql_close_cb, mysql_discard_cb, mysql_ping_cb, spec_free_cb, spec,
                          mysql_broken_cb};
@@ -223,10 +210,12 @@ static int l_pool_new(lua_State *L)
         lp->reset_mode = SC_RESET_ROLLBACK;
     else if (reset && strcmp(reset, "commit") == 0)
         lp->reset_mode = SC_RESET_COMMIT;
+    else if (reset && strcmp(reset, "reset_connection") == 0)
+        lp->reset_mode = SC_RESET_CONNECTION;
     else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
         lp->reset_mode = SC_RESET_NONE;
     else
-        return sc_argerror(L, "pool_reset_on_return must be 'rollback', 'commit' or false");
+        return sc_argerror(L, "pool_reset_on_return must be 'rollback', 'commit', 'reset_connection' or false");
     lua_pop(L, 1);
     lp->hide_parameters = opt_bool(L, 2, "hide_parameters");
     return 1;
@@ -248,7 +237,11 @@ static void push_checkout(lua_State *L, lpool *lp, sc_pool_entry *e)
     lc->entry = e;
     lc->reset_mode = lp->reset_mode;
     lc->hide_parameters = lp->hide_parameters;
-    lua_pushboolean(L, e->fresh);
+    /* a connection whose session was reset (pool_reset_on_return =
+     * "reset_connection") lost what connect listeners set: fresh again */
+    sc_conn *c = e->conn;
+    lua_pushboolean(L, e->fresh || c->session_reset);
+    c->session_reset = 0;
 }
 
 static int raise_timeout(lua_State *L, lpool *lp)
@@ -421,6 +414,19 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
+/* pool:set_gc_hook(fn | nil): fn(raw) runs when a checked-out connection of
+ * this pool is garbage-collected, before it goes back (SC_GC_HOOK_SLOT) */
+static int l_set_gc_hook(lua_State *L)
+{
+    check_pool(L);
+    if (!lua_isnil(L, 2) && !lua_isfunction(L, 2))
+        return sc_argerror(L, "gc hook must be a function or nil");
+    sc_getuservalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, SC_GC_HOOK_SLOT);
+    return 0;
+}
+
 static int l_dispose(lua_State *L)
 {
     lpool *lp = check_pool(L);
@@ -445,6 +451,7 @@ static const luaL_Reg pool_methods[] = {
     {"status", l_status},
     {"stats", l_stats},
     {"dispose", l_dispose},
+    {"set_gc_hook", l_set_gc_hook},
     {NULL, NULL},
 };
 

@@ -122,9 +122,11 @@ static struct timespec to_timespec(double t)
     return ts;
 }
 
+/* SQLAlchemy 2.0 (its issue 8523): pool_size 0 means no limit at all, the
+ * overflow included; max_overflow -1 likewise. */
 static int under_limit(const sc_pool *p)
 {
-    if (p->cfg.max_overflow < 0)
+    if (p->cfg.max_overflow < 0 || p->cfg.pool_size == 0)
         return 1;
     return (long long)p->open < (long long)p->cfg.pool_size + p->cfg.max_overflow;
 }

@@ -35,7 +35,7 @@ typedef struct sc_connector {
 } sc_connector;
 
 typedef struct sc_pool_config {
-    int pool_size;      /* idle connections kept; SQLAlchemy default 5 */
+    int pool_size;      /* idle connections kept; SQLAlchemy default 5; 0: no limit at all */
     int max_overflow;   /* extra connections beyond pool_size; -1 unbounded */
     double timeout;     /* seconds a checkout may wait */
     double recycle;     /* seconds since connect before replacement; < 0 off */

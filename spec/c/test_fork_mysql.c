@@ -27,7 +27,7 @@ static void check(int cond, const char *what)
 static void *open_cb(void *ud, char *err, size_t errlen)
 {
     sc_error e;
-    sc_conn *c = sc_conn_open(ud, &e);
+    sc_conn *c = sc_conn_open(ud, NULL, &e);
     if (c == NULL)
         snprintf(err, errlen, "%u: %s", e.code, e.message);
     return c;
