@@ -97,8 +97,9 @@ local function check_options(opts)
     exc.raise("ArgumentError", "create_engine(): poolclass must be 'QueuePool' or 'NullPool', got '%s'", o.poolclass)
   end
   local r = o.pool_reset_on_return
-  if r ~= "rollback" and r ~= "commit" and r ~= false then
-    exc.raise("ArgumentError", "create_engine(): pool_reset_on_return must be 'rollback', 'commit' or false")
+  if r ~= "rollback" and r ~= "commit" and r ~= "reset_connection" and r ~= false then
+    exc.raise("ArgumentError",
+      "create_engine(): pool_reset_on_return must be 'rollback', 'commit', 'reset_connection' or false")
   end
   local t = o.pool_leak_threshold
   if t ~= nil and not (t > 0) then
@@ -287,14 +288,37 @@ function Engine:_checkout()
   return raw
 end
 
-function Engine:_checkin(raw)
+-- What happens to a raw connection given back by a Connection, a Session's
+-- Connection path or the garbage collector, in SQLAlchemy's order: the
+-- reset event (a PoolResetState-like table), the reset itself (rollback,
+-- commit or COM_RESET_CONNECTION, by pool_reset_on_return: raw:reset),
+-- the checkin event, then back to the pool (raw:close). rollback_first: the
+-- Connection's own transaction is rolled back first, whatever the reset
+-- mode (Connection.close()); was_reset is then what the reset event is
+-- told. A connection that died or was invalidated gets no reset. Errors of
+-- listeners are logged, the connection invalidated; it always goes back.
+function Engine:_checkin(raw, rollback_first, was_reset)
   if self._leak then
     self._held[raw] = nil
     check_leaks(self)
   end
+  if rollback_first and not raw:is_invalidated() then
+    if self.echo and raw:in_transaction() then self._log("ROLLBACK") end
+    pcall(raw.rollback, raw) -- a failed ROLLBACK leaves it invalidated (discarded)
+  end
   if self._has_events then
-    event.fire(self, "checkin", raw)
-    if raw:in_transaction() then event.fire(self, "reset", raw) end
+    local ok, err = pcall(function()
+      if not raw:is_invalidated() then
+        event.fire(self, "reset", raw, {transaction_was_reset = was_reset == true,
+                                        terminate_only = false, asyncio_safe = true})
+        raw:reset()
+      end
+      event.fire(self, "checkin", raw)
+    end)
+    if not ok then
+      raw:invalidate()
+      self._log("scoped.pool: exception during reset or checkin, connection invalidated: " .. tostring(err))
+    end
   end
   raw:close()
   released(self)
@@ -305,9 +329,9 @@ end
 -- listeners, logging, hidden parameters, leak detection or an offload
 -- wrapper. Without them the hot path is one C call each way (what W1 in
 -- bench/ measures). Everything but echo is fixed once the engine is made
--- or changes through event.listen, which calls update_plain: the hot path
--- reads two fields (_plain and echo, which SQLAlchemy lets a program
--- toggle at any time) instead of six.
+-- or changes through event.listen, which calls Engine:_events_changed: the
+-- hot path reads two fields (_plain and echo, which SQLAlchemy lets a
+-- program toggle at any time) instead of six.
 function M.update_plain(engine)
   engine._plain = not (engine._pool_wait or engine._has_events or engine.hide_parameters
     or engine._leak or engine._wrap)
@@ -317,13 +341,25 @@ function M.plain(engine)
   return engine._plain and not engine.echo
 end
 
+-- event.listen added a listener: checkouts and checkins go through them
+-- from now on, and a checked-out connection that is garbage-collected
+-- fires reset and checkin as it goes back (the C pool calls this hook from
+-- the raw connection's finalizer).
+function Engine:_events_changed()
+  self._has_events = true
+  M.update_plain(self)
+  local engine = self
+  self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
+end
+
 --- engine:connect() -> Connection (checked out at once)
 function Engine:connect()
   local raw
   if self._plain and not self.echo then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
-  -- all four fields up front: the first statement's _in_tx = true then
-  -- writes in place instead of growing the table
-  return setmetatable({engine = self, raw = raw, _in_tx = false, closed = false}, Connection)
+  -- every field up front: the first statement's writes then go in place
+  -- instead of growing the table
+  return setmetatable({engine = self, raw = raw, _tx = false, _txn = 0, _sp = false, _spn = 0,
+                       closed = false}, Connection)
 end
 
 --- engine:begin() -> a Connection in a transaction. As a Lua 5.4 <close>
@@ -352,45 +388,84 @@ function Engine:dispose()
 end
 
 -- ---- Connection ------------------------------------------------------------
+--
+-- The transaction a Connection is in, as SQLAlchemy 2.0 keeps it:
+--   _tx   false (none), ACTIVE, or FAILED: the transaction is still there
+--         but can neither run statements nor commit ("rollback first": its
+--         COMMIT failed, its connection died or was invalidated); only
+--         rollback() ends it. A statement in ACTIVE runs at once; any other
+--         state goes through begin_statement, which autobegins.
+--   _txn  the number of the current (or last) transaction: a Transaction
+--         handle acts only while its number is the current one, so a stale
+--         handle never touches a later transaction
+--   _sp   the names of the open savepoints, innermost last (false: none);
+--         _spn counts savepoints over the Connection's whole life, so a
+--         name never repeats and an old handle cannot hit a new savepoint.
+-- The server side of "is there anything to roll back" is not kept here: it
+-- is the C reset rule (sc_conn_needs_end in csrc/conn.c), which rollback()
+-- and close() go through.
+local ACTIVE, FAILED = "active", "failed"
 
 local function closed_error()
   exc.raise("ResourceClosedError", "This Connection is closed")
 end
 
--- Gives back a connection that died (discarded by the pool, its slot freed).
-local function discard(self, raw)
-  event.fire(self.engine, "invalidate", raw)
-  raw:close()
-  released(self.engine)
-  self.raw = nil
+-- SQLAlchemy 2.0's one text for every "rollback first" refusal (code 8s2b)
+local function pending_rollback(self)
+  exc.raise("PendingRollbackError",
+    "Can't reconnect until invalid %stransaction is rolled back.  Please rollback() fully before proceeding",
+    self._sp and #self._sp > 0 and "savepoint " or "")
 end
 
--- The raw connection to run a statement on, when self.raw is not simply
--- there to use: checked out anew after a rollback() or invalidate() let the
--- old one go. A connection that died inside a transaction is refused by C
--- itself (check_live in csrc/lconn.c: "Can't reconnect until invalid
--- transaction is rolled back"), so no statement silently runs outside the
--- transaction the caller believes it is in (SQLAlchemy's rule) and the hot
--- path pays no extra call for it. In AUTOCOMMIT there is no transaction to
--- lose: a dead connection is replaced at once.
-local function live_raw(self)
-  local raw = self.raw
-  if raw and not raw:is_invalidated() then return raw end
-  if self.closed then closed_error() end
-  if self._in_tx then
-    exc.raise("InvalidRequestError",
-      "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before proceeding")
+-- Gives back a connection that died or was invalidated: the invalidate
+-- event gets err, or the disconnect error the C core kept; the pool
+-- discards it and frees its slot.
+local function discard(self, raw, err)
+  local engine = self.engine
+  self.raw = nil
+  if engine._has_events then
+    local ok, lerr = pcall(event.fire, engine, "invalidate", raw, err or raw:invalidation_error())
+    if not ok then engine._log("scoped.pool: exception in an invalidate listener: " .. tostring(lerr)) end
   end
-  if raw then discard(self, raw) end
-  raw = self.engine:_checkout()
-  self.raw = raw
+  engine:_checkin(raw, false, false)
+end
+
+-- The raw connection, checked out anew when the last one was let go (after
+-- rollback() or invalidate()) or died outside a transaction. Inside one, a
+-- dead connection is never replaced: the statement would run outside the
+-- transaction the caller believes in, so the transaction is FAILED and the
+-- caller must roll back first (SQLAlchemy's rule; while the Connection does
+-- not know yet, the C core refuses statements on a dead connection with the
+-- same error, so the hot path pays nothing for it).
+local function live_raw(self)
+  if self.closed then closed_error() end
+  local tx = self._tx
+  if tx == FAILED then pending_rollback(self) end
+  local raw = self.raw
+  if raw ~= nil and raw:is_invalidated() then
+    if tx then
+      self._tx = FAILED
+      pending_rollback(self)
+    end
+    discard(self, raw)
+    raw = nil
+  end
+  if raw == nil then
+    raw = self.engine:_checkout()
+    self.raw = raw
+  end
   return raw
 end
 
-local function statement_raw(self)
-  local raw = self.raw
-  if raw == nil or self.engine._autocommit then return live_raw(self) end
-  if not self._in_tx then self._in_tx = true end -- autobegin: no round trip
+-- A statement's raw connection: live_raw, and autobegin (no round trip:
+-- autocommit is off on pooled connections) unless the engine runs in
+-- AUTOCOMMIT, where there is no transaction to begin.
+local function begin_statement(self)
+  local raw = live_raw(self)
+  if not self._tx and not self.engine._autocommit then
+    self._tx = ACTIVE
+    self._txn = self._txn + 1
+  end
   return raw
 end
 
@@ -404,14 +479,11 @@ local function log_statement(self, sql, params)
   end
 end
 
--- statement_raw written out: this is every statement's path
+-- every statement's path: one field test when a transaction is running
 function Connection:execute(sql, params)
-  local raw, engine = self.raw, self.engine
-  if raw == nil or engine._autocommit then
-    raw = live_raw(self)
-  elseif not self._in_tx then
-    self._in_tx = true -- autobegin: no round trip
-  end
+  local raw = self.raw
+  if raw == nil or self._tx ~= ACTIVE then raw = begin_statement(self) end
+  local engine = self.engine
   if engine._plain and not engine.echo then return raw_execute(raw, sql, params) end
   if engine.echo then log_statement(self, sql, params) end
   return raw:execute(sql, params)
@@ -421,13 +493,13 @@ end
 --- multi-row INSERTs. rowcount is the total. (execute(sql, {set1, set2})
 --- does the same for a statement with :name binds.)
 function Connection:executemany(sql, param_sets)
-  local raw = statement_raw(self)
+  local raw = begin_statement(self)
   if self.engine.echo then log_statement(self, sql, param_sets) end
   return raw:executemany(sql, param_sets)
 end
 
 function Connection:exec_driver_sql(sql)
-  local raw = statement_raw(self)
+  local raw = begin_statement(self)
   if self.engine.echo then log_statement(self, sql, nil) end
   return raw:exec_driver_sql(sql)
 end
@@ -435,90 +507,106 @@ end
 function Connection:scalar(sql, params) return self:execute(sql, params):scalar() end
 function Connection:scalars(sql, params) return self:execute(sql, params):scalars() end
 
-function Connection:in_transaction() return self._in_tx end
+function Connection:in_transaction() return self._tx ~= false end
+
+-- the transaction is over: its handles and savepoints with it
+local function tx_ended(self)
+  self._tx = false
+  self._sp = false
+end
 
 function Connection:commit()
   if self.closed then closed_error() end
-  if self._in_tx then
-    self._in_tx = false
-    self._savepoints = nil
+  local tx = self._tx
+  if not tx then return end
+  if tx == FAILED then pending_rollback(self) end
+  local raw = self.raw
+  if raw ~= nil then
+    -- FAILED until the COMMIT succeeds: one that fails (its connection
+    -- lost, or refused) leaves the transaction to be rolled back, never
+    -- forgotten, so the next statement cannot start a new one unawares
+    self._tx = FAILED
+    if raw:is_invalidated() then pending_rollback(self) end
     if self.engine.echo then self.engine._log("COMMIT") end
-    local raw = self.raw
-    if raw then
-      local ok, err = pcall(raw.commit, raw)
-      if not ok then
-        -- a COMMIT lost with the connection: the transaction is gone, so
-        -- the next statement may take a new connection at once
-        if raw:is_invalidated() then discard(self, raw) end
-        error(err, 0)
-      end
-    end
+    raw:commit()
   end
+  tx_ended(self)
 end
 
 function Connection:rollback()
   if self.closed then closed_error() end
+  tx_ended(self)
   local raw = self.raw
-  local was = self._in_tx
-  self._in_tx = false
-  self._savepoints = nil
-  if raw and raw:is_invalidated() then
-    -- the transaction died with the connection: discard it, check out
-    -- anew on the next statement
+  if raw == nil then return end
+  if raw:is_invalidated() then
+    -- the transaction died with the connection: let it go, check out anew
+    -- on the next statement
     discard(self, raw)
-  elseif was and raw and raw:in_transaction() then
-    -- the server's flag, as the reset on return: a unit of work that opened
-    -- no transaction there (SELECT 1) has nothing to roll back
-    if self.engine.echo then self.engine._log("ROLLBACK") end
-    raw:rollback()
+    return
   end
+  if self.engine.echo and raw:in_transaction() then self.engine._log("ROLLBACK") end
+  raw:rollback() -- sends nothing when the C reset rule proves there is nothing to roll back
 end
 
 function Connection:begin()
   if self.closed then closed_error() end
-  if self._in_tx then
+  if self._tx then
     exc.raise("InvalidRequestError",
       "This connection has already initialized a SQLAlchemy Transaction() object via begin() or " ..
       "autobegin; can't call begin() here unless rollback() or commit() is called first.")
   end
-  self._in_tx = true
-  return setmetatable({conn = self, is_active = true}, Transaction)
+  self._tx = ACTIVE
+  self._txn = self._txn + 1
+  return setmetatable({conn = self, _txn = self._txn, savepoint = false}, Transaction)
 end
 
 --- A SAVEPOINT; nestable. Its commit releases it, its rollback rolls back to it.
 function Connection:begin_nested()
   if self.closed then closed_error() end
-  self._in_tx = true
-  local sp = self._savepoints or {n = 0}
-  self._savepoints = sp
-  sp.n = sp.n + 1
-  local name = "sa_savepoint_" .. sp.n
-  live_raw(self):exec_driver_sql("SAVEPOINT " .. name)
-  return setmetatable({conn = self, is_active = true, savepoint = name}, Transaction)
+  local raw = begin_statement(self)
+  self._spn = self._spn + 1 -- used up even when SAVEPOINT fails, as SQLAlchemy's
+  local name = "sa_savepoint_" .. self._spn
+  if self.engine.echo then log_statement(self, "SAVEPOINT " .. name, nil) end
+  raw:exec_driver_sql("SAVEPOINT " .. name)
+  local sp = self._sp or {}
+  sp[#sp + 1] = name
+  self._sp = sp
+  return setmetatable({conn = self, _txn = self._txn, savepoint = name}, Transaction)
 end
 
-function Connection:invalidate()
+--- conn:invalidate([err]): the connection is discarded (err goes to the
+--- invalidate listeners); a transaction open on it must be rolled back
+--- before the Connection runs anything again.
+function Connection:invalidate(err)
   if self.closed then closed_error() end
   local raw = self.raw
   if raw then
     raw:invalidate()
-    discard(self, raw)
+    discard(self, raw, err)
   end
-  self._in_tx = false
+  if self._tx then self._tx = FAILED end
 end
 
+--- Gives the connection back to the pool, its own transaction rolled back
+--- whatever pool_reset_on_return says (SQLAlchemy's Connection.close()).
 function Connection:close()
   if self.closed then return end
   self.closed = true
-  self._in_tx = false
+  local had_tx = self._tx ~= false
+  tx_ended(self)
   local raw = self.raw
   self.raw = nil
   if raw then
     local engine = self.engine
-    if engine._plain and not engine.echo then raw_close(raw) else engine:_checkin(raw) end
+    if engine._plain and not engine.echo then
+      raw_close(raw, true)
+    else
+      engine:_checkin(raw, true, had_tx)
+    end
   end
 end
 
+--- The raw connection (checked out anew if the last one was let go).
 function Connection:get_raw() return live_raw(self) end
 
 --- A Connection over a raw connection already checked out of engine and
@@ -526,7 +614,8 @@ function Connection:get_raw() return live_raw(self) end
 --- connection directly and now hands it over, see scoped/session.lua).
 function M.adopt(engine, raw)
   raw:_pin() -- user code can reach it now: never reused for another checkout
-  return setmetatable({engine = engine, raw = raw, _in_tx = true, closed = false}, Connection)
+  return setmetatable({engine = engine, raw = raw, _tx = ACTIVE, _txn = 1, _sp = false, _spn = 0,
+                       closed = false}, Connection)
 end
 
 Connection.__close = function(self, err)
@@ -538,7 +627,7 @@ Connection.__close = function(self, err)
       pcall(self.rollback, self)
     end
   end
-  self:close() -- back to the pool even when the COMMIT failed
+  self:close() -- back to the pool, rolled back, even when the COMMIT failed
   if not ok then error(commit_err, 0) end
 end
 
@@ -547,40 +636,81 @@ Connection.__tostring = function(self)
 end
 
 -- ---- Transaction -------------------------------------------------------------
+--
+-- A handle on one transaction (begin()) or savepoint (begin_nested()) of a
+-- Connection. It acts only on its own: current() checks that the
+-- Connection is still in the transaction the handle was made in (_txn) and,
+-- for a savepoint, that its name is still open.
 
-local function tx_done(self)
-  if not self.is_active then
-    exc.raise("InvalidRequestError", "This transaction is inactive")
+local function current(self)
+  local conn = self.conn
+  if conn._txn ~= self._txn or not conn._tx or conn.closed then return false end
+  local name = self.savepoint
+  if not name then return true end
+  local sp = conn._sp
+  if sp then
+    for i = #sp, 1, -1 do
+      if sp[i] == name then return true end
+    end
   end
-  self.is_active = false
+  return false
+end
+
+-- Drops savepoint name and every savepoint opened after it (RELEASE and
+-- ROLLBACK TO end those inner ones on the server too).
+local function pop_savepoint(conn, name)
+  local sp = conn._sp
+  for i = #sp, 1, -1 do
+    local n = sp[i]
+    sp[i] = nil
+    if n == name then break end
+  end
+end
+
+Transaction.__index = function(self, k)
+  if k == "is_active" then return current(self) and self.conn._tx ~= FAILED end
+  return Transaction[k]
 end
 
 function Transaction:commit()
-  tx_done(self)
-  if self.savepoint then
-    -- through the Connection: its raw connection may have been let go
-    self.conn:exec_driver_sql("RELEASE SAVEPOINT " .. self.savepoint)
-  else
-    self.conn:commit()
+  if not current(self) then
+    exc.raise("InvalidRequestError",
+      self.savepoint and "This nested transaction is inactive" or "This transaction is inactive")
   end
+  local conn, name = self.conn, self.savepoint
+  if not name then return conn:commit() end
+  if conn._tx == FAILED then pending_rollback(conn) end
+  pop_savepoint(conn, name) -- a RELEASE that fails leaves the savepoint gone all the same
+  conn:exec_driver_sql("RELEASE SAVEPOINT " .. name)
 end
 
+--- Rolls back the handle's own transaction or savepoint; a handle whose
+--- transaction is over does nothing (SQLAlchemy warns and does nothing).
 function Transaction:rollback()
-  tx_done(self)
-  if self.savepoint then
-    self.conn:exec_driver_sql("ROLLBACK TO SAVEPOINT " .. self.savepoint)
-  else
-    self.conn:rollback()
-  end
+  if not current(self) then return end
+  local conn, name = self.conn, self.savepoint
+  if not name then return conn:rollback() end
+  pop_savepoint(conn, name)
+  local raw = conn.raw
+  -- on a dead connection, or in a transaction that must be rolled back
+  -- anyway, a savepoint's rollback is silent (SQLAlchemy: it is often part
+  -- of an error handler); the outer rollback() does the work
+  if conn._tx == FAILED or raw == nil or raw:is_invalidated() then return end
+  conn:exec_driver_sql("ROLLBACK TO SAVEPOINT " .. name)
 end
 
 function Transaction:close()
-  if self.is_active then self:rollback() end
+  if current(self) then self:rollback() end
 end
 
 Transaction.__close = function(self, err)
-  if not self.is_active then return end
-  if err == nil then self:commit() else self:rollback() end
+  if not current(self) then return end
+  if err ~= nil then return self:rollback() end
+  local ok, commit_err = pcall(self.commit, self)
+  if not ok then
+    pcall(self.rollback, self) -- as SQLAlchemy's context manager: a failed commit rolls back
+    error(commit_err, 0)
+  end
 end
 
 return M

@@ -2,8 +2,14 @@
 --   connect(raw)     a new DB connection was opened (run SET statements here)
 --   checkout(raw)    a connection leaves the pool
 --   checkin(raw)     a connection is about to go back to the pool
---   reset(raw)       a connection is reset on return (rollback or commit)
---   invalidate(raw, err)  a connection is discarded as unusable
+--   reset(raw, state)  a connection goes back to the pool, before the reset the
+--                    engine's pool_reset_on_return does (every return of a
+--                    live connection); state = {transaction_was_reset = bool
+--                    (Connection:close() rolled its transaction back already),
+--                    terminate_only = false, asyncio_safe = true}, SQLAlchemy's
+--                    PoolResetState; checkin comes after it
+--   invalidate(raw, err)  a connection is discarded as unusable; err is the
+--                    disconnect error, or what conn:invalidate(err) was given
 -- raw is the RawConnection (execute, exec_driver_sql, thread_id, ...).
 local exc = require "scoped.exc"
 
@@ -29,8 +35,7 @@ function event.listen(target, name, fn)
   local list = events[name] or {}
   list[#list + 1] = fn
   events[name] = list
-  target._has_events = true
-  target._plain = false -- checkouts and checkins now go through the listeners
+  target:_events_changed() -- checkouts and checkins now go through the listeners
 end
 
 function event.remove(target, name, fn)

@@ -10,6 +10,7 @@ local parent = {
   ArgumentError = "SQLAlchemyError",
   InvalidRequestError = "SQLAlchemyError",
   ResourceClosedError = "InvalidRequestError",
+  PendingRollbackError = "InvalidRequestError",
   NoResultFound = "InvalidRequestError",
   MultipleResultsFound = "InvalidRequestError",
   TimeoutError = "SQLAlchemyError",

@@ -27,7 +27,6 @@ local raw_finish = core.conn_methods.finish
 local Session = {}
 Session.__index = Session
 local SessionTransaction = {}
-SessionTransaction.__index = SessionTransaction
 M.Session, M.SessionTransaction = Session, SessionTransaction
 
 local SESSION_OPTIONS = {bind = true, info = true}
@@ -48,13 +47,32 @@ local function check_kw(kw, who)
   if kw.bind ~= nil and (type(kw.bind) ~= "table" or type(kw.bind._checkout) ~= "function") then
     exc.raise("ArgumentError", "%s: bind must be an Engine", who)
   end
+  if kw.info ~= nil and type(kw.info) ~= "table" then
+    exc.raise("ArgumentError", "%s: info must be a table, got %s", who, type(kw.info))
+  end
   return kw
 end
 
+-- A session's own info table: a shallow copy of what it was given (never
+-- the maker's table itself, which every session of the maker would share),
+-- a fresh {} when nothing was.
+local function copy(t)
+  local c = {}
+  if t then for k, v in pairs(t) do c[k] = v end end
+  return c
+end
+
+-- The fields, all set here (see above):
+--   _raw     the RawConnection of the fast path, or false
+--   _conn    the Connection of the other path, or false
+--   _active  false (no transaction), true, or FAILED: a COMMIT failed (its
+--            connection lost or refused), so the transaction must be rolled
+--            back before anything else runs (SQLAlchemy's PendingRollbackError)
+--   _ctx     the SessionTransaction of begin() while it is open, or false:
+--            until it is closed, the session runs nothing outside it
 local function new(bind, info)
-  local s = setmetatable({bind = bind, _raw = false, _conn = false, _active = false}, Session)
-  if info ~= nil then s.info = info end
-  return s
+  return setmetatable({bind = bind, _raw = false, _conn = false, _active = false, _ctx = false,
+                       info = copy(info)}, Session)
 end
 
 function M.new_session(kw)
@@ -85,7 +103,13 @@ Sessionmaker.__call = function(self, kw)
   check_kw(kw, "sessionmaker()")
   local merged = {}
   for k, v in pairs(self.kw) do merged[k] = v end
-  if kw then for k, v in pairs(kw) do merged[k] = v end end
+  for k, v in pairs(kw) do merged[k] = v end
+  if self.kw.info ~= nil and kw.info ~= nil then
+    -- SQLAlchemy: the maker's info updated with the call's
+    local info = copy(self.kw.info)
+    for k, v in pairs(kw.info) do info[k] = v end
+    merged.info = info
+  end
   return M.new_session(merged)
 end
 
@@ -110,8 +134,29 @@ end
 
 -- ---- Session -----------------------------------------------------------------
 
+local FAILED = "failed"
+
 local function no_bind()
   exc.raise("InvalidRequestError", "This session is not bound to an Engine: pass bind= to sessionmaker")
+end
+
+local function pending_rollback()
+  exc.raise("PendingRollbackError",
+    "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before proceeding")
+end
+
+-- What every path that would start or use a transaction checks first (the
+-- fast path never gets here: it runs only while its connection is held).
+local function check_usable(self)
+  if self._active == FAILED then pending_rollback() end
+  local ctx = self._ctx
+  if ctx and ctx._ended then
+    -- SQLAlchemy's rule inside `with session.begin():` once the session's
+    -- own commit() or rollback() ended the block's transaction
+    exc.raise("InvalidRequestError",
+      "Can't operate on closed transaction inside context manager.  " ..
+      "Please complete the context manager before emitting further commands.")
+  end
 end
 
 --- The session's Connection, checked out (and the transaction begun) on
@@ -119,6 +164,7 @@ end
 function Session:connection()
   local conn = self._conn
   if not conn then
+    check_usable(self)
     local bind = self.bind or no_bind()
     local raw = self._raw
     if raw then
@@ -138,6 +184,7 @@ function Session:execute(sql, params)
   if raw and not self.bind.echo then return raw_execute(raw, sql, params) end
   local conn = self._conn
   if not conn and not raw then
+    check_usable(self)
     local bind = self.bind
     if bind ~= nil and bind._plain and not bind.echo and not bind._autocommit then
       raw = pool_checkout(bind._cpool)
@@ -160,59 +207,86 @@ end
 function Session:scalar(sql, params) return self:execute(sql, params):scalar() end
 function Session:scalars(sql, params) return self:execute(sql, params):scalars() end
 function Session:get_bind() return self.bind end
-function Session:in_transaction() return self._active end
+function Session:in_transaction() return self._active ~= false end
 
--- Gives the connection back to the pool; finish is "commit" or "rollback".
-local function finish(self, how)
+-- Ends the unit of work and gives the connection back to the pool, whatever
+-- happens (a dead one discarded). A COMMIT that fails leaves the session
+-- FAILED: nothing runs until rollback(), so no later statement commits on
+-- its own what the caller believes was part of the failed transaction.
+-- rollback and close go by the C reset rule (sc_conn_needs_end): ROLLBACK
+-- whenever a transaction may be open, whatever pool_reset_on_return says.
+local function finish(self, commit)
+  local ctx = self._ctx
+  if ctx then ctx._ended = true end -- the begin() block's transaction is over
+  if commit and self._active == FAILED then pending_rollback() end
   local raw = self._raw
   if raw then
     local bind = self.bind
     if bind._plain and not bind.echo then
       self._raw = false
+      self._active = commit and FAILED or false
+      raw_finish(raw, commit, true) -- true: its userdata serves the next checkout
       self._active = false
-      return raw_finish(raw, how == "commit", true) -- true: its userdata serves the next checkout
+      return
     end
     self:connection() -- listeners or logging came since the checkout: the Connection's path
   end
   local conn = self._conn
-  self._active = false
-  if not conn then return end
+  if not conn then
+    self._active = false
+    return
+  end
   self._conn = false
-  local ok, err = pcall(conn[how], conn)
-  conn:close() -- back to the pool whatever happened (reset on return)
+  self._active = commit and FAILED or false
+  local ok, err = pcall(commit and conn.commit or conn.rollback, conn)
+  conn:close() -- back to the pool, rolled back, whatever happened
   if not ok then error(err, 0) end
+  self._active = false
 end
 
-function Session:commit() return finish(self, "commit") end
+function Session:commit() return finish(self, true) end
 
-function Session:rollback() finish(self, "rollback") end
+function Session:rollback() finish(self, false) end
 
 -- close() ends every scoped request (remove()), usually with nothing
--- checked out any more: that case skips finish()
+-- checked out any more: that case skips finish(). An open begin() block is
+-- closed with it.
 function Session:close()
+  local ctx = self._ctx
+  if ctx then
+    ctx._ended, ctx._closed = true, true
+    self._ctx = false
+  end
   if not (self._raw or self._conn) then
     self._active = false
     return
   end
-  return finish(self, "rollback")
+  return finish(self, false)
 end
 
---- session:begin() -> SessionTransaction; as a <close> variable it commits
---- on normal exit and rolls back on error.
+--- session:begin() -> SessionTransaction: a transaction as a block, which
+--- is SQLAlchemy's `with session.begin():`. As a Lua 5.4 <close> variable it
+--- commits on normal exit and rolls back on error; until it is closed (by
+--- its commit(), rollback() or close(), or the end of its scope), nothing
+--- runs on the session outside its transaction.
 function Session:begin()
+  check_usable(self)
   if self._active then
     exc.raise("InvalidRequestError", "A transaction is already begun on this Session.")
   end
   self._active = true
-  return setmetatable({session = self, is_active = true, nested = false}, SessionTransaction)
+  local t = setmetatable({session = self, nested = false, _ended = false, _closed = false},
+    SessionTransaction)
+  self._ctx = t
+  return t
 end
 
 --- session:begin_nested() -> a SAVEPOINT, nestable.
 function Session:begin_nested()
+  check_usable(self)
   local conn = self:connection()
   self._active = true
-  return setmetatable({session = self, is_active = true, nested = true, tx = conn:begin_nested()},
-    SessionTransaction)
+  return setmetatable({session = self, nested = true, tx = conn:begin_nested()}, SessionTransaction)
 end
 
 Session.__close = function(self) self:close() end
@@ -220,26 +294,72 @@ Session.__tostring = function(self)
   return "Session(bind=" .. tostring(self.bind) .. ((self._conn or self._raw) and ", in transaction)" or ")")
 end
 
-local function tx_end(self)
-  if not self.is_active then
-    exc.raise("InvalidRequestError", "This transaction is inactive")
+-- ---- SessionTransaction ------------------------------------------------------
+--
+-- The root one (begin()) is open until its own commit/rollback/close; its
+-- transaction ends earlier when the session's commit(), rollback() or
+-- close() ends it (_ended). A nested one is its savepoint's handle.
+
+local function st_closed()
+  exc.raise("ResourceClosedError", "This transaction is closed")
+end
+
+-- the root block is done: the session may run statements again
+local function st_close(self)
+  self._closed = true
+  local s = self.session
+  if s._ctx == self then s._ctx = false end
+end
+
+SessionTransaction.__index = function(self, k)
+  if k == "is_active" then
+    if self.nested then return self.tx.is_active end
+    return not self._ended and self.session._active == true
   end
-  self.is_active = false
+  return SessionTransaction[k]
 end
 
 function SessionTransaction:commit()
-  tx_end(self)
-  if self.nested then self.tx:commit() else self.session:commit() end
+  if self.nested then
+    if not self.tx.is_active then st_closed() end
+    return self.tx:commit()
+  end
+  if self._closed or self._ended then st_closed() end
+  st_close(self)
+  return self.session:commit()
 end
 
 function SessionTransaction:rollback()
-  tx_end(self)
-  if self.nested then self.tx:rollback() else self.session:rollback() end
+  if self.nested then
+    if not self.tx.is_active then st_closed() end
+    return self.tx:rollback()
+  end
+  if self._closed or self._ended then st_closed() end
+  st_close(self)
+  return self.session:rollback()
+end
+
+function SessionTransaction:close()
+  if self.nested then return self.tx:close() end
+  if self._closed then return end
+  st_close(self)
+  if not self._ended then self.session:rollback() end
 end
 
 SessionTransaction.__close = function(self, err)
-  if not self.is_active then return end
-  if err == nil then self:commit() else self:rollback() end
+  if self.nested then
+    if not self.tx.is_active then return end
+    if err == nil then return self.tx:commit() end
+    return self.tx:rollback()
+  end
+  if self._closed then return end
+  if err ~= nil then return self:close() end -- rolls back
+  if self._ended then return st_close(self) end -- the session's own commit/rollback ended it
+  local ok, commit_err = pcall(self.commit, self)
+  if not ok then
+    pcall(self.session.rollback, self.session) -- a failed commit rolls back
+    error(commit_err, 0)
+  end
 end
 
 return M
