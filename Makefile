@@ -64,7 +64,7 @@ ctest: $(CTEST_BINS)
 
 # ---- the one test command ----------------------------------------------------
 deps:
-	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl
+	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl lua-sql-mysql
 
 test: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4

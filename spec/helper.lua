@@ -2,10 +2,17 @@
 -- spec/support/with-db.sh or by the user) and small conveniences.
 local scoped = require "scoped"
 
-local H = {}
+-- H.url is looked up when a spec first asks for it, so that the specs that
+-- need no database (URL parsing) run without SCOPED_TEST_URL; asking for it
+-- without one raises a clear error.
+local url = os.getenv("SCOPED_TEST_URL")
+local H = setmetatable({}, {__index = function(_, k)
+  if k == "url" then
+    error("SCOPED_TEST_URL is not set: run the specs through `make test`", 2)
+  end
+end})
 
-H.url = os.getenv("SCOPED_TEST_URL")
-assert(H.url, "SCOPED_TEST_URL is not set: run the specs through `make test`")
+H.url = url
 H.socket = os.getenv("SCOPED_TEST_SOCKET")
 
 function H.raw()
@@ -55,6 +62,42 @@ function H.server_connections()
   local o = H.observer()
   return o:execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()" ..
     " AND COMMAND <> 'Daemon' AND USER = 'root'"):scalar()
+end
+
+-- ---- the independent client ---------------------------------------------
+-- What the server holds, asked through a client that is not the module
+-- under test: LuaSQL (Debian's lua-sql-mysql, over the same libmariadb),
+-- one connection as root, autocommit on. q(sql) -> the rows as arrays of
+-- strings (NULL as nil); exec(sql) for statements without rows.
+local independent
+function H.independent()
+  if independent then return independent end
+  local driver = require "luasql.mysql"
+  local u = scoped.make_url(H.url)
+  local env = assert(driver.mysql())
+  local conn = assert(env:connect(u.database or "", u.username or "root", u.password,
+    u.host or "127.0.0.1", u.port))
+  local I = {}
+  function I.q(sql)
+    local cur = assert(conn:execute(sql))
+    if type(cur) ~= "userdata" then return {} end
+    local rows = {}
+    local row = cur:fetch({}, "n")
+    while row do
+      rows[#rows + 1] = row
+      row = cur:fetch({}, "n")
+    end
+    cur:close()
+    return rows
+  end
+  function I.exec(sql) assert(conn:execute(sql)) end
+  function I.scalar(sql)
+    local r = I.q(sql)[1]
+    return r and r[1]
+  end
+  function I.thread_id() return tonumber(I.scalar("SELECT CONNECTION_ID()")) end
+  independent = I
+  return I
 end
 
 function H.sleep(s)
