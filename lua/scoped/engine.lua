@@ -17,7 +17,8 @@ local raw_close = core.conn_methods.close
 
 local Engine = {}
 Engine.__index = Engine
-local Connection = {closed = false, _in_tx = false}
+-- defaults of the fields only begin() and begin_nested() set (see below)
+local Connection = {closed = false, _root = false, _sp = false, _spn = 0}
 Connection.__index = Connection
 local Transaction = {}
 Transaction.__index = Transaction
@@ -356,10 +357,10 @@ end
 function Engine:connect()
   local raw
   if self._plain and not self.echo then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
-  -- every field up front: the first statement's writes then go in place
-  -- instead of growing the table
-  return setmetatable({engine = self, raw = raw, _tx = false, _txn = 0, _sp = false, _spn = 0,
-                       closed = false}, Connection)
+  -- the fields every unit of work writes, up front: they then change in
+  -- place instead of growing the table (four: a fifth doubles its size,
+  -- which costs checkout + checkin a sixth on Lua 5.4)
+  return setmetatable({engine = self, raw = raw, _tx = false, closed = false}, Connection)
 end
 
 --- engine:begin() -> a Connection in a transaction. As a Lua 5.4 <close>
@@ -395,12 +396,14 @@ end
 --         COMMIT failed, its connection died or was invalidated); only
 --         rollback() ends it. A statement in ACTIVE runs at once; any other
 --         state goes through begin_statement, which autobegins.
---   _txn  the number of the current (or last) transaction: a Transaction
---         handle acts only while its number is the current one, so a stale
---         handle never touches a later transaction
+--   _root the Transaction handle of begin() while its transaction runs: a
+--         handle acts only while it is the current one, so a stale handle
+--         never touches a later transaction
 --   _sp   the names of the open savepoints, innermost last (false: none);
 --         _spn counts savepoints over the Connection's whole life, so a
 --         name never repeats and an old handle cannot hit a new savepoint.
+--   (_root, _sp and _spn are set only by those who use begin() and
+--   begin_nested(); the class holds their defaults)
 -- The server side of "is there anything to roll back" is not kept here: it
 -- is the C reset rule (sc_conn_needs_end in csrc/conn.c), which rollback()
 -- and close() go through.
@@ -462,10 +465,7 @@ end
 -- AUTOCOMMIT, where there is no transaction to begin.
 local function begin_statement(self)
   local raw = live_raw(self)
-  if not self._tx and not self.engine._autocommit then
-    self._tx = ACTIVE
-    self._txn = self._txn + 1
-  end
+  if not self._tx and not self.engine._autocommit then self._tx = ACTIVE end
   return raw
 end
 
@@ -509,10 +509,12 @@ function Connection:scalars(sql, params) return self:execute(sql, params):scalar
 
 function Connection:in_transaction() return self._tx ~= false end
 
--- the transaction is over: its handles and savepoints with it
+-- the transaction is over: its handles and savepoints with it (fields only
+-- written when set, so that a Connection that never used them stays small)
 local function tx_ended(self)
   self._tx = false
-  self._sp = false
+  if self._root then self._root = false end
+  if self._sp then self._sp = false end
 end
 
 function Connection:commit()
@@ -556,8 +558,9 @@ function Connection:begin()
       "autobegin; can't call begin() here unless rollback() or commit() is called first.")
   end
   self._tx = ACTIVE
-  self._txn = self._txn + 1
-  return setmetatable({conn = self, _txn = self._txn, savepoint = false}, Transaction)
+  local t = setmetatable({conn = self, savepoint = false}, Transaction)
+  self._root = t
+  return t
 end
 
 --- A SAVEPOINT; nestable. Its commit releases it, its rollback rolls back to it.
@@ -571,7 +574,7 @@ function Connection:begin_nested()
   local sp = self._sp or {}
   sp[#sp + 1] = name
   self._sp = sp
-  return setmetatable({conn = self, _txn = self._txn, savepoint = name}, Transaction)
+  return setmetatable({conn = self, savepoint = name}, Transaction)
 end
 
 --- conn:invalidate([err]): the connection is discarded (err goes to the
@@ -593,7 +596,7 @@ function Connection:close()
   if self.closed then return end
   self.closed = true
   local had_tx = self._tx ~= false
-  tx_ended(self)
+  if had_tx then tx_ended(self) end
   local raw = self.raw
   self.raw = nil
   if raw then
@@ -614,8 +617,7 @@ function Connection:get_raw() return live_raw(self) end
 --- connection directly and now hands it over, see scoped/session.lua).
 function M.adopt(engine, raw)
   raw:_pin() -- user code can reach it now: never reused for another checkout
-  return setmetatable({engine = engine, raw = raw, _tx = ACTIVE, _txn = 1, _sp = false, _spn = 0,
-                       closed = false}, Connection)
+  return setmetatable({engine = engine, raw = raw, _tx = ACTIVE, closed = false}, Connection)
 end
 
 Connection.__close = function(self, err)
@@ -638,15 +640,16 @@ end
 -- ---- Transaction -------------------------------------------------------------
 --
 -- A handle on one transaction (begin()) or savepoint (begin_nested()) of a
--- Connection. It acts only on its own: current() checks that the
--- Connection is still in the transaction the handle was made in (_txn) and,
--- for a savepoint, that its name is still open.
+-- Connection. It acts only on its own: current() checks that it is still
+-- the Connection's transaction (_root) or, for a savepoint, that its name
+-- is still open (names never repeat, and every savepoint is dropped when
+-- its transaction ends).
 
 local function current(self)
   local conn = self.conn
-  if conn._txn ~= self._txn or not conn._tx or conn.closed then return false end
+  if not conn._tx or conn.closed then return false end
   local name = self.savepoint
-  if not name then return true end
+  if not name then return conn._root == self end
   local sp = conn._sp
   if sp then
     for i = #sp, 1, -1 do

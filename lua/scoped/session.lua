@@ -55,24 +55,30 @@ end
 
 -- A session's own info table: a shallow copy of what it was given (never
 -- the maker's table itself, which every session of the maker would share),
--- a fresh {} when nothing was.
+-- a fresh {} when nothing was (SQLAlchemy's Session.info). The table costs
+-- the seed request about 1,000 instructions on Lua 5.4 (bench/profile.sh
+-- w2s); made lazily through a function __index it costs every method
+-- lookup instead, which came to the same.
 local function copy(t)
   local c = {}
-  if t then for k, v in pairs(t) do c[k] = v end end
+  for k, v in pairs(t) do c[k] = v end
   return c
 end
 
 -- The fields, all set here (see above):
 --   _raw     the RawConnection of the fast path, or false
 --   _conn    the Connection of the other path, or false
---   _active  false (no transaction), true, or FAILED: a COMMIT failed (its
---            connection lost or refused), so the transaction must be rolled
---            back before anything else runs (SQLAlchemy's PendingRollbackError)
---   _ctx     the SessionTransaction of begin() while it is open, or false:
---            until it is closed, the session runs nothing outside it
+--   _active  false: no transaction; true: one is going (autobegun);
+--            FAILED: a COMMIT failed (its connection lost or refused), so
+--            the transaction must be rolled back before anything else runs
+--            (SQLAlchemy's PendingRollbackError); or the SessionTransaction
+--            of an open begin() block, which, once its transaction is over
+--            (_ended), refuses everything until the block is closed.
+-- (one field for the three: a field more grows the table, which the seed
+-- request pays for on Lua 5.4)
 local function new(bind, info)
-  return setmetatable({bind = bind, _raw = false, _conn = false, _active = false, _ctx = false,
-                       info = copy(info)}, Session)
+  return setmetatable({bind = bind, _raw = false, _conn = false, _active = false,
+                       info = info and copy(info) or {}}, Session)
 end
 
 function M.new_session(kw)
@@ -145,12 +151,19 @@ local function pending_rollback()
     "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before proceeding")
 end
 
+-- _active holds a begin() block
+local function block_of(a)
+  if a and a ~= true and a ~= FAILED then return a end
+  return nil
+end
+
 -- What every path that would start or use a transaction checks first (the
 -- fast path never gets here: it runs only while its connection is held).
 local function check_usable(self)
-  if self._active == FAILED then pending_rollback() end
-  local ctx = self._ctx
-  if ctx and ctx._ended then
+  local a = self._active
+  if a == FAILED then pending_rollback() end
+  local block = block_of(a)
+  if block and block._ended then
     -- SQLAlchemy's rule inside `with session.begin():` once the session's
     -- own commit() or rollback() ended the block's transaction
     exc.raise("InvalidRequestError",
@@ -174,7 +187,7 @@ function Session:connection()
       conn = bind:connect()
     end
     self._conn = conn
-    self._active = true
+    if not self._active then self._active = true end
   end
   return conn
 end
@@ -184,30 +197,33 @@ function Session:execute(sql, params)
   if raw and not self.bind.echo then return raw_execute(raw, sql, params) end
   local conn = self._conn
   if not conn and not raw then
-    check_usable(self)
+    local active = self._active
+    if active then check_usable(self) end -- FAILED, or a begin() block
     local bind = self.bind
     if bind ~= nil and bind._plain and not bind.echo and not bind._autocommit then
       raw = pool_checkout(bind._cpool)
       self._raw = raw
-      self._active = true
+      if not active then self._active = true end
       return raw_execute(raw, sql, params)
     end
   end
-  conn = conn or self:connection()
-  self._active = true
-  return conn:execute(sql, params)
+  return (conn or self:connection()):execute(sql, params)
 end
 
 function Session:executemany(sql, param_sets)
-  local conn = self._conn or self:connection()
-  self._active = true
-  return conn:executemany(sql, param_sets)
+  return (self._conn or self:connection()):executemany(sql, param_sets)
 end
 
 function Session:scalar(sql, params) return self:execute(sql, params):scalar() end
 function Session:scalars(sql, params) return self:execute(sql, params):scalars() end
 function Session:get_bind() return self.bind end
-function Session:in_transaction() return self._active ~= false end
+
+function Session:in_transaction()
+  local a = self._active
+  local block = block_of(a)
+  if block then return not block._ended end
+  return a ~= false
+end
 
 -- Ends the unit of work and gives the connection back to the pool, whatever
 -- happens (a dead one discarded). A COMMIT that fails leaves the session
@@ -215,33 +231,41 @@ function Session:in_transaction() return self._active ~= false end
 -- its own what the caller believes was part of the failed transaction.
 -- rollback and close go by the C reset rule (sc_conn_needs_end): ROLLBACK
 -- whenever a transaction may be open, whatever pool_reset_on_return says.
+-- Inside a begin() block the block stays in _active, its transaction over.
 local function finish(self, commit)
-  local ctx = self._ctx
-  if ctx then ctx._ended = true end -- the begin() block's transaction is over
-  if commit and self._active == FAILED then pending_rollback() end
+  local a = self._active
+  local after = false -- what _active is once the unit is over
+  if a and a ~= true then -- rare: FAILED, or a begin() block
+    if a == FAILED then
+      if commit then pending_rollback() end
+    else
+      a._ended = true
+      after = a
+    end
+  end
   local raw = self._raw
   if raw then
     local bind = self.bind
     if bind._plain and not bind.echo then
       self._raw = false
-      self._active = commit and FAILED or false
+      if commit then self._active = FAILED end -- until the COMMIT has gone through
       raw_finish(raw, commit, true) -- true: its userdata serves the next checkout
-      self._active = false
+      self._active = after
       return
     end
     self:connection() -- listeners or logging came since the checkout: the Connection's path
   end
   local conn = self._conn
   if not conn then
-    self._active = false
+    self._active = after
     return
   end
   self._conn = false
-  self._active = commit and FAILED or false
+  self._active = commit and FAILED or after
   local ok, err = pcall(commit and conn.commit or conn.rollback, conn)
   conn:close() -- back to the pool, rolled back, whatever happened
   if not ok then error(err, 0) end
-  self._active = false
+  self._active = after
 end
 
 function Session:commit() return finish(self, true) end
@@ -252,10 +276,10 @@ function Session:rollback() finish(self, false) end
 -- checked out any more: that case skips finish(). An open begin() block is
 -- closed with it.
 function Session:close()
-  local ctx = self._ctx
-  if ctx then
-    ctx._ended, ctx._closed = true, true
-    self._ctx = false
+  local a = self._active
+  if a and a ~= true and a ~= FAILED then -- an open begin() block
+    a._ended, a._closed = true, true
+    self._active = true
   end
   if not (self._raw or self._conn) then
     self._active = false
@@ -274,10 +298,9 @@ function Session:begin()
   if self._active then
     exc.raise("InvalidRequestError", "A transaction is already begun on this Session.")
   end
-  self._active = true
   local t = setmetatable({session = self, nested = false, _ended = false, _closed = false},
     SessionTransaction)
-  self._ctx = t
+  self._active = t
   return t
 end
 
@@ -285,7 +308,6 @@ end
 function Session:begin_nested()
   check_usable(self)
   local conn = self:connection()
-  self._active = true
   return setmetatable({session = self, nested = true, tx = conn:begin_nested()}, SessionTransaction)
 end
 
@@ -304,17 +326,20 @@ local function st_closed()
   exc.raise("ResourceClosedError", "This transaction is closed")
 end
 
--- the root block is done: the session may run statements again
+-- The block is done; returns whether it was still the session's open
+-- transaction (then _active holds an ordinary one for the session to end).
 local function st_close(self)
   self._closed = true
   local s = self.session
-  if s._ctx == self then s._ctx = false end
+  if s._active ~= self then return false end
+  s._active = not self._ended
+  return not self._ended
 end
 
 SessionTransaction.__index = function(self, k)
   if k == "is_active" then
     if self.nested then return self.tx.is_active end
-    return not self._ended and self.session._active == true
+    return not self._ended and not self._closed and self.session._active == self
   end
   return SessionTransaction[k]
 end
@@ -342,8 +367,7 @@ end
 function SessionTransaction:close()
   if self.nested then return self.tx:close() end
   if self._closed then return end
-  st_close(self)
-  if not self._ended then self.session:rollback() end
+  if st_close(self) then self.session:rollback() end
 end
 
 SessionTransaction.__close = function(self, err)
@@ -353,8 +377,7 @@ SessionTransaction.__close = function(self, err)
     return self.tx:rollback()
   end
   if self._closed then return end
-  if err ~= nil then return self:close() end -- rolls back
-  if self._ended then return st_close(self) end -- the session's own commit/rollback ended it
+  if err ~= nil or self._ended then return self:close() end -- rolls back what is still open
   local ok, commit_err = pcall(self.commit, self)
   if not ok then
     pcall(self.session.rollback, self.session) -- a failed commit rolls back
