@@ -212,8 +212,11 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
     u.drivername[dlen] = '\0';
     p += 3;
 
-    /* user[:password]@ — as SQLAlchemy: the user stops at ':' or '/', the
-     * password runs to the first '@' (a literal '@' must be written %40) */
+    /* user[:password]@ — the user stops at ':' or '/'; the password runs
+     * to the last '@' before the host's end (the first '/' or '?' after the
+     * first '@'): an '@' left unescaped in a password (it should be written
+     * %40) then stays in the password instead of putting the password's
+     * tail into the host, where tostring(url) and errors would show it */
     const char *q = p;
     while (q < end && *q != ':' && *q != '/' && *q != '@')
         q++;
@@ -225,6 +228,10 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
         if (r != NULL) {
             colon = q;
             at = r;
+            const char *host_end = memfind(r + 1, end, "/?");
+            for (const char *t = r + 1; t < host_end; t++)
+                if (*t == '@')
+                    at = t;
         }
     }
     if (at != NULL) {
@@ -286,8 +293,9 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
             goto fail;
         }
         if (port <= 0 || port > 65535) {
-            snprintf(err, errlen, "invalid URL: port '%.*s' is not a number from 1 to 65535",
-                     (int)(q - p > 20 ? 20 : q - p), p);
+            /* digits, but never echoed either: a password of digits whose
+             * '@host' was left out ("mysql://user:123456/db") lands here */
+            snprintf(err, errlen, "invalid URL: the port is not a number from 1 to 65535");
             goto fail;
         }
         u.port = (int)port;

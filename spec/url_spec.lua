@@ -63,7 +63,7 @@ describe("make_url", function()
   local bad = {
     {"postgresql://h/d", "unsupported dialect"},
     {"mysql:/h/d", "expected 'mysql://"},
-    {"mysql://h:99999/d", "port '99999'"},
+    {"mysql://h:99999/d", "the port is not a number from 1 to 65535"},
     {"mysql://h:abc/d", "the port is not a number"},
     {"mysql://h/d?colour=red", "unknown query parameter 'colour'"},
     {"mysql://h/d?charset", "has no value"},
@@ -88,6 +88,26 @@ describe("make_url", function()
     -- '@host' left out: the password stands where the port would
     err = H.error_of(scoped.make_url, "mysql://root:hunter2/d")
     assert.falsy(tostring(err):find("hunter2", 1, true))
+    -- a password of digits, '@host' left out: too big for a port, never echoed
+    for _, digits in ipairs({"123456", "99999", "7319046825"}) do
+      err = H.error_of(scoped.make_url, "mysql://root:" .. digits .. "/d")
+      assert.falsy(tostring(err):find(digits, 1, true), tostring(err))
+    end
+  end)
+
+  it("keeps an unescaped '@' of a password in the password, never in the host or tostring", function()
+    for _, case in ipairs({
+      {"mysql://app:p@ss@db.example:3306/shop", "p@ss", "db.example"},
+      {"mysql://app:s3cr@t!@127.0.0.1/shop", "s3cr@t!", "127.0.0.1"},
+      {"mysql://app:a@b@c@h?unix_socket=/tmp/x@y", "a@b@c", "h"},
+      {"mysql://app:pw@h/db@x", "pw", "h"}, -- an '@' after the host belongs to the database
+    }) do
+      local u = scoped.make_url(case[1])
+      assert.equal(case[2], u.password)
+      assert.equal(case[3], u.host)
+      assert.falsy(tostring(u):find(case[2], 1, true), tostring(u))
+      assert.equal(case[2], scoped.make_url(u:render_as_string(false)).password) -- renders back
+    end
   end)
 
   it("refuses a non-string", function()
