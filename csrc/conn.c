@@ -395,6 +395,37 @@ int sc_is_disconnect(unsigned code)
     }
 }
 
+const char *sc_error_hidden_text(unsigned code)
+{
+    switch (code) {
+    case 1062: /* ER_DUP_ENTRY: Duplicate entry '%s' for key '%s' */
+    case 1586: /* ER_DUP_ENTRY_WITH_KEY_NAME */
+        return "Duplicate entry for a unique key (the value is hidden: hide_parameters)";
+    case 1064: /* ER_PARSE_ERROR: ... near '%s' at line %d */
+    case 1149: /* ER_SYNTAX_ERROR */
+        return "You have an error in your SQL syntax (the text near it is hidden: hide_parameters)";
+    case 1264: /* ER_WARN_DATA_OUT_OF_RANGE */
+    case 1690: /* ER_DATA_OUT_OF_RANGE: %s value is out of range in '%s' */
+        return "Out of range value (the value is hidden: hide_parameters)";
+    case 1265: /* WARN_DATA_TRUNCATED */
+    case 1406: /* ER_DATA_TOO_LONG */
+        return "Data too long or truncated for a column (the value is hidden: hide_parameters)";
+    case 1292: /* ER_TRUNCATED_WRONG_VALUE: Truncated incorrect %s value: '%s' */
+    case 1366: /* ER_TRUNCATED_WRONG_VALUE_FOR_FIELD: Incorrect %s value: '%s' for column ... */
+    case 1367: /* ER_ILLEGAL_VALUE_FOR_TYPE */
+    case 1411: /* ER_WRONG_VALUE_FOR_TYPE */
+    case 1525: /* ER_WRONG_VALUE */
+    case 1300: /* ER_INVALID_CHARACTER_STRING */
+    case 1918: /* ER_BAD_DATA: Encountered illegal value '%s' when converting to %s */
+        return "Incorrect value for its type (the value is hidden: hide_parameters)";
+    case 1451: /* ER_ROW_IS_REFERENCED_2 */
+    case 1452: /* ER_NO_REFERENCED_ROW_2 */
+        return "A foreign key constraint fails (the value is hidden: hide_parameters)";
+    default:
+        return NULL;
+    }
+}
+
 /* Follows mysqlclient's mapping, which SQLAlchemy exposes. */
 const char *sc_error_kind(unsigned code, const char *sqlstate)
 {

@@ -110,5 +110,11 @@ int sc_conn_no_backslash_escapes(const sc_conn *c);
 int sc_is_disconnect(unsigned code);
 /* SQLAlchemy / DB-API exception class name for a server or client error. */
 const char *sc_error_kind(unsigned code, const char *sqlstate);
+/* hide_parameters: for the errors whose server text may quote a bound
+ * value (or the statement around one), a text that says what went wrong
+ * without it; NULL for the others. The server truncates and re-formats
+ * what it quotes (64 bytes of a key, 'a-b' for a composite key, \xFF for a
+ * byte, 0.10 for 0.1), so no scrubbing of the values can be relied on. */
+const char *sc_error_hidden_text(unsigned code);
 
 #endif

@@ -162,7 +162,14 @@ static void push_dberror(lua_State *L, lconn *lc, const sc_error *err, const cha
     int gone = lc->c->broken;
     if (gone)
         lc->invalidated = 1;
-    sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+    const char *hidden = lc->hide_parameters && params ? sc_error_hidden_text(err->code) : NULL;
+    if (hidden != NULL) {
+        sc_error shown = *err;
+        snprintf(shown.message, sizeof shown.message, "%s", hidden);
+        sc_push_dberror(L, &shown, sql, len, 0, gone);
+    } else {
+        sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+    }
     if (lc->hide_parameters && params) {
         /* the server's own message may quote bound values ("near '...'",
          * "Duplicate entry '...'"): scoped/exc.lua's scrubber takes them out */

@@ -171,6 +171,54 @@ describe("hide_parameters", function()
     end
   end)
 
+  -- The server truncates and re-formats what it quotes, so that no
+  -- scrubbing of the bound values finds it: 64 bytes of a long key, 'a-b'
+  -- for a composite key, \xFF for a byte, 0.10 for 0.1.
+  local function reformatted_errors(opts)
+    local e = scoped.create_engine(H.url, opts)
+    local c = e:connect()
+    c:execute("DROP TABLE IF EXISTS hide_t")
+    c:execute("CREATE TABLE hide_t (id INT AUTO_INCREMENT PRIMARY KEY, long_v VARCHAR(200), " ..
+      "a VARCHAR(8), b VARCHAR(8), bin VARBINARY(8), d DECIMAL(5,2), tiny TINYINT, short CHAR(3), " ..
+      "UNIQUE (long_v), UNIQUE (a, b), UNIQUE (bin), UNIQUE (d))")
+    local long = "TOPSECRET-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-tail"
+    c:execute("INSERT INTO hide_t (long_v, a, b, bin, d) VALUES (:l, :a, :b, :bin, :d)",
+      {l = long, a = "q7", b = "z9", bin = "\255\254k", d = 0.1})
+    c:commit()
+    local errs = {}
+    for _, stmt in ipairs({
+      {"INSERT INTO hide_t (long_v) VALUES (:v)", {v = long}},
+      {"INSERT INTO hide_t (a, b) VALUES (:a, :b)", {a = "q7", b = "z9"}},
+      {"INSERT INTO hide_t (bin) VALUES (:v)", {v = "\255\254k"}},
+      {"INSERT INTO hide_t (d) VALUES (:v)", {v = 0.1}},
+      {"INSERT INTO hide_t (tiny) VALUES (:v)", {v = "Secret-Tiny-9"}},
+      {"INSERT INTO hide_t (short) VALUES (:v)", {v = "Secret-Short-7"}},
+    }) do
+      local ok, err = pcall(c.execute, c, stmt[1], stmt[2])
+      assert.is_false(ok)
+      errs[#errs + 1] = tostring(err)
+    end
+    c:execute("DROP TABLE hide_t")
+    c:close()
+    e:dispose()
+    return table.concat(errs, "\n")
+  end
+
+  it("keeps bound values out of the server's own messages, however it reformats them", function()
+    local texts = reformatted_errors({hide_parameters = true})
+    for _, v in ipairs({"TOPSECRET", "q7-z9", "\\xFF", "0.10", "Secret-Tiny", "Secret-Short"}) do
+      assert.is_nil(texts:find(v, 1, true), v .. " in: " .. texts)
+    end
+    assert.truthy(texts:find("Duplicate entry for a unique key", 1, true))
+  end)
+
+  it("without it, the server's messages quote the values (the check above is not vacuous)", function()
+    local texts = reformatted_errors({})
+    for _, v in ipairs({"TOPSECRET", "q7-z9", "\\xFF", "0.10", "Secret-Tiny", "Secret-Short"}) do
+      assert.truthy(texts:find(v, 1, true), v .. " not in: " .. texts)
+    end
+  end)
+
   it("without it, the values are there (the check above is not vacuous)", function()
     local lines, errs = run_all({})
     local all = table.concat(lines, "\n")
