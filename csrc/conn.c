@@ -133,6 +133,17 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
         mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
         my_bool verify = mode && (strcmp(mode, "VERIFY_IDENTITY") == 0);
         mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        /* TLS stripping: Connector/C 3.3 refuses a server without TLS before
+         * sending any authentication data only when it verifies the server
+         * certificate (VERIFY_IDENTITY). Otherwise it logs in in clear, and
+         * believing the connection secure (TLS was asked for), it answers a
+         * switch to mysql_clear_password, dialog, sha256_password or
+         * caching_sha2_password's full authentication with the password
+         * itself; the check after connecting comes too late. So where TLS
+         * is required but cannot be known to be up before the login, only
+         * the methods that never put the password on the wire may run. */
+        if (tls_required && !verify)
+            mysql_optionsv(my, MARIADB_OPT_RESTRICTED_AUTH, "mysql_native_password,client_ed25519");
     }
     /* never reconnect behind our back: a silent reconnect loses the
      * transaction and session state the caller believes it has */

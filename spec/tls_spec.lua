@@ -129,3 +129,70 @@ describe("TLS", function()
     c:close()
   end)
 end)
+
+-- TLS stripping (a server, or a man in the middle, that offers no TLS and
+-- asks for an authentication method that sends the password): whenever
+-- the URL requires TLS, the password must never leave the process in
+-- clear. spec/support/fake_mysql.lua plays the server and records every
+-- byte it receives.
+describe("TLS required against a server that offers none", function()
+  local PASSWORD = "Pw-Stripped-4471"
+  local lua = os.getenv("SCOPED_LUA") or "lua5.4"
+  local ca = "/etc/ssl/certs/ca-certificates.crt" -- any readable PEM: TLS never starts
+
+  local function hex(s)
+    return (s:gsub(".", function(ch) return string.format("%02x", ch:byte()) end))
+  end
+
+  local function read(path)
+    local f = io.open(path)
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+  end
+
+  -- Runs the fake server with `plugin`, connects with `query`; returns the
+  -- error and the hex of every byte the server received.
+  local function strip(plugin, query)
+    local base = os.tmpname()
+    local ready, out = base .. ".ready", base .. ".out"
+    assert(sh_ok(("%s spec/support/fake_mysql.lua %s %s %s >/dev/null 2>&1 &"):format(lua, ready, out, plugin)))
+    local port
+    for _ = 1, 200 do
+      port = tonumber(read(ready) or "")
+      if port then break end
+      H.sleep(0.02)
+    end
+    assert(port, "the fake server did not start")
+    local url = ("mysql://app:%s@127.0.0.1:%d/db?connect_timeout=5&%s"):format(PASSWORD, port, query)
+    local ok, err = pcall(scoped.raw_connect, url)
+    local got
+    for _ = 1, 300 do
+      got = read(out)
+      if got then break end
+      H.sleep(0.02)
+    end
+    os.remove(base); os.remove(ready); os.remove(out)
+    assert(got, "the fake server wrote nothing")
+    assert.is_false(ok, "connected to a fake server")
+    return err, got
+  end
+
+  for _, plugin in ipairs({"mysql_clear_password", "caching_sha2_password"}) do
+    for _, query in ipairs({"ssl_mode=REQUIRED&ssl_ca=" .. ca, "ssl_mode=VERIFY_CA&ssl_ca=" .. ca,
+                            "ssl_ca=" .. ca, "ssl_mode=VERIFY_IDENTITY&ssl_ca=" .. ca}) do
+      it(("never sends the password (%s, %s)"):format(plugin, query:match("^[^&]*")), function()
+        local err, got = strip(plugin, query)
+        assert.equal("OperationalError", err.kind)
+        assert.is_nil(got:find(hex(PASSWORD), 1, true), "the password reached the server")
+        assert.falsy(tostring(err):find(PASSWORD, 1, true))
+      end)
+    end
+  end
+
+  it("without TLS asked for, the same server does get it (the check above is not vacuous)", function()
+    local _, got = strip("mysql_clear_password", "ssl_mode=DISABLED")
+    assert.truthy(got:find(hex(PASSWORD), 1, true))
+  end)
+end)
