@@ -128,6 +128,12 @@ int sc_lconn_release(lconn *lc)
     return rc;
 }
 
+/* SQLAlchemy 2.0's text for every "rollback first" refusal
+ * (scoped/exc.lua's pending_rollback raises the same) */
+#define PENDING_ROLLBACK_TEXT                                                                      \
+    "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before "  \
+    "proceeding"
+
 static lconn *check_conn(lua_State *L)
 {
     return sc_check_self(L, "connection");
@@ -149,9 +155,7 @@ static lconn *check_live(lua_State *L)
 {
     lconn *lc = check_open(L);
     if (lc->invalidated || lc->c->broken)
-        sc_raise(L, "PendingRollbackError",
-                 "Can't reconnect until invalid transaction is rolled back.  "
-                 "Please rollback() fully before proceeding");
+        sc_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
     return lc;
 }
 
@@ -457,9 +461,7 @@ static int l_finish(lua_State *L)
         if (reuse)
             keep_spare(L, lc);
         if (commit)
-            sc_raise(L, "PendingRollbackError",
-                     "Can't reconnect until invalid transaction is rolled back.  "
-                     "Please rollback() fully before proceeding");
+            sc_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
         return 0;
     }
     sc_error err;

@@ -15,8 +15,10 @@ local pool_checkout = core.pool_methods.checkout
 local raw_execute = core.conn_methods.execute
 local raw_close = core.conn_methods.close
 
+-- Engine's methods. An engine's metatable is EngineMT (below): echo is a
+-- property, so that turning it on or off refreshes what the hot paths may
+-- skip (refresh()).
 local Engine = {}
-Engine.__index = Engine
 -- defaults of the fields only begin() and begin_nested() set (see below)
 local Connection = {closed = false, _root = false, _sp = false, _spn = 0}
 Connection.__index = Connection
@@ -129,6 +131,39 @@ local function default_logger(line)
   io.stderr:write(line, "\n")
 end
 
+-- The one place that decides what the hot paths may skip. Without a
+-- yielding pool wait, listeners, logging, hidden parameters, leak
+-- detection or an offload wrapper, a checkout and a checkin are one C call
+-- each (what W1 in bench/ measures) and a statement goes straight to C:
+-- _fast. A Session may then also run on the raw connection itself, outside
+-- AUTOCOMMIT: _raw_sessions (scoped/session.lua). Each hot path reads one
+-- of the two fields; whatever changes a hook calls this.
+local function refresh(engine)
+  local plain = not (engine._pool_wait or engine._has_events or engine.hide_parameters
+    or engine._leak or engine._wrap)
+  engine._fast = plain and not engine._echo
+  engine._raw_sessions = engine._fast and not engine._autocommit
+end
+
+local EngineMT = {
+  __index = function(self, k)
+    if k == "echo" then return rawget(self, "_echo") end
+    return Engine[k]
+  end,
+  -- echo is never a field of the engine table, so that every assignment
+  -- to it comes here (SQLAlchemy lets a program toggle it at any time)
+  __newindex = function(self, k, v)
+    if k == "echo" then
+      rawset(self, "_echo", v and true or false)
+      refresh(self)
+    else
+      rawset(self, k, v)
+    end
+  end,
+  __tostring = function(self) return "Engine(" .. tostring(self.url) .. ")" end,
+}
+M.EngineMT = EngineMT
+
 --- create_engine(url, opts) -> Engine. Opens no connection.
 function M.create_engine(url, opts)
   local o = check_options(opts)
@@ -160,32 +195,36 @@ function M.create_engine(url, opts)
   local cpool = core.pool_new(u, copts)
   local engine = setmetatable({
     url = u,
-    echo = o.echo,
     hide_parameters = o.hide_parameters,
     _opts = o,
     _cpool = cpool,
-    -- every field plain() reads is set (false when off), so that the hot
-    -- path's lookups hit the table instead of falling through to Engine
+    _echo = o.echo,
+    -- the hooks (changed only through _set_hooks and _events_changed) and
+    -- what refresh() derives from them; every field is set (false when
+    -- off), so that the hot path's lookups hit the table
     _pool_wait = o.pool_wait or false,
     _wrap = false,
-    _plain = false, -- set below, once scoped.ngx has had its say
     _released = false,
+    _has_events = false,
+    _leak = o.pool_leak_threshold or false,
+    _fast = false,
+    _raw_sessions = false,
     _autocommit = o.isolation_level == "AUTOCOMMIT",
     _log = o.logger or default_logger,
     _events = {},
-    _has_events = false,
-    _leak = o.pool_leak_threshold or false,
     _held = o.pool_leak_threshold and setmetatable({}, {__mode = "k"}),
-  }, Engine)
+    -- the method every unit of work calls, in the table itself: a lookup
+    -- through EngineMT's __index function would cost checkout + checkin
+    -- (W1) about a fiftieth on Lua 5.4
+    connect = Engine.connect,
+  }, EngineMT)
   engine.pool = setmetatable({_cpool = cpool, _class = o.poolclass}, Pool)
   -- Under OpenResty: a pool wait that yields instead of blocking the
   -- worker, its checkin notifier, the offload wrapper (scoped/ngx.lua).
   if rawget(_G, "ngx") ~= nil then require("scoped.ngx").attach(engine) end
-  M.update_plain(engine)
+  refresh(engine)
   return engine
 end
-
-Engine.__tostring = function(self) return "Engine(" .. tostring(self.url) .. ")" end
 
 -- ---- Pool: SQLAlchemy's QueuePool introspection ---------------------------
 
@@ -281,7 +320,7 @@ function Engine:_checkout()
       error(err, 0)
     end
   end
-  if self.echo then self._log("scoped.pool: connection checked out") end
+  if self._echo then self._log("scoped.pool: connection checked out") end
   if self._leak then
     check_leaks(self)
     self._held[raw] = {at = core.monotonic(), where = debug.traceback("checked out at:", 2)}
@@ -304,7 +343,7 @@ function Engine:_checkin(raw, rollback_first, was_reset)
     check_leaks(self)
   end
   if rollback_first and not raw:is_invalidated() then
-    if self.echo and raw:in_transaction() then self._log("ROLLBACK") end
+    if self._echo and raw:in_transaction() then self._log("ROLLBACK") end
     pcall(raw.rollback, raw) -- a failed ROLLBACK leaves it invalidated (discarded)
   end
   if self._has_events then
@@ -323,23 +362,7 @@ function Engine:_checkin(raw, rollback_first, was_reset)
   end
   raw:close()
   released(self)
-  if self.echo then self._log("scoped.pool: connection returned") end
-end
-
--- Whether checkout and checkin need more than the C pool: a yielding wait,
--- listeners, logging, hidden parameters, leak detection or an offload
--- wrapper. Without them the hot path is one C call each way (what W1 in
--- bench/ measures). Everything but echo is fixed once the engine is made
--- or changes through event.listen, which calls Engine:_events_changed: the
--- hot path reads two fields (_plain and echo, which SQLAlchemy lets a
--- program toggle at any time) instead of six.
-function M.update_plain(engine)
-  engine._plain = not (engine._pool_wait or engine._has_events or engine.hide_parameters
-    or engine._leak or engine._wrap)
-end
-
-function M.plain(engine)
-  return engine._plain and not engine.echo
+  if self._echo then self._log("scoped.pool: connection returned") end
 end
 
 -- event.listen added a listener: checkouts and checkins go through them
@@ -348,15 +371,25 @@ end
 -- the raw connection's finalizer).
 function Engine:_events_changed()
   self._has_events = true
-  M.update_plain(self)
+  refresh(self)
   local engine = self
   self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
+end
+
+--- engine:_set_hooks{pool_wait = f, released = f, wrap = f}: what a runtime
+--- plug-in (scoped.ngx) installs; nil leaves a hook as it is.
+function Engine:_set_hooks(hooks)
+  for _, name in ipairs({"pool_wait", "released", "wrap"}) do
+    local v = hooks[name]
+    if v ~= nil then rawset(self, "_" .. name, v) end
+  end
+  refresh(self)
 end
 
 --- engine:connect() -> Connection (checked out at once)
 function Engine:connect()
   local raw
-  if self._plain and not self.echo then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
+  if self._fast then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
   -- the fields every unit of work writes, up front: they then change in
   -- place instead of growing the table (four: a fifth doubles its size,
   -- which costs checkout + checkin a sixth on Lua 5.4)
@@ -413,11 +446,8 @@ local function closed_error()
   exc.raise("ResourceClosedError", "This Connection is closed")
 end
 
--- SQLAlchemy 2.0's one text for every "rollback first" refusal (code 8s2b)
 local function pending_rollback(self)
-  exc.raise("PendingRollbackError",
-    "Can't reconnect until invalid %stransaction is rolled back.  Please rollback() fully before proceeding",
-    self._sp and #self._sp > 0 and "savepoint " or "")
+  exc.pending_rollback(self._sp and #self._sp > 0)
 end
 
 -- Gives back a connection that died or was invalidated: the invalidate
@@ -484,8 +514,8 @@ function Connection:execute(sql, params)
   local raw = self.raw
   if raw == nil or self._tx ~= ACTIVE then raw = begin_statement(self) end
   local engine = self.engine
-  if engine._plain and not engine.echo then return raw_execute(raw, sql, params) end
-  if engine.echo then log_statement(self, sql, params) end
+  if engine._fast then return raw_execute(raw, sql, params) end
+  if engine._echo then log_statement(self, sql, params) end
   return raw:execute(sql, params)
 end
 
@@ -494,13 +524,13 @@ end
 --- does the same for a statement with :name binds.)
 function Connection:executemany(sql, param_sets)
   local raw = begin_statement(self)
-  if self.engine.echo then log_statement(self, sql, param_sets) end
+  if self.engine._echo then log_statement(self, sql, param_sets) end
   return raw:executemany(sql, param_sets)
 end
 
 function Connection:exec_driver_sql(sql)
   local raw = begin_statement(self)
-  if self.engine.echo then log_statement(self, sql, nil) end
+  if self.engine._echo then log_statement(self, sql, nil) end
   return raw:exec_driver_sql(sql)
 end
 
@@ -529,7 +559,7 @@ function Connection:commit()
     -- forgotten, so the next statement cannot start a new one unawares
     self._tx = FAILED
     if raw:is_invalidated() then pending_rollback(self) end
-    if self.engine.echo then self.engine._log("COMMIT") end
+    if self.engine._echo then self.engine._log("COMMIT") end
     raw:commit()
   end
   tx_ended(self)
@@ -546,7 +576,7 @@ function Connection:rollback()
     discard(self, raw)
     return
   end
-  if self.engine.echo and raw:in_transaction() then self.engine._log("ROLLBACK") end
+  if self.engine._echo and raw:in_transaction() then self.engine._log("ROLLBACK") end
   raw:rollback() -- sends nothing when the C reset rule proves there is nothing to roll back
 end
 
@@ -569,7 +599,7 @@ function Connection:begin_nested()
   local raw = begin_statement(self)
   self._spn = self._spn + 1 -- used up even when SAVEPOINT fails, as SQLAlchemy's
   local name = "sa_savepoint_" .. self._spn
-  if self.engine.echo then log_statement(self, "SAVEPOINT " .. name, nil) end
+  if self.engine._echo then log_statement(self, "SAVEPOINT " .. name, nil) end
   raw:exec_driver_sql("SAVEPOINT " .. name)
   local sp = self._sp or {}
   sp[#sp + 1] = name
@@ -601,7 +631,7 @@ function Connection:close()
   self.raw = nil
   if raw then
     local engine = self.engine
-    if engine._plain and not engine.echo then
+    if engine._fast then
       raw_close(raw, true)
     else
       engine:_checkin(raw, true, had_tx)

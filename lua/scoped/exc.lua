@@ -116,6 +116,16 @@ mt.scrub = function(err, params)
   err.message = msg
 end
 
+--- Raises SQLAlchemy 2.0's one text for every "rollback first" refusal
+--- (its code 8s2b): a transaction whose connection died, whose COMMIT
+--- failed or whose Connection was invalidated must be rolled back before
+--- anything else runs. (csrc/lconn.c raises the same text.)
+function exc.pending_rollback(in_savepoint)
+  exc.raise("PendingRollbackError",
+    "Can't reconnect until invalid %stransaction is rolled back.  Please rollback() fully before proceeding",
+    in_savepoint and "savepoint " or "")
+end
+
 --- A new error table of `kind` (fields are copied onto it).
 function exc.new(kind, message, fields)
   local err = {}

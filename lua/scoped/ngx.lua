@@ -87,9 +87,10 @@ end
 --- worker makes its own semaphore on its first wait).
 function M.attach(engine)
   if not M.active then return end
+  local hooks = {}
   if not engine._pool_wait then
     local state = {} -- .sem: this worker's semaphore for this engine
-    engine._pool_wait = function(remaining)
+    hooks.pool_wait = function(remaining)
       local phase = get_phase()
       if not YIELDABLE[phase] then no_wait(engine, phase) end
       if not (remaining > 0) then return end -- the next try reports the timeout
@@ -107,7 +108,7 @@ function M.attach(engine)
     -- them all and let the C pool say whose it is (those who find nothing
     -- wait again, keeping their place). The C call is cheap; a semaphore per
     -- waiter would wake one, but needs to know which ticket was served.
-    engine._released = function()
+    hooks.released = function()
       local sem = state.sem
       if sem ~= nil then
         local n = sem:count()
@@ -117,8 +118,9 @@ function M.attach(engine)
   end
   local pool = engine._opts.offload
   if pool ~= nil then
-    engine._wrap = function(raw) return M.offloaded(raw, pool) end
+    hooks.wrap = function(raw) return M.offloaded(raw, pool) end
   end
+  engine:_set_hooks(hooks)
 end
 
 -- ---- 2. request tracking ----------------------------------------------------

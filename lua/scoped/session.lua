@@ -7,16 +7,18 @@ local engine_mod = require "scoped.engine"
 
 local M = {}
 
--- The fast path. On a plain engine (no listeners, logging, hidden
--- parameters, leak detection, yielding pool wait or offload: engine.lua's
--- _plain) outside AUTOCOMMIT, a session runs its statements on the
--- RawConnection itself (_raw) instead of through a Connection object, and
--- ends the unit of work with one C call (raw:finish: COMMIT or ROLLBACK,
--- then back to the pool; the userdata is kept for the next checkout, see
--- l_checkout_spare in csrc/lpool.c). Same statements, same errors, same pool; what it
--- saves is a Connection table and two Lua layers per request. Asking for
--- the Connection (session:connection(), begin_nested(), an engine that
--- stopped being plain) hands the raw connection over to one (engine.adopt).
+-- The fast path. When the engine allows it (bind._raw_sessions: no
+-- listeners, logging, hidden parameters, leak detection, yielding pool
+-- wait or offload, outside AUTOCOMMIT; engine.lua's refresh() decides), a
+-- session runs its statements on the RawConnection itself (_raw) instead
+-- of through a Connection object, and ends the unit of work with one C call
+-- (raw:finish: COMMIT or ROLLBACK, then back to the pool; the userdata is
+-- kept for the next checkout, see l_checkout_spare in csrc/lpool.c). Same
+-- statements, same errors, same pool; what it saves is a Connection table
+-- and two Lua layers per request. While the engine stays _fast the raw
+-- connection serves; asking for the Connection (session:connection(),
+-- begin_nested()) or an engine that stopped being _fast (echo turned on, a
+-- listener added) hands the raw connection over to one (engine.adopt).
 local pool_checkout = core.pool_methods.checkout_spare
 local raw_execute = core.conn_methods.execute
 local raw_finish = core.conn_methods.finish
@@ -146,10 +148,7 @@ local function no_bind()
   exc.raise("InvalidRequestError", "This session is not bound to an Engine: pass bind= to sessionmaker")
 end
 
-local function pending_rollback()
-  exc.raise("PendingRollbackError",
-    "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before proceeding")
-end
+local pending_rollback = exc.pending_rollback
 
 -- _active holds a begin() block
 local function block_of(a)
@@ -194,13 +193,13 @@ end
 
 function Session:execute(sql, params)
   local raw = self._raw
-  if raw and not self.bind.echo then return raw_execute(raw, sql, params) end
+  if raw and self.bind._fast then return raw_execute(raw, sql, params) end
   local conn = self._conn
   if not conn and not raw then
     local active = self._active
     if active then check_usable(self) end -- FAILED, or a begin() block
     local bind = self.bind
-    if bind ~= nil and bind._plain and not bind.echo and not bind._autocommit then
+    if bind ~= nil and bind._raw_sessions then
       raw = pool_checkout(bind._cpool)
       self._raw = raw
       if not active then self._active = true end
@@ -246,7 +245,7 @@ local function finish(self, commit)
   local raw = self._raw
   if raw then
     local bind = self.bind
-    if bind._plain and not bind.echo then
+    if bind._fast then
       self._raw = false
       if commit then self._active = FAILED end -- until the COMMIT has gone through
       raw_finish(raw, commit, true) -- true: its userdata serves the next checkout
