@@ -164,6 +164,15 @@ local EngineMT = {
 }
 M.EngineMT = EngineMT
 
+local on_create = {}
+
+--- on_create(fn): fn(engine) runs for every engine made from now on, before
+--- its hot-path flags are computed (a runtime plug-in sets its hooks there
+--- with engine:_set_hooks).
+function M.on_create(fn)
+  on_create[#on_create + 1] = fn
+end
+
 --- create_engine(url, opts) -> Engine. Opens no connection.
 function M.create_engine(url, opts)
   local o = check_options(opts)
@@ -219,9 +228,10 @@ function M.create_engine(url, opts)
     connect = Engine.connect,
   }, EngineMT)
   engine.pool = setmetatable({_cpool = cpool, _class = o.poolclass}, Pool)
-  -- Under OpenResty: a pool wait that yields instead of blocking the
-  -- worker, its checkin notifier, the offload wrapper (scoped/ngx.lua).
-  if rawget(_G, "ngx") ~= nil then require("scoped.ngx").attach(engine) end
+  -- runtime plug-ins: under OpenResty, a pool wait that yields instead
+  -- of blocking the worker, its checkin notifier, the offload wrapper
+  -- (scoped/ngx.lua installs its attach() here)
+  for i = 1, #on_create do on_create[i](engine) end
   refresh(engine)
   return engine
 end

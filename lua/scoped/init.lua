@@ -29,4 +29,9 @@ function scoped.raw_connect(u)
   return core.connect(url.make_url(u))
 end
 
+-- Runtime plug-ins: under OpenResty (an ngx table), scoped.ngx installs its
+-- engine hooks and scope registries (it does nothing in the threads of
+-- ngx.run_worker_thread, which have an ngx table too).
+if rawget(_G, "ngx") ~= nil then require("scoped.ngx").install() end
+
 return scoped

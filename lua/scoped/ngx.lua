@@ -1,7 +1,10 @@
 -- scoped.ngx: what changes under OpenResty (nginx + ngx_lua + lua-resty-core).
 --
--- Three things, each hooked in by engine.lua or scoping.lua only when this
--- lua_State is an nginx worker's (M.active); plain Lua never loads them:
+-- A plug-in: scoped's entry module calls M.install() when it finds an ngx
+-- table, and only an nginx worker's lua_State (M.active) installs anything:
+-- an engine hook (engine.on_create) and two scope registries
+-- (scoping.register_scope). Plain Lua never loads this file, and nothing
+-- else in scoped knows of nginx. Three things:
 --
 -- 1. Pool waits never block the worker. An engine made without pool_wait
 --    gets one here: the checkout's ticket waits on an ngx.semaphore of that
@@ -57,11 +60,6 @@ local OFFLOADABLE = {rewrite = true, access = true, content = true, timer = true
 local POLL_SECONDS = 0.1
 
 local get_phase = M.active and ngx.get_phase or function() return nil end
-
---- Whether the running handler is log_by_lua's.
-function M.in_log_phase()
-  return get_phase() == "log"
-end
 
 --- Whether the running handler may wait (yield).
 function M.can_yield()
@@ -149,9 +147,9 @@ local STALE_WARNING = "scoped: session not removed at the end of the request " .
   "and in log_by_lua)"
 
 --- The coroutine scope under OpenResty: core.thread_registry(true) keyed by
---- the coroutine, each session recorded with the request that made it.
---- Returns get, set, clear, teardown (what Session:remove() does in the log
---- phase).
+--- the coroutine, each session recorded with the request that made it; a
+--- registry as scoped/scoping.lua describes them, whose remove() in the log
+--- phase closes whatever the request left (teardown).
 function M.coroutine_registry()
   local cget, cset, cclear, map, owners = core.thread_registry(true)
   local function get()
@@ -190,7 +188,11 @@ function M.coroutine_registry()
       if s ~= nil then close_session(s, "the request's session") end
     end
   end
-  return get, set, clear, teardown
+  local function remove(default)
+    if get_phase() == "log" then return teardown() end
+    return default()
+  end
+  return {get = get, set = set, clear = clear, remove = remove}
 end
 
 --- scopes.ngx_request's key: the running request (its ngx.ctx), or a clear
@@ -432,6 +434,20 @@ function M._offloaded(id, op, a, b)
   core.lease_return(id, raw)
   if not fine then return false, plain_error(out) end
   return true, out
+end
+
+--- Installs what changes under OpenResty: every new engine gets attach(),
+--- the coroutine scope a registry that knows requests, scopes.ngx_request
+--- a registry keyed by the request. Called by scoped/init.lua.
+function M.install()
+  if not M.active or M.installed then return end
+  M.installed = true
+  require("scoped.engine").on_create(M.attach)
+  local scoping = require "scoped.scoping"
+  scoping.register_scope(scoping.scopes.coroutine, M.coroutine_registry)
+  scoping.register_scope(scoping.scopes.ngx_request, function()
+    return scoping.scopefunc_registry(M.request_key)
+  end)
 end
 
 return M

@@ -13,44 +13,59 @@ M.scopes = scopes
 --- The default scope: the running coroutine, the main thread included.
 scopes.coroutine = core.current_thread
 
--- Under OpenResty (an nginx worker's VM), scoped.ngx: the coroutine scope
--- also checks the request, and ngx_request has a registry of its own.
-local ngxglue
-if rawget(_G, "ngx") ~= nil then
-  ngxglue = require "scoped.ngx"
-  if not ngxglue.active then ngxglue = nil end
-end
-
---- One session per nginx request, shared by its light threads. (Under
---- OpenResty scoped_session recognizes this function and keys its registry
---- by the request's ngx.ctx directly, held weakly.)
+--- One session per nginx request, shared by its light threads. Outside
+--- OpenResty it raises; under it scoped.ngx registers its own registry for
+--- this scope (keyed by the request's ngx.ctx, held weakly).
 function scopes.ngx_request()
-  local ngx = rawget(_G, "ngx")
-  if not ngx or not ngx.ctx then
-    exc.raise("InvalidRequestError", "scopes.ngx_request needs OpenResty (no ngx.ctx here)")
-  end
-  return ngx.ctx
+  exc.raise("InvalidRequestError", "scopes.ngx_request needs OpenResty (no ngx.ctx here)")
 end
 
--- A registry over a scopefunc: get, set, clear for the current scope.
--- Table, thread and userdata keys are held weakly; strings and numbers
--- stay until cleared. Like every registry here, clear() returns what it
--- cleared (remove() closes that).
-local function scopefunc_registry(scopefunc)
+-- ---- registries --------------------------------------------------------------
+--
+-- A registry keeps one session per scope (SQLAlchemy's ScopedRegistry and
+-- ThreadLocalRegistry): a table of functions
+--   get()    -> the current scope's session, or nil
+--   set(s)   makes s the current scope's session
+--   clear()  forgets it and returns what it forgot (remove() closes that)
+--   remove   optional: remove(default) replaces Session:remove(), which
+--            otherwise is default() (clear, then close)
+-- made by the maker registered for the scope function; any other scope
+-- function gets a scopefunc registry. A runtime plug-in (scoped.ngx)
+-- registers its own makers when it loads.
+local registry_makers = {}
+
+--- register_scope(scopefunc, maker): scoped_session(f, scopefunc) makes its
+--- registry with maker() from now on.
+function M.register_scope(scopefunc, maker)
+  registry_makers[scopefunc] = maker
+end
+
+-- The coroutine scope: a weak map kept in C (lregistry.c), keyed by the
+-- running coroutine.
+M.register_scope(scopes.coroutine, function()
+  local get, set, clear = core.thread_registry()
+  return {get = get, set = set, clear = clear}
+end)
+
+--- A registry over a scopefunc. Table, thread and userdata keys are held
+--- weakly; strings and numbers stay until cleared.
+function M.scopefunc_registry(scopefunc)
   local map = setmetatable({}, {__mode = "k"})
   local function key()
     local k = scopefunc()
     if k == nil then exc.raise("InvalidRequestError", "scopefunc returned nil") end
     return k
   end
-  return function() return map[key()] end,
-         function(v) map[key()] = v end,
-         function()
-           local k = key()
-           local v = map[k]
-           map[k] = nil
-           return v
-         end
+  return {
+    get = function() return map[key()] end,
+    set = function(v) map[key()] = v end,
+    clear = function()
+      local k = key()
+      local v = map[k]
+      map[k] = nil
+      return v
+    end,
+  }
 end
 
 local PROXIED = {
@@ -67,20 +82,9 @@ function M.scoped_session(factory, scopefunc)
   if scopefunc ~= nil and type(scopefunc) ~= "function" then
     exc.raise("ArgumentError", "scopefunc must be a function, got %s", type(scopefunc))
   end
-  -- get() -> this scope's session or nil; set(s); clear() -> the session
-  -- it forgot, or nil
-  local get, set, clear, teardown
-  if ngxglue and (scopefunc == nil or scopefunc == scopes.coroutine) then
-    -- ngx_lua reuses coroutines across requests: each session is recorded
-    -- with its request; teardown is remove() in the log phase
-    get, set, clear, teardown = ngxglue.coroutine_registry()
-  elseif ngxglue and scopefunc == scopes.ngx_request then
-    get, set, clear = scopefunc_registry(ngxglue.request_key)
-  elseif scopefunc == nil or scopefunc == scopes.coroutine then
-    get, set, clear = core.thread_registry()
-  else
-    get, set, clear = scopefunc_registry(scopefunc)
-  end
+  local maker = registry_makers[scopefunc or scopes.coroutine]
+  local reg = maker and maker() or M.scopefunc_registry(scopefunc)
+  local get, set, clear = reg.get, reg.set, reg.clear
 
   -- a new scope's session without arguments: a sessionmaker's own maker
   -- skips the __call dispatch (every request makes one)
@@ -149,13 +153,18 @@ function M.scoped_session(factory, scopefunc)
     return s:rollback()
   end
 
-  --- Closes the current scope's session and forgets it. Under OpenResty,
-  --- in log_by_lua: closes every session the request made through S, in
-  --- any of its coroutines (the safety net after the handler).
-  function S.remove()
-    if teardown and ngxglue.in_log_phase() then return teardown() end
+  --- Closes the current scope's session and forgets it (a registry may do
+  --- more: under OpenResty, in log_by_lua, every session the request made
+  --- through S, in any of its coroutines, see scoped/ngx.lua).
+  local function remove()
     local s = clear()
     if s ~= nil then s:close() end
+  end
+  local custom_remove = reg.remove
+  if custom_remove then
+    function S.remove() return custom_remove(remove) end
+  else
+    S.remove = remove
   end
 
   --- Changes the factory's options; refused when this scope has a session
