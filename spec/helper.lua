@@ -64,42 +64,6 @@ function H.server_connections()
     " AND COMMAND <> 'Daemon' AND USER = 'root'"):scalar()
 end
 
--- ---- the independent client ---------------------------------------------
--- What the server holds, asked through a client that is not the module
--- under test: LuaSQL (Debian's lua-sql-mysql, over the same libmariadb),
--- one connection as root, autocommit on. q(sql) -> the rows as arrays of
--- strings (NULL as nil); exec(sql) for statements without rows.
-local independent
-function H.independent()
-  if independent then return independent end
-  local driver = require "luasql.mysql"
-  local u = scoped.make_url(H.url)
-  local env = assert(driver.mysql())
-  local conn = assert(env:connect(u.database or "", u.username or "root", u.password,
-    u.host or "127.0.0.1", u.port))
-  local I = {}
-  function I.q(sql)
-    local cur = assert(conn:execute(sql))
-    if type(cur) ~= "userdata" then return {} end
-    local rows = {}
-    local row = cur:fetch({}, "n")
-    while row do
-      rows[#rows + 1] = row
-      row = cur:fetch({}, "n")
-    end
-    cur:close()
-    return rows
-  end
-  function I.exec(sql) assert(conn:execute(sql)) end
-  function I.scalar(sql)
-    local r = I.q(sql)[1]
-    return r and r[1]
-  end
-  function I.thread_id() return tonumber(I.scalar("SELECT CONNECTION_ID()")) end
-  independent = I
-  return I
-end
-
 function H.sleep(s)
   local t = os.clock()
   if s > 0.01 then os.execute("sleep " .. s) return end

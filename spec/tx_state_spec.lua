@@ -2,11 +2,14 @@
 -- transaction, lock or snapshot survives the end of a unit of work, and no
 -- statement runs outside the transaction its caller believes in. Every
 -- check of what the server holds goes through the independent client
--- (H.independent(): LuaSQL, not the module under test).
+-- (spec/support/independent.lua: LuaSQL, not the module under test).
 local scoped = require "scoped"
 local H = require "helper"
+local independent = require "support.independent"
 
-local I -- the independent client
+-- the independent client: exec (raises on an error), q (rows, by column
+-- name), scalar (a string)
+local I
 
 -- ---- what the server holds for one connection ---------------------------------
 
@@ -53,7 +56,7 @@ end
 local function assert_holds_nothing(thread_id, what)
   local mdl = mdl_of(thread_id)
   assert(#mdl == 0, string.format("%s: connection %d still holds a metadata lock (%s on %s)",
-    what, thread_id, tostring(mdl[1] and mdl[1][1]), tostring(mdl[1] and mdl[1][2])))
+    what, thread_id, tostring(mdl[1] and mdl[1].LOCK_MODE), tostring(mdl[1] and mdl[1].TABLE_NAME)))
   assert(trx_gone(thread_id), string.format("%s: connection %d still has an InnoDB transaction", what, thread_id))
   local free, why = table_free()
   assert(free, what .. ": " .. tostring(why))
@@ -82,7 +85,12 @@ local function reset_table()
 end
 
 setup(function()
-  I = H.independent()
+  local c = independent.connect()
+  I = {
+    exec = function(sql) c:run(sql) end,
+    q = function(sql) return c:rows(sql) end,
+    scalar = function(sql) return c:scalar(sql) end,
+  }
   pcall(I.exec, "INSTALL SONAME 'metadata_lock_info'") -- present already on a second run
   I.exec("DROP TABLE IF EXISTS st_t")
   I.exec("CREATE TABLE st_t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")

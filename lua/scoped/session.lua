@@ -247,7 +247,9 @@ local function finish(self, commit)
     local bind = self.bind
     if bind._fast then
       self._raw = false
-      if commit then self._active = FAILED end -- until the COMMIT has gone through
+      -- FAILED until a COMMIT has gone through; a ROLLBACK that fails (its
+      -- connection lost) ends the transaction all the same
+      self._active = commit and FAILED or after
       raw_finish(raw, commit, true) -- true: its userdata serves the next checkout
       self._active = after
       return

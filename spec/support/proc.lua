@@ -48,9 +48,10 @@ function M.spawn(code)
   f:close()
   -- the interpreter this process runs on (its LUA_CPATH points at that build)
   local lua = os.getenv("SCOPED_LUA") or (rawget(_G, "jit") and "luajit" or "lua5.4")
-  -- the child's exit status lands in .done when it ends
-  assert(os.execute(string.format("(%s %q >%q 2>&1; echo $? >%q) </dev/null &",
-    lua, self.script, self.out, self.done)))
+  -- the child's exit status lands in .done when it ends, whole: written
+  -- beside it and renamed, so that finish() never reads it half written
+  assert(os.execute(string.format("(%s %q >%q 2>&1; echo $? >%q; mv %q %q) </dev/null &",
+    lua, self.script, self.out, self.done .. ".tmp", self.done .. ".tmp", self.done)))
   return self
 end
 

@@ -2,8 +2,11 @@
 # run-soak.sh — what `make soak` runs inside with-db.sh: the long variants
 # (SCOPED_SOAK=1) of the fault and leak specs under lua5.4 and luajit: 50
 # coroutines, 60 transactions each, a dozen server restarts per workload,
-# 100k checkout/checkin and 10k session cycles. Same counting and last line as
-# run-tests.sh.
+# 100k checkout/checkin and 10k session cycles; then the state model
+# (spec/state_model_spec.lua) with SCOPED_SOAK=1: 20 seeds x 4000 steps for
+# each of its 14 engine variants, about 40 minutes per runtime, in a runner
+# of its own (SCOPED_STATE_TIMEOUT seconds each, default 7200). Same counting
+# and last line as run-tests.sh.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 . spec/support/tap-count.sh
@@ -18,5 +21,14 @@ for lua in lua5.4 luajit; do
         LUA_CPATH="./build/$lua/?.so;;" \
         SCOPED_LUA="$lua" SCOPED_SOAK=1 \
         "$lua" "$BUSTED" -o TAP spec/fault_spec.lua spec/leak_spec.lua spec/leak_threshold_spec.lua
+done
+
+TAP_TIMEOUT=${SCOPED_STATE_TIMEOUT:-7200}
+for lua in lua5.4 luajit; do
+    tap_run "$lua busted (state model soak)" env \
+        LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" \
+        LUA_CPATH="./build/$lua/?.so;;" \
+        SCOPED_LUA="$lua" SCOPED_SOAK=1 \
+        "$lua" "$BUSTED" -o TAP spec/state_model_spec.lua
 done
 tap_finish
