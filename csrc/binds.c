@@ -254,12 +254,17 @@ int sc_binds_parse(const char *sql, size_t len, const sc_lex_mode *m, sc_bind_pl
         } else if (c == '#') {
             i = skip_line(sql, len, i + 1);
         } else if (c == '-' && dash_comment(sql, len, i, m)) {
+            if (i + 2 < len && (unsigned char)sql[i + 2] == 0xA0)
+                flags |= SC_PLAN_CHARSET_DEPENDENT; /* a comment in latin1 only */
             i = skip_line(sql, len, i + 2);
         } else if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
             i = open_comment(sql, len, i, m, &in_exec);
         } else if (c == '*' && in_exec && i + 1 < len && sql[i + 1] == '/') {
             in_exec = 0;
             i += 2;
+        } else if (c == '-' && i + 2 < len && sql[i + 1] == '-' && (unsigned char)sql[i + 2] == 0xA0) {
+            flags |= SC_PLAN_CHARSET_DEPENDENT; /* a comment in latin1 only */
+            i++;
         } else if (c == ':' && i + 1 < len && sql[i + 1] == ':') {
             /* "::" is one literal colon: keep the first, drop the second */
             if (push_tok(plan, SC_TOK_SQL, seg, i + 1 - seg) != 0)

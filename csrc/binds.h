@@ -38,9 +38,11 @@ enum {
     /* a backslash inside '...' or "...": where that run ends, so where the
      * placeholders are, depends on NO_BACKSLASH_ESCAPES and ANSI_QUOTES */
     SC_PLAN_MODE_DEPENDENT = 1,
-    /* a byte >= 0x80 right before a backslash or a backtick: in gbk, big5
-     * or sjis the two would be one character (only a server that ignores
-     * the client's charset could read it so: see sc_conn_ask_lex_mode) */
+    /* what the server's charset, if not the one the client knows, would
+     * lex differently (only a server that ignores the client's charset
+     * could: see sc_conn_ask_lex_mode): a byte >= 0x80 right before a
+     * backslash or a backtick (one character in gbk, big5 or sjis), "--"
+     * then 0xA0 (a comment in latin1 only) */
     SC_PLAN_CHARSET_DEPENDENT = 2,
 };
 

@@ -444,9 +444,13 @@ int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err)
         m->no_backslash = has_word(row[0], "NO_BACKSLASH_ESCAPES");
         m->ansi_quotes = has_word(row[0], "ANSI_QUOTES");
     }
-    if (row != NULL && row[1] != NULL && sc_charset_class(row[1]) == SC_CS_UNSAFE) {
-        unsafe = 1;
-        charset_error(err, row[1], " (the server's character_set_client, which ignores the client's)");
+    if (row != NULL && row[1] != NULL) {
+        int scs = sc_charset_class(row[1]);
+        m->latin1 = scs == SC_CS_LATIN1; /* the server lexes in its own charset */
+        if (scs == SC_CS_UNSAFE) {
+            unsafe = 1;
+            charset_error(err, row[1], " (the server's character_set_client, which ignores the client's)");
+        }
     }
     mysql_free_result(res);
     if (unsafe) {
