@@ -523,13 +523,15 @@ int sc_charset_class(const char *name)
  * H the hex form (a backslash: its meaning depends on NO_BACKSLASH_ESCAPES;
  * a control byte: NUL, ^Z and newlines are read as they are, but a value
  * holding one could end a -- or # comment if a lexer ever disagreed, and
- * logs and tools cut at NUL), U a byte >= 0x80 (UTF-8 text, or not). */
-enum { B_Q = 1, B_H = 2, B_U = 3 };
+ * logs and tools cut at NUL), S a star (the hex form when a slash follows:
+ * a value never holds the end of a C comment either), U a byte >= 0x80
+ * (UTF-8 text, or not). */
+enum { B_Q = 1, B_H = 2, B_U = 3, B_S = 4 };
 #define H4 B_H, B_H, B_H, B_H
 #define U16 B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U, B_U
 static const unsigned char byte_class[256] = {
     H4, H4, H4, H4, H4, H4, H4, H4,       /* 0x00-0x1F */
-    0, 0, 0, 0, 0, 0, 0, B_Q, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20-0x2F: ' */
+    0, 0, 0, 0, 0, 0, 0, B_Q, 0, 0, B_S, 0, 0, 0, 0, 0, /* 0x20-0x2F: ' * */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0x30-0x3F */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0x40-0x4F */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, B_H, 0, 0, 0, /* 0x50-0x5F: \ */
@@ -554,10 +556,10 @@ int sc_render_string(sc_buf *b, const char *str, size_t len, int cs)
             continue;
         if (k == B_Q)
             quotes++;
-        else if (k == B_H)
-            hex = 1;
-        else
+        else if (k == B_U)
             high = 1;
+        else if (k == B_H || (i + 1 < len && s[i + 1] == '/'))
+            hex = 1;
     }
     int text = 1, four = 0;
     if (high) {

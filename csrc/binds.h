@@ -6,7 +6,8 @@
  * one round trip per statement, where a server-side prepared statement
  * costs two (prepare + execute) unless cached. A string is written so that
  * no sql_mode and no ASCII-compatible charset reads it differently: '...'
- * with quotes doubled when it holds no backslash and no control byte (and
+ * with quotes doubled when it holds no backslash, no control byte and no
+ * star-slash (and
  * no byte >= 0x80 unless it is UTF-8 text on a utf8mb4, utf8mb3 or latin1
  * connection), else a hex literal with an introducer (_utf8mb4 X'...',
  * _binary X'...'). Nothing in it depends on NO_BACKSLASH_ESCAPES or on the
@@ -99,7 +100,7 @@ int sc_charset_class(const char *name);
 /* Appends a string literal for a connection whose client charset is of
  * class cs (not SC_CS_UNSAFE):
  *   '...', quotes doubled, when the bytes are 0x20-0x7E without a
- *   backslash, or also bytes >= 0x80 forming valid UTF-8 when cs is
+ *   backslash or a star-slash, or also bytes >= 0x80 forming valid UTF-8 when cs is
  *   utf8mb4, utf8mb3 or latin1 (what comes back is what was sent, as
  *   before: today's common case costs one scan and a copy);
  *   otherwise <introducer> X'<hex>', the introducer being _binary when the

@@ -11,7 +11,8 @@
  *     without the flag needs no mode at all (what lets execute skip asking
  *     the server for sql_mode);
  *   - sc_render_string, for every accepted charset: either '...' -- no
- *     backslash, no control byte, bytes >= 0x80 only as valid UTF-8 on
+ *     backslash, no control byte, no star-slash (a value ends no comment
+ *     of any kind), bytes >= 0x80 only as valid UTF-8 on
  *     utf8mb4/utf8mb3/latin1 -- which a reference reader written from
  *     MariaDB's string grammar reads back to exactly the input and closed
  *     exactly at its end, with NO_BACKSLASH_ESCAPES and without; or
@@ -215,7 +216,7 @@ static void check_render(const char *data, size_t size, int cs)
     const unsigned char *u = (const unsigned char *)data;
     int needs_hex = 0, high = 0;
     for (size_t i = 0; i < size; i++) {
-        if (u[i] == '\\' || u[i] < 0x20 || u[i] == 0x7F)
+        if (u[i] == '\\' || u[i] < 0x20 || u[i] == 0x7F || (u[i] == '*' && i + 1 < size && u[i + 1] == '/'))
             needs_hex = 1;
         if (u[i] >= 0x80)
             high = 1;
@@ -239,6 +240,7 @@ static void check_render(const char *data, size_t size, int cs)
         for (size_t i = 0; i < litlen; i++) {
             unsigned char c = (unsigned char)lit[i];
             CHECK(c != '\\' && c >= 0x20 && c != 0x7F);
+            CHECK(!(c == '*' && i + 1 < litlen && lit[i + 1] == '/')); /* ends no C comment */
         }
         char *value = malloc(2 * size + 1);
         CHECK(value != NULL);
