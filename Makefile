@@ -8,7 +8,8 @@
 #   make test-asan       the specs under lua5.4 with the core built with ASan + UBSan
 #   make test-tsan       the C pool thread test under ThreadSanitizer
 #   make test-valgrind   the specs under lua5.4 in valgrind --leak-check=full
-#   make fuzz            the libFuzzer targets (spec/fuzz/), FUZZ_TIME seconds each
+#   make fuzz            the libFuzzer targets (spec/fuzz/), FUZZ_TIME seconds each, and
+#                        the bind lexer against a real server (spec/lexer_diff_spec.lua)
 #   make fuzz-smoke      the same on the committed corpus plus a few seconds (CI)
 #   make soak            the long variants of the fault and leak specs
 
@@ -111,12 +112,16 @@ build/fuzz/fuzz_binds: spec/fuzz/fuzz_binds.c csrc/binds.c csrc/buf.c csrc/binds
 fuzz-deps:
 	@bash spec/support/deps.sh clang-14 libclang-rt-14-dev
 
+# both also run the bind lexer against a throwaway server
+# (spec/lexer_diff_spec.lua, 20 templates per combination per second given)
 fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory LUA=lua5.4
 	@bash spec/support/run-fuzz.sh $(FUZZ_TIME)
 
 fuzz-smoke: fuzz-deps
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory LUA=lua5.4
 	@bash spec/support/run-fuzz.sh $(FUZZ_SMOKE_TIME)
 
 build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(HDRS)

@@ -58,25 +58,27 @@ static int apply_settings(sc_conn *c, sc_error *err)
     return 0;
 }
 
-static const char *const safe_charsets[] = {
-    "utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary", NULL,
-};
+#define SAFE_CHARSETS "use utf8mb4, utf8mb3, latin1, ascii or binary"
+
+static void charset_error(sc_error *err, const char *name, const char *how)
+{
+    err->code = 0;
+    strcpy(err->sqlstate, "HY000");
+    snprintf(err->message, sizeof err->message,
+             "charset '%.40s'%s is not supported (" SAFE_CHARSETS "): bound values are "
+             "only written for charsets in which no multibyte character holds an ASCII byte",
+             name ? name : "?", how);
+}
 
 sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_error *err)
 {
     const char *const *prm = (const char *const *)url->params;
     const char *charset = prm[SC_URL_CHARSET] ? prm[SC_URL_CHARSET] : "utf8mb4";
-    int safe = 0;
     memset(err, 0, sizeof *err);
-    for (int i = 0; safe_charsets[i]; i++)
-        safe |= strcmp(charset, safe_charsets[i]) == 0;
-    if (!safe) {
+    if (sc_charset_class(charset) == SC_CS_UNSAFE) {
         /* client-side escaping is unsafe where a multibyte character may
          * hold a backslash or quote byte (sjis, gbk, big5, ...) */
-        snprintf(err->message, sizeof err->message,
-                 "charset '%.40s' is not supported (use utf8mb4, utf8mb3, latin1, ascii or binary)",
-                 charset);
-        strcpy(err->sqlstate, "HY000");
+        charset_error(err, charset, "");
         return NULL;
     }
     pthread_once(&library_once, library_init);
@@ -175,6 +177,15 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
         free(c);
         return NULL;
     }
+    if (sc_conn_charset(c) == SC_CS_UNSAFE) {
+        /* init_command ran SET NAMES or SET character_set_client */
+        charset_error(err, c->csname, " (set by init_command)");
+        mysql_close(my);
+        free(c->init_command);
+        free(c);
+        return NULL;
+    }
+    c->server_version = mysql_get_server_version(my);
     c->pid = sc_getpid();
     c->created_at = sc_monotonic();
     c->settings.autocommit = -1;
@@ -360,6 +371,10 @@ static int reset_session(sc_conn *c, sc_error *err)
         if (more == 0)
             break;
     }
+    if (sc_conn_charset(c) == SC_CS_UNSAFE) {
+        sc_conn_refuse_charset(c, err);
+        return -1;
+    }
     return apply_settings(c, err);
 }
 
@@ -384,9 +399,79 @@ int sc_conn_reset(sc_conn *c, int mode, sc_error *err)
     return 0;
 }
 
-int sc_conn_no_backslash_escapes(const sc_conn *c)
+int sc_conn_charset(sc_conn *c)
 {
-    return (c->my->server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES) != 0;
+    const char *name = mysql_character_set_name(c->my);
+    if (name != c->csname) {
+        c->csname = name;
+        c->cs = sc_charset_class(name);
+    }
+    return c->cs;
+}
+
+void sc_conn_refuse_charset(sc_conn *c, sc_error *err)
+{
+    charset_error(err, c->csname, " (the connection's, after SET NAMES or SET character_set_client)");
+    if (!c->broken) {
+        c->broken = 1;
+        c->gone = *err;
+    }
+}
+
+/* Whether the comma-separated list holds the word w. */
+static int has_word(const char *list, const char *w)
+{
+    size_t n = strlen(w);
+    const char *p = list;
+    for (;;) {
+        if (strncmp(p, w, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+        p = strchr(p, ',');
+        if (p == NULL)
+            return 0;
+        p++;
+    }
+}
+
+int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err)
+{
+    int cs = sc_conn_charset(c);
+    memset(m, 0, sizeof *m);
+    if (cs == SC_CS_UNSAFE) {
+        sc_conn_refuse_charset(c, err);
+        return -1;
+    }
+    m->latin1 = cs == SC_CS_LATIN1;
+    m->server_version = c->server_version;
+    static const char q[] = "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client";
+    if (sc_conn_query(c, q, sizeof q - 1, err) != 0)
+        return -1;
+    MYSQL_RES *res = mysql_store_result(c->my);
+    if (res == NULL)
+        return fail(c, err);
+    MYSQL_ROW row = mysql_fetch_row(res);
+    int unsafe = 0;
+    if (row != NULL && row[0] != NULL) {
+        m->no_backslash = has_word(row[0], "NO_BACKSLASH_ESCAPES");
+        m->ansi_quotes = has_word(row[0], "ANSI_QUOTES");
+    }
+    if (row != NULL && row[1] != NULL) {
+        int scs = sc_charset_class(row[1]);
+        m->latin1 = scs == SC_CS_LATIN1; /* the server lexes in its own charset */
+        if (scs == SC_CS_UNSAFE) {
+            unsafe = 1;
+            charset_error(err, row[1], " (the server's character_set_client, which ignores the client's)");
+        }
+    }
+    mysql_free_result(res);
+    if (unsafe) {
+        if (!c->broken) {
+            c->broken = 1;
+            c->gone = *err;
+        }
+        return -1;
+    }
+    return 0;
 }
 
 int sc_is_disconnect(unsigned code)

@@ -46,7 +46,10 @@ typedef struct sc_conn {
     char *init_command; /* the URL's init_command, run again after a session reset */
     sc_buf sql;         /* statement being built, reused */
     sc_bind_plan plan;  /* placeholders of the statement being built, reused */
-    sc_bind_plan plan2; /* executemany: the VALUES tuple's placeholders */
+    sc_bind_plan plan2; /* executemany: the placeholders of the VALUES row tuples */
+    const char *csname; /* the client charset's name as Connector/C last reported it */
+    int cs;             /* its class (SC_CS_*, binds.h) */
+    unsigned long server_version; /* mysql_get_server_version: which versioned comments run */
     MYSQL_RES *pending; /* a result being decoded into Lua (csrc/lresult.c): a Lua
                          * error half-way (out of memory) leaves it here, and the
                          * next call on the connection frees it (sc_conn_drop_pending) */
@@ -104,7 +107,24 @@ int sc_conn_end(sc_conn *c, int commit, sc_error *err);
 int sc_conn_reset(sc_conn *c, int mode, sc_error *err);
 /* Whether the server reported autocommit on in its last reply. */
 int sc_conn_autocommit(const sc_conn *c);
-int sc_conn_no_backslash_escapes(const sc_conn *c);
+/* The class (SC_CS_*) of the connection's client charset: Connector/C's
+ * copy of it, which follows SET NAMES and SET character_set_client through
+ * the server's session tracking. A pointer comparison when unchanged, so it
+ * is checked after every statement. */
+int sc_conn_charset(sc_conn *c);
+/* Fills err for a connection whose client charset has become one that is
+ * not accepted, and marks it broken (discarded, never reused; what the
+ * caller sees is an invalidated connection). */
+void sc_conn_refuse_charset(sc_conn *c, sc_error *err);
+/* The lexer mode for the connection's next statement, asked of the server
+ * (SELECT @@SESSION.sql_mode, @@SESSION.character_set_client: one round
+ * trip) for a statement whose placeholders depend on it: the
+ * NO_BACKSLASH_ESCAPES status flag the server sends is stale after SET
+ * STATEMENT sql_mode=... FOR ..., and ANSI_QUOTES has no flag at all. The
+ * server's character_set_client is checked too (one started with
+ * --skip-character-set-client-handshake ignores ours). 0, or -1 with err
+ * filled (a refused charset marks the connection broken). */
+int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err);
 
 /* MySQL codes that mean the connection is gone (SQLAlchemy's list). */
 int sc_is_disconnect(unsigned code);

@@ -47,7 +47,39 @@ static void append_number(lua_State *L, sc_buf *b, int idx, const char *name, si
         bind_error(L, name, namelen, pos, "SQL has no inf or nan");
 }
 
-static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char *name,
+/* Whether the table at idx binds as an IN list: an array, its keys exactly
+ * 1..#t, with no metatable or one without __index and __tostring (so
+ * lua-cjson's array_mt passes, objects and classes do not). Anything else
+ * in a bind slot -- a JSON object, an object with __tostring -- is an
+ * error naming the bind, never NULL or an empty list by accident. */
+static const char *not_a_list(lua_State *L, int idx, size_t n)
+{
+    if (lua_getmetatable(L, idx)) {
+        lua_pushliteral(L, "__tostring");
+        lua_rawget(L, -2);
+        lua_pushliteral(L, "__index");
+        lua_rawget(L, -3);
+        int object = !lua_isnil(L, -1) || !lua_isnil(L, -2);
+        lua_pop(L, 3);
+        if (object)
+            return "a table with a metatable (an object) cannot be bound; "
+                   "pass a string, a number or an array (an IN list)";
+    }
+    size_t keys = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        lua_Number k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+        if (!(k >= 1 && k <= (lua_Number)n && k == floor(k)) || ++keys > n) {
+            lua_pop(L, 1);
+            return "a table that is not an array (keys other than 1..n) cannot be bound; "
+                   "an array binds as an IN list";
+        }
+    }
+    return keys == n ? NULL : "a table that is not an array cannot be bound";
+}
+
+static void append_value(lua_State *L, sc_buf *b, int idx, int cs, const char *name,
                          size_t namelen, int pos, int in_list)
 {
     int rc = 0;
@@ -64,7 +96,7 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        rc = sc_escape_string(b, s, len, no_bs);
+        rc = sc_render_string(b, s, len, cs);
         break;
     }
     case LUA_TLIGHTUSERDATA:
@@ -75,7 +107,11 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char
     case LUA_TTABLE: {
         if (in_list)
             bind_error(L, name, namelen, pos, "a list inside a list cannot be bound");
-        int n = (int)sc_rawlen(L, idx);
+        size_t len = sc_rawlen(L, idx);
+        const char *why = len > INT_MAX ? "the list is too long" : not_a_list(L, idx, len);
+        if (why != NULL)
+            bind_error(L, name, namelen, pos, why);
+        int n = (int)len;
         if (n == 0) {
             /* an always-empty set: `x IN :ids` is false and `x NOT IN :ids`
              * true, as SQLAlchemy's empty IN, and never a syntax error */
@@ -86,7 +122,7 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char
             oom(L);
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, i);
-            append_value(L, b, lua_gettop(L), no_bs, name, namelen, pos, 1);
+            append_value(L, b, lua_gettop(L), cs, name, namelen, pos, 1);
             lua_pop(L, 1);
             if (sc_buf_add(b, i < n ? "," : ")", 1) != 0)
                 oom(L);
@@ -101,24 +137,8 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int no_bs, const char
         oom(L);
 }
 
-void sc_render(lua_State *L, sc_buf *b, sc_bind_plan *plan, const char *sql, size_t len,
-               int params, int no_backslash)
-{
-    b->len = 0;
-    sc_parse_plan(L, plan, sql, len);
-    sc_render_plan(L, b, plan, sql, params, no_backslash);
-}
-
-void sc_parse_plan(lua_State *L, sc_bind_plan *plan, const char *sql, size_t len)
-{
-    if (sc_binds_parse(sql, len, plan) != 0)
-        oom(L);
-    if (plan->nnamed && plan->npositional)
-        sc_argerror(L, "a statement cannot mix :name and ? bind parameters");
-}
-
 void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
-                    int no_backslash)
+                    int cs)
 {
     int arity = 0;
     if (plan->npositional) {
@@ -149,7 +169,7 @@ void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const cha
         } else if (tok->kind == SC_TOK_POSITIONAL) {
             pos++;
             lua_rawgeti(L, params, pos);
-            append_value(L, b, lua_gettop(L), no_backslash, NULL, 0, pos, 0);
+            append_value(L, b, lua_gettop(L), cs, NULL, 0, pos, 0);
             lua_pop(L, 1);
         } else {
             const char *name = sql + tok->start;
@@ -161,7 +181,7 @@ void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const cha
             if (lua_isnil(L, -1))
                 sc_argerror(L, "A value is required for bind parameter '%s'",
                             push_name(L, name, tok->len));
-            append_value(L, b, lua_gettop(L), no_backslash, name, tok->len, 0, 0);
+            append_value(L, b, lua_gettop(L), cs, name, tok->len, 0, 0);
             lua_pop(L, 1);
         }
     }

@@ -200,13 +200,58 @@ static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const cha
     return lua_error(L);
 }
 
+/* After every statement: a SET NAMES or SET character_set_client (from
+ * the user, a connect listener, a procedure) to a charset that is not
+ * accepted leaves the connection refused: broken, so it is discarded and
+ * its transaction goes with it, and the statement raises InterfaceError. */
+static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
+{
+    if (sc_conn_charset(lc->c) != SC_CS_UNSAFE)
+        return;
+    sc_error err;
+    sc_conn_refuse_charset(lc->c, &err);
+    raise_dberror(L, lc, &err, sql, len, params);
+}
+
 static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *sql, size_t len,
                int params)
 {
     sc_error err;
     if (sc_conn_query(lc->c, q, qlen, &err) != 0 || sc_result_collect(L, lc->c, &err) != 0)
         return raise_dberror(L, lc, &err, sql, len, params);
+    check_charset(L, lc, sql, len, params);
     return 1;
+}
+
+/* Parses sql into plan as the server will lex it; returns the class of the
+ * client charset to write values for. The lexer needs NO_BACKSLASH_ESCAPES
+ * and ANSI_QUOTES only for a statement with a backslash inside a quoted
+ * run (SC_PLAN_MODE_DEPENDENT): those, and a statement the server's own
+ * charset could read differently (SC_PLAN_CHARSET_DEPENDENT), cost one
+ * round trip to ask the server; every other statement lexes the same in
+ * every mode. Raises on a refused charset. */
+static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char *sql, size_t len,
+                        int params)
+{
+    sc_error err;
+    sc_conn *c = lc->c;
+    int cs = sc_conn_charset(c);
+    if (cs == SC_CS_UNSAFE) {
+        sc_conn_refuse_charset(c, &err);
+        raise_dberror(L, lc, &err, sql, len, params);
+    }
+    sc_lex_mode m = {0, 0, cs == SC_CS_LATIN1, c->server_version};
+    if (sc_binds_parse(sql, len, &m, plan) != 0)
+        luaL_error(L, "out of memory building a statement");
+    if (plan->flags & (SC_PLAN_MODE_DEPENDENT | SC_PLAN_CHARSET_DEPENDENT)) {
+        if (sc_conn_ask_lex_mode(c, &m, &err) != 0)
+            raise_dberror(L, lc, &err, sql, len, params);
+        if (sc_binds_parse(sql, len, &m, plan) != 0) /* in the server's mode */
+            luaL_error(L, "out of memory building a statement");
+    }
+    if (plan->nnamed && plan->npositional)
+        sc_argerror(L, "a statement cannot mix :name and ? bind parameters");
+    return cs;
 }
 
 static int l_executemany(lua_State *L);
@@ -238,12 +283,14 @@ static int l_execute(lua_State *L)
         int list = lua_istable(L, -1);
         lua_pop(L, 1);
         if (list) {
-            sc_parse_plan(L, &lc->c->plan, sql, len);
+            prepare_plan(L, lc, &lc->c->plan, sql, len, params);
             if (lc->c->plan.nnamed > 0)
                 return l_executemany(L);
         }
     }
-    sc_render(L, &lc->c->sql, &lc->c->plan, sql, len, params, sc_conn_no_backslash_escapes(lc->c));
+    int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+    lc->c->sql.len = 0;
+    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
     return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
 }
 
@@ -252,59 +299,6 @@ static int l_execute(lua_State *L)
 /* Statements of an executemany batch are cut at this size, well below the
  * server's default max_allowed_packet (16 MiB). */
 #define SC_BATCH_BYTES (1 << 20)
-
-static int ieq(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = a[i];
-        if (c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        if (c != b[i])
-            return 0;
-    }
-    return 1;
-}
-
-static int word_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-/* Where the row tuple of `INSERT ... VALUES (...)` starts (its '('), when
- * the statement ends with that tuple; 0 when it is not such a statement
- * (then each parameter set runs as its own statement). Only literal SQL
- * is searched: VALUES inside quotes or comments does not count. */
-static size_t values_tuple(const sc_bind_plan *plan, const char *sql, size_t len)
-{
-    size_t end = len;
-    while (end > 0 && (sql[end - 1] == ' ' || sql[end - 1] == '\n' || sql[end - 1] == '\t' ||
-                       sql[end - 1] == '\r' || sql[end - 1] == ';'))
-        end--;
-    if (end == 0 || sql[end - 1] != ')' || end != len)
-        return 0;
-    size_t i = 0;
-    while (i < len && (sql[i] == ' ' || sql[i] == '\n' || sql[i] == '\t' || sql[i] == '\r'))
-        i++;
-    if (len - i < 6 || !ieq(sql + i, "INSERT", 6))
-        return 0;
-    for (size_t t = 0; t < plan->n; t++) {
-        const sc_bind_token *tok = &plan->toks[t];
-        if (tok->kind != SC_TOK_SQL)
-            continue;
-        const char *p = sql + tok->start, *e = p + tok->len;
-        for (const char *q = p; q + 5 <= e; q++) {
-            size_t w = (q + 6 <= e && ieq(q, "VALUES", 6)) ? 6 : ieq(q, "VALUE", 5) ? 5 : 0;
-            if (w == 0 || (q > sql && word_char(q[-1])) || (q + w < e && word_char(q[w])))
-                continue;
-            const char *r = q + w;
-            while (r < e && (*r == ' ' || *r == '\n' || *r == '\t' || *r == '\r'))
-                r++;
-            if (r < e && *r == '(')
-                return (size_t)(r - sql);
-        }
-    }
-    return 0;
-}
 
 static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int rows, int row,
                       long long *total, unsigned long long *first_id)
@@ -315,6 +309,7 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
         lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
         raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
     }
+    check_charset(L, lc, sql, len, 0);
     lua_getfield(L, -1, "rowcount");
     lua_Integer n = lua_tointeger(L, -1);
     lua_getfield(L, -2, "lastrowid");
@@ -327,9 +322,14 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
 }
 
 /* conn:executemany(sql, {params1, params2, ...}) -> Result whose rowcount
- * is the total. An INSERT ... VALUES (...) becomes multi-row INSERTs of up to
- * SC_BATCH_BYTES each (what makes SQLAlchemy's executemany fast with
- * mysqlclient); anything else runs once per parameter set. */
+ * is the total. An INSERT ... VALUES (...) [, (...)] [ON DUPLICATE KEY
+ * UPDATE ...] whose placeholders are all in its row tuples becomes
+ * multi-row INSERTs of up to SC_BATCH_BYTES each (what makes SQLAlchemy's
+ * executemany fast with mysqlclient): the tuples are repeated once per
+ * parameter set, what follows them (ON DUPLICATE KEY UPDATE b = VALUES(b))
+ * is written once. The VALUES keyword and the tuples are found by the same
+ * lexer as the placeholders: nothing in a string, a name or a comment
+ * counts. Anything else runs once per parameter set. */
 static int l_executemany(lua_State *L)
 {
     lconn *lc = check_live(L);
@@ -349,31 +349,41 @@ static int l_executemany(lua_State *L)
     lua_settop(L, 3);
     lua_pushnil(L); /* 4: the latest Result */
     sc_conn *c = lc->c;
-    int no_bs = sc_conn_no_backslash_escapes(c);
     long long total = 0;
     unsigned long long first_id = 0;
-    sc_parse_plan(L, &c->plan, sql, len);
-    size_t tuple = values_tuple(&c->plan, sql, len);
-    int prefix_has_binds = 0;
-    for (size_t t = 0; tuple && t < c->plan.n; t++)
-        if (c->plan.toks[t].kind != SC_TOK_SQL && c->plan.toks[t].start < tuple)
-            prefix_has_binds = 1;
-    if (tuple && !prefix_has_binds) {
-        sc_parse_plan(L, &c->plan2, sql + tuple, len - tuple);
+    int cs = prepare_plan(L, lc, &c->plan, sql, len, 0);
+    sc_bind_plan *plan = &c->plan;
+    if (!plan->rows_known) {
+        if (!sc_binds_values_rows(sql, len, &plan->mode, &plan->rows_start, &plan->rows_end))
+            plan->rows_start = plan->rows_end = 0;
+        plan->rows_known = 1;
+    }
+    size_t rs = plan->rows_start, re = plan->rows_end;
+    int batch = re > 0;
+    for (size_t t = 0; batch && t < plan->n; t++) {
+        const sc_bind_token *k = &plan->toks[t];
+        if (k->kind != SC_TOK_SQL && (k->start < rs || k->start >= re))
+            batch = 0; /* a bind outside the row tuples: one statement per set */
+    }
+    if (batch) {
+        if (sc_bind_plan_slice(plan, rs, re, &c->plan2) != 0)
+            return luaL_error(L, "out of memory");
         int pending = 0;
         for (int i = 1; i <= n; i++) {
             if (pending == 0) {
                 c->sql.len = 0;
-                if (sc_buf_add(&c->sql, sql, tuple) != 0)
+                if (sc_buf_add(&c->sql, sql, rs) != 0)
                     return luaL_error(L, "out of memory");
             } else if (sc_buf_add(&c->sql, ",", 1) != 0) {
                 return luaL_error(L, "out of memory");
             }
             lua_rawgeti(L, rows, i);
-            sc_render_plan(L, &c->sql, &c->plan2, sql + tuple, lua_gettop(L), no_bs);
+            sc_render_plan(L, &c->sql, &c->plan2, sql, lua_gettop(L), cs);
             lua_pop(L, 1);
             pending++;
             if (c->sql.len >= SC_BATCH_BYTES || i == n) {
+                if (sc_buf_add(&c->sql, sql + re, len - re) != 0)
+                    return luaL_error(L, "out of memory");
                 run_batch(L, lc, sql, len, rows, i, &total, &first_id);
                 pending = 0;
             }
@@ -382,7 +392,7 @@ static int l_executemany(lua_State *L)
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, rows, i);
             c->sql.len = 0;
-            sc_render_plan(L, &c->sql, &c->plan, sql, lua_gettop(L), no_bs);
+            sc_render_plan(L, &c->sql, plan, sql, lua_gettop(L), cs);
             lua_pop(L, 1);
             run_batch(L, lc, sql, len, rows, i, &total, &first_id);
         }
@@ -503,7 +513,9 @@ static int l_render(lua_State *L)
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     int params = opt_params(L, 3);
-    sc_render(L, &lc->c->sql, &lc->c->plan, sql, len, params, sc_conn_no_backslash_escapes(lc->c));
+    int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+    lc->c->sql.len = 0;
+    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
     lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
     return 1;
 }

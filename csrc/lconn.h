@@ -37,16 +37,12 @@ lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx);
  * call twice. Returns the reset outcome: 0 fine, -1 discarded. */
 int sc_lconn_release(lconn *lc);
 
-/* Writes sql with its binds rendered into b (see binds.h); raises
- * ArgumentError naming a missing or unsupported bind. */
-void sc_render(lua_State *L, sc_buf *b, sc_bind_plan *plan, const char *sql, size_t len,
-               int params, int no_backslash);
-/* The two halves of sc_render: parse sql into plan (raising on mixed bind
- * styles), and append the statement rendered with the params at index
- * params (0: none) to b. */
-void sc_parse_plan(lua_State *L, sc_bind_plan *plan, const char *sql, size_t len);
+/* Appends sql, parsed into plan (see binds.h), rendered with the params at
+ * index params (0: none) to b, strings written for a client charset of
+ * class cs (SC_CS_*); raises ArgumentError naming a missing or unsupported
+ * bind. */
 void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
-                    int no_backslash);
+                    int cs);
 
 /* Builds an sc_url from the Lua URL table at idx (fields as core.parse_url
  * returns them); raises ArgumentError on a bad field. */

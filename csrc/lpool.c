@@ -86,11 +86,11 @@ static int raise_open_error(lua_State *L, const char *text)
 {
     sc_error e;
     memset(&e, 0, sizeof e);
-    unsigned code = 0;
+    unsigned code = 2003; /* CR_CONN_HOST_ERROR, when the text carries no code */
     char state[6] = "HY000";
     const char *p = strchr(text, ':');
     const char *q = p ? strchr(p + 1, ':') : NULL;
-    if (p && q && sscanf(text, "%u", &code) == 1) {
+    if (p && q && sscanf(text, "%u", &code) == 1) { /* 0: our own refusal (InterfaceError) */
         size_t n = (size_t)(q - p - 1);
         if (n < sizeof state) {
             memcpy(state, p + 1, n);
@@ -98,7 +98,7 @@ static int raise_open_error(lua_State *L, const char *text)
         }
         text = q + 1;
     }
-    e.code = code ? code : 2003;
+    e.code = code;
     snprintf(e.sqlstate, sizeof e.sqlstate, "%s", state);
     snprintf(e.message, sizeof e.message, "%s", text);
     sc_push_dberror(L, &e, NULL, 0, 0, 0);

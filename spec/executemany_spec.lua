@@ -63,12 +63,15 @@ describe("executemany", function()
     assert.equal(2, c:execute("SELECT COUNT(*) FROM many_t WHERE score IN ?", {{1, 2}}):scalar())
   end)
 
-  it("leaves VALUES inside quotes alone and keeps ON DUPLICATE KEY UPDATE statements per row", function()
+  it("leaves VALUES inside quotes alone and batches ON DUPLICATE KEY UPDATE with what follows written once", function()
     c:executemany("INSERT INTO many_t (name, score) VALUES (CONCAT('VALUES (', :n), 1)", {{n = "p"}, {n = "q"}})
     assert.same({"VALUES (p", "VALUES (q"}, c:execute("SELECT name FROM many_t ORDER BY id"):scalars():all())
+    local before = com_insert()
     local r = c:executemany("INSERT INTO many_t (id, name) VALUES (:id, 'z') ON DUPLICATE KEY UPDATE name = 'dup'",
       {{id = 1}, {id = 99}})
+    assert.equal(before + 1, com_insert())
     assert.equal(3, r.rowcount) -- 2 for the updated row, 1 for the new one (MySQL's counting)
+    assert.same({"dup", "z"}, c:execute("SELECT name FROM many_t WHERE id IN (1, 99) ORDER BY id"):scalars():all())
   end)
 
   it("raises ArgumentError naming the bad parameter set, and the error names the set's values", function()

@@ -1,18 +1,30 @@
-/* libFuzzer target for the bind parser and the escaper (csrc/binds.c,
+/* libFuzzer target for the bind lexer and the literal writer (csrc/binds.c,
  * csrc/buf.c, pure C).
  *
  * Properties, for any bytes:
- *   - sc_binds_parse: tokens in order, inside the input, each placeholder
- *     what it claims to be (":name" of ASCII word characters, "?"), the
- *     bytes between tokens only the dropped half of a "::";
- *   - sc_escape_string, in both modes (backslash escapes, and
- *     NO_BACKSLASH_ESCAPES): a reference unescaper written from MySQL's
- *     string-literal grammar reads the literal back to exactly the input,
- *     and the literal ends exactly where the escaper says it does -- no
- *     input can close the quote early and change the statement's structure;
- *     _binary'...' exactly when the bytes are not valid UTF-8;
- *   - in backslash mode, sc_binds_parse run over "SELECT <literal>, ?, :n"
- *     sees exactly the two placeholders after the literal, none inside it;
+ *   - sc_binds_parse, in every mode (NO_BACKSLASH_ESCAPES, ANSI_QUOTES,
+ *     latin1): tokens in order, inside the input, each placeholder what it
+ *     claims to be (":name" of ASCII word characters, "?"), the bytes
+ *     between tokens only the dropped half of a "::";
+ *   - SC_PLAN_MODE_DEPENDENT is the same whatever mode the parse ran in,
+ *     and without it the four modes give the same tokens: a statement
+ *     without the flag needs no mode at all (what lets execute skip asking
+ *     the server for sql_mode);
+ *   - sc_render_string, for every accepted charset: either '...' -- no
+ *     backslash, no control byte, no star-slash (a value ends no comment
+ *     of any kind), bytes >= 0x80 only as valid UTF-8 on
+ *     utf8mb4/utf8mb3/latin1 -- which a reference reader written from
+ *     MariaDB's string grammar reads back to exactly the input and closed
+ *     exactly at its end, with NO_BACKSLASH_ESCAPES and without; or
+ *     <introducer> X'<hex>' decoding to the input, the introducer _binary
+ *     exactly when the bytes are not UTF-8 text the charset accepts; and
+ *     which form is written follows the documented rule;
+ *   - "SELECT <literal>, ?, :n" lexes, in every mode, to exactly the two
+ *     placeholders after the literal and is not mode dependent: no value
+ *     can move a placeholder or a quote, whatever the session's sql_mode;
+ *   - sc_binds_values_rows: row tuples inside the input, from '(' to ')',
+ *     after an INSERT; sc_bind_plan_slice keeps exactly the placeholders
+ *     inside them;
  *   - sc_format_float / sc_format_integer on the first 8 bytes: a number
  *     literal that reads back as the same value (inf and nan refused). */
 #include <math.h>
@@ -31,9 +43,22 @@
         }                                                                              \
     } while (0)
 
+#define SERVER_VERSION 101119UL
+
 static int word_ascii(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static sc_lex_mode mode_of(int bits)
+{
+    sc_lex_mode m;
+    memset(&m, 0, sizeof m);
+    m.no_backslash = bits & 1;
+    m.ansi_quotes = (bits >> 1) & 1;
+    m.latin1 = (bits >> 2) & 1;
+    m.server_version = SERVER_VERSION;
+    return m;
 }
 
 static void check_plan(const char *sql, size_t len, const sc_bind_plan *p)
@@ -67,20 +92,71 @@ static void check_plan(const char *sql, size_t len, const sc_bind_plan *p)
     CHECK(named == p->nnamed && positional == p->npositional);
 }
 
-/* MySQL's string literal, read by the book: returns the index just past the
- * closing quote, or -1 when the literal never closes; the value in out. */
-static long read_literal(const char *s, size_t n, int no_backslash, char *out, size_t *outlen,
-                         int *binary)
+static int same_tokens(const sc_bind_plan *a, const sc_bind_plan *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t t = 0; t < a->n; t++)
+        if (a->toks[t].kind != b->toks[t].kind || a->toks[t].start != b->toks[t].start ||
+            a->toks[t].len != b->toks[t].len)
+            return 0;
+    return 1;
+}
+
+static void check_parse(const char *s, size_t size)
+{
+    sc_bind_plan plans[8];
+    memset(plans, 0, sizeof plans);
+    for (int bits = 0; bits < 8; bits++) {
+        sc_lex_mode m = mode_of(bits);
+        CHECK(sc_binds_parse(s, size, &m, &plans[bits]) == 0);
+        check_plan(s, size, &plans[bits]);
+        /* parsing again is a cache hit that changes nothing */
+        CHECK(sc_binds_parse(s, size, &m, &plans[bits]) == 0);
+        check_plan(s, size, &plans[bits]);
+    }
+    for (int bits = 0; bits < 8; bits++) {
+        int base = bits & 4; /* same charset, mode bits cleared */
+        int dep = plans[bits].flags & SC_PLAN_MODE_DEPENDENT;
+        CHECK(dep == (plans[base].flags & SC_PLAN_MODE_DEPENDENT));
+        if (!dep)
+            CHECK(same_tokens(&plans[bits], &plans[base]));
+    }
+    /* executemany's row tuples */
+    sc_lex_mode m0 = mode_of(0);
+    size_t rs = 0, re = 0;
+    if (sc_binds_values_rows(s, size, &m0, &rs, &re)) {
+        CHECK(rs < re && re <= size && s[rs] == '(' && s[re - 1] == ')');
+        size_t k = 0;
+        while (k < size && (s[k] == ' ' || (s[k] >= '\t' && s[k] <= '\r')))
+            k++;
+        (void)k; /* comments may come first: INSERT is checked by the parser */
+        sc_bind_plan slice;
+        memset(&slice, 0, sizeof slice);
+        CHECK(sc_bind_plan_slice(&plans[0], rs, re, &slice) == 0);
+        size_t inside = 0;
+        for (size_t t = 0; t < plans[0].n; t++)
+            if (plans[0].toks[t].kind != SC_TOK_SQL && plans[0].toks[t].start >= rs &&
+                plans[0].toks[t].start < re)
+                inside++;
+        CHECK(slice.nnamed + slice.npositional == inside);
+        for (size_t t = 0; t < slice.n; t++) {
+            CHECK(slice.toks[t].start >= rs && slice.toks[t].start + slice.toks[t].len <= re);
+        }
+        sc_bind_plan_free(&slice);
+    }
+    for (int bits = 0; bits < 8; bits++)
+        sc_bind_plan_free(&plans[bits]);
+}
+
+/* MariaDB's '...' literal, read by the book: returns the index just past
+ * the closing quote, or -1 when it never closes; the value in out. */
+static long read_literal(const char *s, size_t n, int no_backslash, char *out, size_t *outlen)
 {
     size_t i = 0, o = 0;
-    *binary = 0;
-    if (n >= 7 && memcmp(s, "_binary", 7) == 0) {
-        *binary = 1;
-        i = 7;
-    }
-    if (i >= n || s[i] != '\'')
+    if (n == 0 || s[0] != '\'')
         return -1;
-    for (i++; i < n;) {
+    for (i = 1; i < n;) {
         char c = s[i];
         if (c == '\\' && !no_backslash) {
             if (i + 1 >= n)
@@ -114,34 +190,87 @@ static long read_literal(const char *s, size_t n, int no_backslash, char *out, s
     return -1;
 }
 
-static void check_escape(const char *data, size_t size, int no_backslash)
+static int hexval(char c)
 {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static const char *const intro_of[] = {"_utf8mb4", "_utf8mb3", "_latin1", "_ascii", "_binary"};
+
+/* Whether the bytes are UTF-8 with a 4-byte sequence (sc_utf8_valid says
+ * whether they are UTF-8 at all). */
+static int has_four(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] & 0xF8) == 0xF0)
+            return 1;
+    return 0;
+}
+
+static void check_render(const char *data, size_t size, int cs)
+{
+    const unsigned char *u = (const unsigned char *)data;
+    int needs_hex = 0, high = 0;
+    for (size_t i = 0; i < size; i++) {
+        if (u[i] == '\\' || u[i] < 0x20 || u[i] == 0x7F || (u[i] == '*' && i + 1 < size && u[i + 1] == '/'))
+            needs_hex = 1;
+        if (u[i] >= 0x80)
+            high = 1;
+    }
+    int utf8 = sc_utf8_valid(data, size);
+    int plain_ok = !needs_hex &&
+                   (!high || (utf8 && (cs == SC_CS_UTF8MB4 || cs == SC_CS_UTF8MB3 || cs == SC_CS_LATIN1)));
+
     sc_buf b = {NULL, 0, 0};
     const char *head = "SELECT ";
     const char *tail = ", ?, :n";
     CHECK(sc_buf_add(&b, head, strlen(head)) == 0);
-    CHECK(sc_escape_string(&b, data, size, no_backslash) == 0);
+    CHECK(sc_render_string(&b, data, size, cs) == 0);
     size_t lit_end = b.len;
     CHECK(sc_buf_add(&b, tail, strlen(tail)) == 0);
-
     const char *lit = b.data + strlen(head);
-    size_t avail = b.len - strlen(head); /* the literal and everything after it */
-    char *value = malloc(2 * size + 1);
-    size_t vlen = 0;
-    int binary;
-    CHECK(value != NULL);
-    long end = read_literal(lit, avail, no_backslash, value, &vlen, &binary);
-    CHECK(end >= 0);                                         /* it closes... */
-    CHECK((size_t)end == lit_end - strlen(head));             /* ...exactly where it should */
-    CHECK(vlen == size && (size == 0 || memcmp(value, data, size) == 0)); /* the same bytes */
-    CHECK(binary == !sc_utf8_valid(data, size));
-    free(value);
+    size_t litlen = lit_end - strlen(head);
 
-    if (!no_backslash) {
-        /* the bind parser agrees: no placeholder inside the value */
-        sc_bind_plan plan = {NULL, 0, 0, 0, 0};
-        CHECK(sc_binds_parse(b.data, b.len, &plan) == 0);
+    if (plain_ok) {
+        CHECK(litlen >= 2 && lit[0] == '\'');
+        for (size_t i = 0; i < litlen; i++) {
+            unsigned char c = (unsigned char)lit[i];
+            CHECK(c != '\\' && c >= 0x20 && c != 0x7F);
+            CHECK(!(c == '*' && i + 1 < litlen && lit[i + 1] == '/')); /* ends no C comment */
+        }
+        char *value = malloc(2 * size + 1);
+        CHECK(value != NULL);
+        for (int nbe = 0; nbe <= 1; nbe++) {
+            size_t vlen = 0;
+            long end = read_literal(lit, b.len - strlen(head), nbe, value, &vlen);
+            CHECK(end >= 0 && (size_t)end == litlen); /* closes exactly at its end */
+            CHECK(vlen == size && (size == 0 || memcmp(value, data, size) == 0));
+        }
+        free(value);
+    } else {
+        int want = !utf8 || (cs == SC_CS_UTF8MB3 && has_four(u, size)) ? SC_CS_BINARY : cs;
+        size_t il = strlen(intro_of[want]);
+        CHECK(litlen == il + 4 + 2 * size);
+        CHECK(memcmp(lit, intro_of[want], il) == 0 && memcmp(lit + il, " X'", 3) == 0);
+        CHECK(lit[litlen - 1] == '\'');
+        for (size_t i = 0; i < size; i++) {
+            int hi = hexval(lit[il + 3 + 2 * i]), lo = hexval(lit[il + 4 + 2 * i]);
+            CHECK(hi >= 0 && lo >= 0 && (unsigned char)(hi * 16 + lo) == u[i]);
+        }
+    }
+
+    /* the lexer, in every mode, sees exactly the two placeholders after it */
+    for (int bits = 0; bits < 8; bits++) {
+        sc_lex_mode m = mode_of(bits);
+        sc_bind_plan plan;
+        memset(&plan, 0, sizeof plan);
+        CHECK(sc_binds_parse(b.data, b.len, &m, &plan) == 0);
         CHECK(plan.npositional == 1 && plan.nnamed == 1);
+        CHECK(!(plan.flags & SC_PLAN_MODE_DEPENDENT));
         for (size_t t = 0; t < plan.n; t++)
             if (plan.toks[t].kind != SC_TOK_SQL)
                 CHECK(plan.toks[t].start >= lit_end);
@@ -184,12 +313,9 @@ static void check_numbers(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
-    sc_bind_plan plan = {NULL, 0, 0, 0, 0};
-    CHECK(sc_binds_parse(s, size, &plan) == 0);
-    check_plan(s, size, &plan);
-    sc_bind_plan_free(&plan);
-    check_escape(s, size, 0);
-    check_escape(s, size, 1);
+    check_parse(s, size);
+    for (int cs = SC_CS_UTF8MB4; cs <= SC_CS_BINARY; cs++)
+        check_render(s, size, cs);
     check_numbers(data, size);
     return 0;
 }

@@ -2,8 +2,10 @@
 # run-fuzz.sh SECONDS — what `make fuzz` (and, briefly, `make fuzz-smoke`) runs:
 # each libFuzzer target in build/fuzz/ (built from spec/fuzz/fuzz_*.c with clang's
 # -fsanitize=fuzzer,address,undefined) first over its committed seed corpus
-# spec/fuzz/corpus/NAME, then fuzzing for SECONDS. Each target counts as one TAP
-# test; the last line is "N passed, N failed" (tap-count.sh).
+# spec/fuzz/corpus/NAME, then fuzzing for SECONDS; then the bind lexer's
+# differential test against a throwaway server (needs build/lua5.4). Each target
+# counts as one TAP test, the differential as its busted tests; the last line is
+# "N passed, N failed" (tap-count.sh).
 #
 # New inputs go to build/fuzz/corpus-NAME (kept between runs, so `make fuzz`
 # picks up where it stopped), never into the committed corpus; a crashing input
@@ -56,4 +58,17 @@ for src in "${srcs[@]}"; do
     name=$(basename "$src" .c)
     tap_run "$name" bash "${BASH_SOURCE[0]}" --one "$name" "$secs"
 done
+
+# The bind lexer against the server's own (spec/lexer_diff_spec.lua): random
+# templates, 20 per combination of sql_mode and charset per second given, on a
+# throwaway server (SCOPED_TEST_URL if set), with a random seed that a failure
+# prints (rerun: SCOPED_LEXER_DIFF_SEED=... make test, or busted that spec).
+n=$((secs * 20))
+seed=$(( ($(date +%s) % 100000) * 7 + RANDOM % 7 ))
+echo "# lexer differential: $n templates per combination, SCOPED_LEXER_DIFF_SEED=$seed"
+TAP_TIMEOUT=$((secs * 4 + 120))
+tap_run "lexer differential (server)" env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT -u LUA_INIT_5_4 \
+    LUA_PATH="./lua/?.lua;./lua/?/init.lua;./spec/?.lua;;" LUA_CPATH="./build/lua5.4/?.so;;" \
+    SCOPED_LEXER_DIFF_N="$n" SCOPED_LEXER_DIFF_SEED="$seed" \
+    bash spec/support/with-db.sh lua5.4 "${BUSTED:-/usr/bin/busted}" -o TAP spec/lexer_diff_spec.lua
 tap_finish
