@@ -29,13 +29,19 @@ MYSQL_LIBS ?= $(shell $(MYSQL_CONFIG) --libs 2>/dev/null)
 WARN = -std=c99 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L
 OPT ?= -O2 -g
 SAN ?=
-CFLAGS_ALL = $(WARN) $(OPT) $(SAN) -fPIC $(LUA_INC) $(MYSQL_CFLAGS) $(CFLAGS)
+# Two layers (CONTRIBUTING.md): csrc/core/ is plain C, built WITHOUT the
+# Lua headers, so the compiler refuses any Lua in it (as Lua's LUA_CORE and
+# cqueues' src/lib); csrc/lua/ is the binding, which sees both.
+CFLAGS_CORE = $(WARN) $(OPT) $(SAN) -fPIC $(MYSQL_CFLAGS) $(CFLAGS)
+CFLAGS_LUA = $(CFLAGS_CORE) $(LUA_INC) -Icsrc/core
 LDFLAGS_ALL = -shared $(SAN) $(LDFLAGS)
 
 BUILD ?= build/$(LUA)
-SRCS = $(wildcard csrc/*.c)
-HDRS = $(wildcard csrc/*.h)
-OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+CORE_SRCS = $(wildcard csrc/core/*.c)
+CORE_HDRS = $(wildcard csrc/core/*.h)
+LUA_SRCS = $(wildcard csrc/lua/*.c)
+LUA_HDRS = $(wildcard csrc/lua/*.h)
+OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(LUA_SRCS))
 CORE = $(BUILD)/scoped/core.so
 
 .PHONY: all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
@@ -43,9 +49,13 @@ CORE = $(BUILD)/scoped/core.so
 all: $(CORE)
 build: $(CORE)
 
-$(BUILD)/obj/%.o: csrc/%.c $(HDRS)
+$(BUILD)/obj/core/%.o: csrc/core/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CFLAGS_CORE) -c $< -o $@
+
+$(BUILD)/obj/lua/%.o: csrc/lua/%.c $(CORE_HDRS) $(LUA_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LUA) -c $< -o $@
 
 $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
@@ -53,11 +63,11 @@ $(CORE): $(OBJS)
 
 # ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
 CTEST_SRCS = $(wildcard spec/c/test_*.c)
-CTEST_CORE = csrc/pool.c csrc/conn.c csrc/url.c csrc/binds.c csrc/buf.c csrc/clock.c csrc/pid.c
+CTEST_CORE = $(CORE_SRCS)
 CTEST_BINS = $(patsubst spec/c/%.c,build/ctest/%,$(CTEST_SRCS))
-CTEST_CFLAGS = $(WARN) -O1 -g $(MYSQL_CFLAGS) -Icsrc
+CTEST_CFLAGS = $(WARN) -O1 -g $(MYSQL_CFLAGS) -Icsrc/core
 
-build/ctest/%: spec/c/%.c $(CTEST_CORE) $(HDRS)
+build/ctest/%: spec/c/%.c $(CTEST_CORE) $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CTEST_CFLAGS) $(CTEST_SAN) -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread -lm
 
@@ -98,16 +108,16 @@ soak: deps
 FUZZ_CC ?= clang-14
 FUZZ_TIME ?= 300
 FUZZ_SMOKE_TIME ?= 15
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc/core
 FUZZ_BINS = build/fuzz/fuzz_url build/fuzz/fuzz_binds
 
-build/fuzz/fuzz_url: spec/fuzz/fuzz_url.c csrc/url.c csrc/url.h
+build/fuzz/fuzz_url: spec/fuzz/fuzz_url.c csrc/core/url.c csrc/core/url.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_url.c csrc/url.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_url.c csrc/core/url.c
 
-build/fuzz/fuzz_binds: spec/fuzz/fuzz_binds.c csrc/binds.c csrc/buf.c csrc/binds.h csrc/buf.h
+build/fuzz/fuzz_binds: spec/fuzz/fuzz_binds.c csrc/core/binds.c csrc/core/buf.c csrc/core/binds.h csrc/core/buf.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_binds.c csrc/binds.c csrc/buf.c -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_binds.c csrc/core/binds.c csrc/core/buf.c -lm
 
 fuzz-deps:
 	@bash spec/support/deps.sh clang-14 libclang-rt-14-dev
@@ -124,7 +134,7 @@ fuzz-smoke: fuzz-deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
 	@bash spec/support/run-fuzz.sh $(FUZZ_SMOKE_TIME)
 
-build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(HDRS)
+build/tsan/test_pool_threads: spec/c/test_pool_threads.c $(CTEST_CORE) $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CTEST_CFLAGS) -fsanitize=thread -o $@ $< $(CTEST_CORE) $(MYSQL_LIBS) -lpthread -lm
 

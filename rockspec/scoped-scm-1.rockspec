@@ -38,12 +38,14 @@ build = {
     ["scoped.ngx"] = "lua/scoped/ngx.lua",
     ["scoped.core"] = {
       sources = {
-        "csrc/binds.c", "csrc/buf.c", "csrc/clock.c", "csrc/conn.c", "csrc/lbinds.c",
-        "csrc/lconn.c", "csrc/lcore.c", "csrc/llease.c", "csrc/lpool.c", "csrc/lregistry.c", "csrc/lresult.c",
-        "csrc/lurl.c", "csrc/lutil.c", "csrc/pid.c", "csrc/pool.c", "csrc/url.c",
+        "csrc/core/binds.c", "csrc/core/buf.c", "csrc/core/clock.c", "csrc/core/conn.c",
+        "csrc/core/pid.c", "csrc/core/pool.c", "csrc/core/url.c",
+        "csrc/lua/lbinds.c", "csrc/lua/lconn.c", "csrc/lua/lcore.c", "csrc/lua/llease.c",
+        "csrc/lua/lpool.c", "csrc/lua/lregistry.c", "csrc/lua/lresult.c", "csrc/lua/lurl.c",
+        "csrc/lua/lutil.c",
       },
       defines = {"_POSIX_C_SOURCE=200809L"},
-      incdirs = {"$(MYSQL_INCDIR)/mariadb", "$(MYSQL_INCDIR)"},
+      incdirs = {"csrc/core", "$(MYSQL_INCDIR)/mariadb", "$(MYSQL_INCDIR)"},
       libdirs = {"$(MYSQL_LIBDIR)"},
       libraries = {"mariadb", "pthread", "m"},
     },

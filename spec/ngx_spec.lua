@@ -1,5 +1,5 @@
 -- The pieces of the OpenResty support that need no nginx: the owned thread
--- registry, leases (csrc/llease.c) and the offload path of scoped.ngx over
+-- registry, leases (csrc/lua/llease.c) and the offload path of scoped.ngx over
 -- a stand-in for ngx.run_worker_thread. The real nginx runs are
 -- spec/openresty/ (run.sh, from make test).
 local scoped = require "scoped"

@@ -1,4 +1,5 @@
--- The rockspec must ship every source file: a module added to csrc/ or
+-- The rockspec must ship every source file: a module added to csrc/core/,
+-- csrc/lua/ or
 -- lua/scoped/ but not to the rockspec installs a broken rock.
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -20,8 +21,11 @@ end
 describe("rockspec", function()
   local spec = read("rockspec/scoped-scm-1.rockspec")
 
-  it("lists every C source of the core", function()
-    for _, f in ipairs(files("csrc", ".c")) do
+  it("lists every C source of the core and the binding", function()
+    local all = files("csrc/core", ".c")
+    for _, f in ipairs(files("csrc/lua", ".c")) do all[#all + 1] = f end
+    assert.is_true(#all > 10)
+    for _, f in ipairs(all) do
       assert.truthy(spec:find('"' .. f .. '"', 1, true), f .. " is missing from the rockspec")
     end
   end)

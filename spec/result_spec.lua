@@ -224,7 +224,7 @@ describe("Result", function()
     end)
   end)
 
-  -- Rows are decoded at execute time (csrc/lresult.c): these pin down what
+  -- Rows are decoded at execute time (csrc/lua/lresult.c): these pin down what
   -- that design promises.
   describe("decoded at execute time", function()
     it("keeps its rows after the connection went back to the pool and served another statement", function()

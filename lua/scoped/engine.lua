@@ -1,5 +1,5 @@
 -- Engine, Connection and Transaction: SQLAlchemy 2.0's "commit as you go"
--- over the C pool (csrc/pool.c via csrc/lpool.c).
+-- over the C pool (csrc/core/pool.c via csrc/lua/lpool.c).
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 local urlmod = require "scoped.url"
@@ -448,7 +448,7 @@ end
 --   (_root, _sp and _spn are set only by those who use begin() and
 --   begin_nested(); the class holds their defaults)
 -- The server side of "is there anything to roll back" is not kept here: it
--- is the C reset rule (sc_conn_needs_end in csrc/conn.c), which rollback()
+-- is the C reset rule (sc_conn_needs_end in csrc/core/conn.c), which rollback()
 -- and close() go through.
 local ACTIVE, FAILED = "active", "failed"
 

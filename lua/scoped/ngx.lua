@@ -26,7 +26,7 @@
 --    run in nginx's thread pool through ngx.run_worker_thread. The session's
 --    connection stays checked out by the worker (its pool waits stay here,
 --    on the semaphore) and is lent to a pool thread for each statement
---    (core.lease, csrc/llease.c), so a transaction spans statements as
+--    (core.lease, csrc/lua/llease.c), so a transaction spans statements as
 --    usual. Results come back as plain tables and are served by a Result
 --    with the usual API; errors come back as error tables.
 local core = require "scoped.core"
@@ -217,7 +217,7 @@ local R = core.result_methods
 local Buffered = {}
 
 local function row_mt(keys)
-  -- as csrc/lresult.c: name -> position (the first of duplicate names
+  -- as csrc/lua/lresult.c: name -> position (the first of duplicate names
   -- wins), _fields, _asdict unless a column has that name
   local map, names = {}, {}
   for i = 1, #keys do

@@ -1,4 +1,4 @@
--- The friendly half of Result: C (csrc/lresult.c) stores result sets and
+-- The friendly half of Result: C (csrc/lua/lresult.c) stores result sets and
 -- builds rows; the methods here are SQLAlchemy's Result API on top.
 local core = require "scoped.core"
 local exc = require "scoped.exc"

@@ -13,7 +13,7 @@ local M = {}
 -- session runs its statements on the RawConnection itself (_raw) instead
 -- of through a Connection object, and ends the unit of work with one C call
 -- (raw:finish: COMMIT or ROLLBACK, then back to the pool; the userdata is
--- kept for the next checkout, see l_checkout_spare in csrc/lpool.c). Same
+-- kept for the next checkout, see l_checkout_spare in csrc/lua/lpool.c). Same
 -- statements, same errors, same pool; what it saves is a Connection table
 -- and two Lua layers per request. While the engine stays _fast the raw
 -- connection serves; asking for the Connection (session:connection(),

@@ -1,4 +1,4 @@
-/* Drives csrc/pool.c from many threads (and a fork) with a counted stand-in
+/* Drives csrc/core/pool.c from many threads (and a fork) with a counted stand-in
  * connector: no database needed. Prints TAP lines and a summary; exits 1 if
  * anything failed. Meant to run clean under ThreadSanitizer and ASan+UBSan,
  * so the bookkeeping shared between threads uses relaxed atomics: they make

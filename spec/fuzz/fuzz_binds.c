@@ -1,5 +1,5 @@
-/* libFuzzer target for the bind lexer and the literal writer (csrc/binds.c,
- * csrc/buf.c, pure C).
+/* libFuzzer target for the bind lexer and the literal writer (csrc/core/binds.c,
+ * csrc/core/buf.c, pure C).
  *
  * Properties, for any bytes:
  *   - sc_binds_parse, in every mode (NO_BACKSLASH_ESCAPES, ANSI_QUOTES,

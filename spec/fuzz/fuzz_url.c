@@ -1,4 +1,4 @@
-/* libFuzzer target for the URL parser (csrc/url.c, pure C).
+/* libFuzzer target for the URL parser (csrc/core/url.c, pure C).
  *
  *   make fuzz          runs it (and fuzz_binds) for FUZZ_TIME seconds each
  *   make fuzz-smoke    CI: the committed corpus spec/fuzz/corpus/url plus a

@@ -50,7 +50,7 @@ typedef struct sc_conn {
     const char *csname; /* the client charset's name as Connector/C last reported it */
     int cs;             /* its class (SC_CS_*, binds.h) */
     unsigned long server_version; /* mysql_get_server_version: which versioned comments run */
-    MYSQL_RES *pending; /* a result being decoded into Lua (csrc/lresult.c): a Lua
+    MYSQL_RES *pending; /* a result being decoded into Lua (csrc/lua/lresult.c): a Lua
                          * error half-way (out of memory) leaves it here, and the
                          * next call on the connection frees it (sc_conn_drop_pending) */
 } sc_conn;
