@@ -55,7 +55,7 @@ void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
 
 static int url_owned_gc(lua_State *L)
 {
-    sc_url_free(lua_touserdata(L, 1));
+    sc_url_free(sc_check_meta_self(L, "__gc", "URL being read"));
     return 0;
 }
 
@@ -66,7 +66,8 @@ sc_url *sc_url_push_owned(lua_State *L)
     sc_url *u = sc_newuserdata(L, sizeof *u);
     memset(u, 0, sizeof *u);
     if (luaL_newmetatable(L, "scoped.OwnedURL")) {
-        lua_pushcfunction(L, url_owned_gc);
+        lua_pushvalue(L, -1); /* its own metatable: the finalizer checks its argument */
+        lua_pushcclosure(L, url_owned_gc, 1);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
@@ -537,7 +538,7 @@ static int l_reset(lua_State *L)
 
 static int l_gc(lua_State *L)
 {
-    lconn *lc = lua_touserdata(L, 1);
+    lconn *lc = sc_check_meta_self(L, "__gc", "connection");
     if (lc->c != NULL && lc->pool != NULL) {
         /* still checked out: the engine's hook, if any, fires its events
          * and gives the connection back (errors in a finalizer go nowhere) */
@@ -668,7 +669,8 @@ int sc_open_conn(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "conn_methods"); /* core.conn_methods: engine.lua keeps hot ones as upvalues */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
+    lua_pushvalue(L, -1); /* every metamethod closes over the metatable to check its self */
+    lua_pushcclosure(L, l_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_close, 1);

@@ -190,7 +190,7 @@ static int l_lease_busy(lua_State *L)
 
 static int l_lease_gc(lua_State *L)
 {
-    llease *le = lua_touserdata(L, 1);
+    llease *le = sc_check_meta_self(L, "__gc", "lease");
     lease_slot *s = le->slot;
     if (s == NULL)
         return 0;
@@ -291,7 +291,8 @@ int sc_open_lease(lua_State *L)
     lua_newtable(L);
     sc_setmethods(L, -2, lease_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_lease_gc);
+    lua_pushvalue(L, -1); /* the finalizer checks its argument against it */
+    lua_pushcclosure(L, l_lease_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_lease);

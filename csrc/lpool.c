@@ -310,13 +310,17 @@ static int l_checkout_spare(lua_State *L)
     return 1;
 }
 
-static int ticket_gc(lua_State *L)
+static void ticket_cancel(lticket *t)
 {
-    lticket *t = lua_touserdata(L, 1);
     if (t->w != NULL) {
         sc_pool_cancel(t->pool, t->w);
         t->w = NULL;
     }
+}
+
+static int ticket_gc(lua_State *L)
+{
+    ticket_cancel(sc_check_meta_self(L, "__gc", "pool ticket"));
     return 0;
 }
 
@@ -377,8 +381,8 @@ static int l_ticket_remaining(lua_State *L)
 
 static int l_ticket_cancel(lua_State *L)
 {
-    sc_check_udata(L, 1, SC_TICKET_MT, "ticket");
-    return ticket_gc(L);
+    ticket_cancel(sc_check_udata(L, 1, SC_TICKET_MT, "ticket"));
+    return 0;
 }
 
 static int l_status(lua_State *L)
@@ -436,7 +440,7 @@ static int l_dispose(lua_State *L)
 
 static int l_pool_gc(lua_State *L)
 {
-    lpool *lp = lua_touserdata(L, 1);
+    lpool *lp = sc_check_meta_self(L, "__gc", "pool");
     if (lp->pool != NULL) {
         if (lp->shared)
             sc_pool_shared_release(lp->pool);
@@ -479,14 +483,16 @@ int sc_open_pool(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "pool_methods"); /* core.pool_methods: engine.lua keeps checkout as an upvalue */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_pool_gc);
+    lua_pushvalue(L, -1); /* the finalizers check their argument against their metatable */
+    lua_pushcclosure(L, l_pool_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newmetatable(L, SC_TICKET_MT);
     lua_newtable(L);
     sc_setfuncs(L, ticket_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ticket_gc);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, ticket_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_pool_new);

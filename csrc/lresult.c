@@ -213,8 +213,11 @@ static int row_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
-    if (lua_type(L, -1) == LUA_TNUMBER)
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        if (lua_type(L, 1) != LUA_TTABLE) /* getmetatable(row).__index(something else, name) */
+            return sc_argerror(L, "__index of a row called with a %s", luaL_typename(L, 1));
         lua_rawget(L, 1); /* the column's position: the value */
+    }
     return 1;
 }
 
@@ -606,12 +609,18 @@ static int l_soft_close(lua_State *L)
  * which scoped/result.lua extends with the friendly API. */
 static int l_index(lua_State *L)
 {
-    lresult *r = lua_touserdata(L, 1);
     const char *k = lua_tostring(L, 2);
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
     if (!lua_isnil(L, -1) || k == NULL)
-        return 1;
+        return 1; /* a method: it checks its own self when called */
+    /* a field of this very Result (upvalue 2: the metatable), never of a
+     * userdata of another type handed to getmetatable(result).__index */
+    lresult *r = lua_touserdata(L, 1);
+    int mine = r != NULL && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(2));
+    if (!mine)
+        return sc_argerror(L, "__index of a Result called with a %s", luaL_typename(L, 1));
+    lua_pop(L, 1);
     if (strcmp(k, "rowcount") == 0) {
         lua_pushinteger(L, (lua_Integer)(r->rowcount < 0 ? -1 : r->rowcount));
     } else if (strcmp(k, "lastrowid") == 0) {
@@ -646,7 +655,8 @@ int sc_open_result(lua_State *L)
     sc_setmethods(L, -2, result_methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "result_methods"); /* core.result_methods */
-    lua_pushcclosure(L, l_index, 1);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_index, 2); /* the methods, and the metatable to check self against */
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "Result"); /* no __gc: a Result holds no C resource */
     lua_setfield(L, -2, "__name");

@@ -106,3 +106,15 @@ void *sc_check_self(lua_State *L, const char *what)
     return sc_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
                        luaL_typename(L, 1)), NULL;
 }
+
+void *sc_check_meta_self(lua_State *L, const char *mm, const char *what)
+{
+    void *p = lua_touserdata(L, 1);
+    if (p != NULL && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return sc_argerror(L, "%s of a %s called with a %s", mm, what, luaL_typename(L, 1)), NULL;
+}

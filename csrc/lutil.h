@@ -33,6 +33,11 @@ void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l);
  * closes over: an identity check, where luaL_testudata hashes the type name
  * into the registry on every call (the hot path calls this per statement). */
 void *sc_check_self(lua_State *L, const char *what);
+/* The same identity check for a metamethod (__gc, __index, ...), which
+ * getmetatable() hands to anyone: the userdata at 1 if its metatable is
+ * upvalue 1, else ArgumentError naming the metamethod. A finalizer passes
+ * on its own type whatever state the object is in. */
+void *sc_check_meta_self(lua_State *L, const char *mm, const char *what);
 
 /* The NULL lightuserdata: scoped.null == ngx.null == cjson.null */
 static inline int sc_isnull(lua_State *L, int i)
