@@ -24,8 +24,15 @@
  *     was aborted and its coroutine collected meanwhile);
  *   - a borrowed RawConnection collected before it is given back releases
  *     itself, as any RawConnection does.
- * The pool itself outlives the lease: the Lease shares the RawConnection's
- * user value, which holds the pool userdata.
+ * The pool itself outlives the lease: the slot holds a reference to it (a C
+ * one, sc_pool_retain: the thread's lua_State cannot hold the worker's pool
+ * userdata), dropped when the slot is freed, after its connection went back.
+ * So even when the request that lent the connection is gone and the pool's
+ * userdata was collected meanwhile, the thread's lease_return (or the
+ * collection of its RawConnection) checks the connection into a live pool,
+ * which closes it when that last reference goes. The Lease also shares the
+ * RawConnection's user value, which holds the pool userdata, and hands it on
+ * to the RawConnection it restores into.
  *
  * Slots are process-wide, in a list under one mutex: there are never more
  * than the connections checked out, and each call does O(slots) work. A
@@ -46,6 +53,7 @@ typedef struct lease_slot {
     double id;   /* a Lua number on every Lua: ids stay below 2^53 */
     int state;   /* SLOT_* */
     lconn held;  /* the connection while parked; zeroed while away */
+    sc_pool *pool; /* the connection's pool, a reference held (NULL: none) */
 } lease_slot;
 
 typedef struct llease {
@@ -76,6 +84,16 @@ static void unlink_slot(lease_slot *s)
         pp = &(*pp)->next;
     if (*pp == s)
         *pp = s->next;
+}
+
+/* Frees an unlinked slot, its connection given back or moved out already,
+ * and drops its reference to the pool (which may free the pool). */
+static void slot_free(lease_slot *s)
+{
+    sc_pool *pool = s->pool;
+    free(s);
+    if (pool != NULL)
+        sc_pool_free(pool);
 }
 
 /* Moves a connection's contents from one lconn to another, leaving the
@@ -121,6 +139,10 @@ static int l_lease(lua_State *L)
     lease_slot *s = calloc(1, sizeof *s);
     if (s == NULL)
         return luaL_error(L, "out of memory");
+    if (lc->pool != NULL) {
+        s->pool = lc->pool;
+        sc_pool_retain(s->pool);
+    }
     pthread_mutex_lock(&g_mu);
     s->id = g_next_id++;
     s->state = SLOT_PARKED;
@@ -169,8 +191,15 @@ static int l_lease_restore(lua_State *L)
     }
     unlink_slot(s);
     pthread_mutex_unlock(&g_mu);
+    /* the RawConnection restored into holds the pool from now on (the one
+     * it was leased from holds it already; any other gets the Lease's) */
+    sc_getuservalue(L, 1);
+    if (lua_istable(L, -1))
+        sc_setuservalue(L, 2);
+    else
+        lua_pop(L, 1);
     move_conn(lc, &s->held);
-    free(s);
+    slot_free(s);
     le->slot = NULL;
     return 0;
 }
@@ -207,8 +236,8 @@ static int l_lease_gc(lua_State *L)
     }
     pthread_mutex_unlock(&g_mu);
     if (s != NULL) {
-        free(s);
         sc_lconn_release(&orphan); /* reset and check in, outside the lock */
+        slot_free(s);              /* then the pool may go */
     }
     return 0;
 }
@@ -260,8 +289,8 @@ static int l_return(lua_State *L)
     }
     pthread_mutex_unlock(&g_mu);
     if (s != NULL) {
-        free(s);
-        sc_lconn_release(&orphan);
+        sc_lconn_release(&orphan); /* into the pool the slot kept alive */
+        slot_free(s);
     }
     return 0;
 }
