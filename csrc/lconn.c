@@ -142,13 +142,43 @@ static lconn *check_open(lua_State *L)
     return lc;
 }
 
-/* For statements: an open connection that has not died. A statement on a
- * dead one would fail anyway; this error says what to do instead (the
- * SQLAlchemy rule the Connection in engine.lua follows: roll back, then the
- * next statement gets a new connection). */
+/* Whether the connection was opened by another process: this is a child
+ * of the process that checked it out (fork), and the socket is shared with
+ * the parent, which may be using it right now. sc_getpid is a cached load. */
+static int forked(const lconn *lc)
+{
+    return lc->c->pid != sc_getpid();
+}
+
+/* What a child meets when it runs a statement on a connection it inherited:
+ * the connection is invalidated (given back, it is discarded without a word
+ * to the server; a Connection or Session then checks out a new one). */
+static int raise_forked_pid(lua_State *L, pid_t owner)
+{
+    return sc_raise(L, "InvalidRequestError",
+                    "This connection belongs to process %d, and this is process %d, a fork of it: "
+                    "the child must not use the parent's connection (they share its socket). "
+                    "In the child, let it go (rollback(), close(), Session:close(): nothing is sent), "
+                    "then call engine:dispose() or create a new engine there, and check out a new "
+                    "connection",
+                    (int)owner, (int)sc_getpid());
+}
+
+static int raise_forked(lua_State *L, lconn *lc)
+{
+    lc->invalidated = 1;
+    return raise_forked_pid(L, lc->c->pid);
+}
+
+/* For statements: an open connection that has not died, of this process.
+ * A statement on a dead one would fail anyway; this error says what to do
+ * instead (the SQLAlchemy rule the Connection in engine.lua follows: roll
+ * back, then the next statement gets a new connection). */
 static lconn *check_live(lua_State *L)
 {
     lconn *lc = check_open(L);
+    if (forked(lc))
+        raise_forked(L, lc);
     if (lc->invalidated || lc->c->broken)
         sc_raise(L, "PendingRollbackError",
                  "Can't reconnect until invalid transaction is rolled back.  "
@@ -389,7 +419,13 @@ static int l_executemany(lua_State *L)
  * transaction to roll back. */
 static int end_transaction(lua_State *L, int commit)
 {
-    lconn *lc = check_live(L);
+    lconn *lc = check_open(L);
+    if (!commit && forked(lc)) {
+        /* the parent's transaction is the parent's: the child lets it go */
+        lc->invalidated = 1;
+        return 0;
+    }
+    check_live(L);
     sc_error err;
     if (sc_conn_end(lc->c, commit, &err) != 0)
         return raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
@@ -444,6 +480,17 @@ static int l_finish(lua_State *L)
     lconn *lc = check_open(L);
     int commit = lua_toboolean(L, 2);
     int reuse = lua_toboolean(L, 3);
+    if (forked(lc)) {
+        /* a child ending a unit of work it inherited: nothing is sent, the
+         * pool discards the connection; a COMMIT is refused */
+        pid_t owner = lc->c->pid;
+        sc_lconn_release(lc);
+        if (reuse)
+            keep_spare(L, lc);
+        if (commit)
+            raise_forked_pid(L, owner);
+        return 0;
+    }
     if (lc->invalidated || lc->c->broken) {
         /* the transaction died with the connection: nothing to roll back;
          * a COMMIT cannot succeed (SQLAlchemy's rule, as check_live) */
@@ -503,6 +550,8 @@ static int l_render(lua_State *L)
 static int l_ping(lua_State *L)
 {
     lconn *lc = check_open(L);
+    if (forked(lc))
+        return raise_forked(L, lc);
     lua_pushboolean(L, sc_conn_ping(lc->c) == 0);
     return 1;
 }
@@ -514,7 +563,7 @@ static int l_ping(lua_State *L)
 static int l_close(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    if (lua_toboolean(L, 2) && lc->c != NULL && !lc->invalidated && !lc->c->broken) {
+    if (lua_toboolean(L, 2) && lc->c != NULL && !lc->invalidated && !lc->c->broken && !forked(lc)) {
         sc_error err;
         if (sc_conn_end(lc->c, 0, &err) != 0)
             lc->invalidated = 1;
