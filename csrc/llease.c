@@ -100,8 +100,12 @@ static void slot_free(lease_slot *s)
  * source closed (c == NULL), so that a collected source releases nothing. */
 static void move_conn(lconn *to, lconn *from)
 {
+    /* the owner record stays with each userdata (lconn.h) */
+    lconn_owner to_owner = to->owner, from_owner = from->owner;
     *to = *from;
+    to->owner = to_owner;
     memset(from, 0, sizeof *from);
+    from->owner = from_owner;
 }
 
 static lconn *check_conn_arg(lua_State *L, int i)
@@ -124,6 +128,7 @@ static int l_lease(lua_State *L)
     lconn *lc = check_conn_arg(L, 1);
     if (lc->c == NULL)
         return sc_raise(L, "ResourceClosedError", "This Connection is closed");
+    sc_lconn_check_idle(L, lc, "lease");
     /* allocate everything before the connection moves: a raise after it
      * would lose it */
     llease *le = sc_newuserdata(L, sizeof *le);
@@ -270,6 +275,7 @@ static int l_return(lua_State *L)
 {
     double id = check_id(L, 1);
     lconn *lc = check_conn_arg(L, 2);
+    sc_lconn_check_idle(L, lc, "lease_return");
     lconn orphan;
     memset(&orphan, 0, sizeof orphan);
     pthread_mutex_lock(&g_mu);

@@ -300,7 +300,9 @@ static int l_checkout_spare(lua_State *L)
     }
     if (lc == NULL)
         lc = sc_lconn_push(L, e->conn, 1, lua_upvalueindex(2));
+    lconn_owner owner = lc->owner; /* the userdata's own (lconn.h) */
     memset(lc, 0, sizeof *lc);
+    lc->owner = owner;
     lc->c = e->conn;
     lc->pool = lp->pool;
     lc->entry = e;

@@ -403,6 +403,12 @@ static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigne
 
 int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
 {
+    /* The first result is taken before anything is allocated: a Lua error
+     * in an allocation (out of memory, or on LuaJIT a finalizer's error,
+     * which it propagates) must find the unread reply in c->pending, for
+     * sc_conn_drop_pending, not left on the socket. */
+    MYSQL_RES *res = sc_conn_use_result(c, err);
+    c->pending = res;
 #if LUA_VERSION_NUM >= 504
     lresult *r = lua_newuserdatauv(L, sizeof *r, 2);
 #else
@@ -418,11 +424,14 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
     r->pos = 1;
     int first = 1;
     for (;;) {
-        MYSQL_RES *res = sc_conn_use_result(c, err);
+        if (!first)
+            res = sc_conn_use_result(c, err);
         if (res != NULL) {
             /* until freed below, the connection owns it: a Lua error in
-             * between (out of memory) leaves it, and its unread rows, for
-             * sc_conn_drop_pending */
+             * between (out of memory, a finalizer's on LuaJIT) leaves it,
+             * and its unread rows, for sc_conn_drop_pending. (A finalizer
+             * that uses this connection meanwhile finds it busy: see
+             * guarded() in lconn.c.) */
             c->pending = res;
             luaL_checkstack(L, 8, "too many result sets");
             unsigned n = mysql_num_fields(res);

@@ -11,6 +11,8 @@
 
 /* Raises {kind = kind, message = ...} with the error metatable. */
 int sc_raise(lua_State *L, const char *kind, const char *fmt, ...);
+/* Pushes that error table without raising it. */
+void sc_push_error(lua_State *L, const char *kind, const char *fmt, ...);
 #define sc_argerror(L, ...) sc_raise((L), "ArgumentError", __VA_ARGS__)
 
 /* Pushes a database error table: kind from the code, code, sqlstate,
