@@ -26,20 +26,22 @@ local function with_finalizer(fn)
   return setmetatable({}, {__gc = fn})
 end
 
--- The collector made eager (incremental, a new cycle as soon as one ends:
--- Lua 5.4's standalone interpreter runs it generational), so that cycles
--- end, and finalizers run, inside a statement whatever the size of the
--- heap; returns what puts the settings back.
-local function eager_gc()
-  if JIT then
-    local pause = collectgarbage("setpause", 100)
-    return function() collectgarbage("setpause", pause) end
+-- Finalizers due at the next steps of the collector, so that they run
+-- inside the statement that comes next (its allocations make those steps),
+-- whatever the size of the heap: after garbage with finalizers was made,
+-- the collector is stepped until the first of them has run (ran() says
+-- how many ran so far); the rest are due then, some per step (up to about
+-- a thousand in Lua 5.4's incremental mode, a few on LuaJIT). Returns what puts Lua 5.4's mode back
+-- (its standalone interpreter runs the collector generational, where a
+-- step would run them all at once).
+local function due_finalizers(ran)
+  local mode = not JIT and collectgarbage("incremental") or nil
+  local before = ran()
+  for _ = 1, 1000000 do
+    collectgarbage("step", 0)
+    if ran() > before then break end
   end
-  local mode = collectgarbage("incremental", 100, 200)
-  return function()
-    collectgarbage("incremental", 200, 100) -- Lua 5.4's defaults
-    collectgarbage(mode)
-  end
+  return function() if mode and mode ~= "incremental" then collectgarbage(mode) end end
 end
 
 local function is_busy_error(err)
@@ -228,28 +230,29 @@ describe("re-entering a connection", function()
   local BIG = "SELECT seq, CONCAT('row-', seq) AS name FROM seq_1_to_" .. N
 
   local function finalizers_during(statement, reenter)
-    local tally = {busy = 0, ran = 0, other = {}}
-    local function make(n)
-      for _ = 1, n do
-        with_finalizer(function()
-          local ok, err = pcall(reenter)
-          if ok then tally.ran = tally.ran + 1
-          elseif is_busy_error(err) then tally.busy = tally.busy + 1
-          else tally.other[#tally.other + 1] = tostring(type(err) == "table" and err.message or err) end
-        end)
-      end
+    local tally = {busy = 0, ran = 0, other = {}, idle = 0}
+    local armed = false -- only inside the statement: the first ones run before it
+    local function fin()
+      if not armed then tally.idle = tally.idle + 1 return end
+      local ok, err = pcall(reenter)
+      if ok then tally.ran = tally.ran + 1
+      elseif is_busy_error(err) then tally.busy = tally.busy + 1
+      else tally.other[#tally.other + 1] = tostring(type(err) == "table" and err.message or err) end
     end
-    -- rounds until the collector has run some of them inside the statement
-    local restore = eager_gc()
-    for _ = 1, 20 do
-      make(500)
+    for _ = 1, 5 do
+      collectgarbage(); collectgarbage()
+      -- many: one step of Lua 5.4's collector may run a thousand finalizers
+      for _ = 1, 4000 do with_finalizer(fin) end
+      local restore = due_finalizers(function() return tally.idle end)
+      armed = true
       local rows = statement()
+      armed = false
+      restore()
       assert.equal(N, #rows)
       assert.equal(N, rows[N][1])
       assert.equal("row-" .. N, rows[N].name)
       if tally.busy > 0 then break end
     end
-    restore()
     collectgarbage(); collectgarbage()
     assert.same({}, tally.other)
     assert.is_true(tally.busy > 0, "no finalizer ran inside the statement")
@@ -403,21 +406,28 @@ describe("re-entering a connection", function()
 
   it("an event hook run by the collector inside a statement (a checkin listener) gets the busy error", function()
     local conn = engine:connect()
-    local tally = {busy = 0}
+    local tally = {busy = 0, calls = 0}
     scoped.event.listen(engine, "checkin", function()
+      tally.calls = tally.calls + 1
       local ok, err = pcall(conn.execute, conn, "SELECT 1")
       if not ok and is_busy_error(err) then tally.busy = tally.busy + 1 end
     end)
-    local restore = eager_gc()
-    for _ = 1, 20 do
+    local dummies = 0
+    local function dummy() dummies = dummies + 1 end
+    for _ = 1, 5 do
       collectgarbage(); collectgarbage() -- the last round's are back (the pool has 8)
       -- connections dropped without close(): the collector gives them back,
-      -- firing the engine's checkin listeners
+      -- firing the engine's checkin listeners; between other finalizers, so
+      -- that some are still due when the statement starts, whatever order
+      -- the collector calls them in
+      for _ = 1, 3000 do with_finalizer(dummy) end
       for _ = 1, 6 do engine:connect():execute("SELECT 1") end
+      for _ = 1, 3000 do with_finalizer(dummy) end
+      local restore = due_finalizers(function() return dummies end)
       assert.equal(N, #conn:execute(BIG):all())
+      restore()
       if tally.busy > 0 then break end
     end
-    restore()
     collectgarbage(); collectgarbage()
     assert.is_true(tally.busy > 0, "no listener ran inside the statement")
     assert.equal(1, conn:execute("SELECT 1"):scalar())
