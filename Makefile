@@ -43,10 +43,12 @@ LUA_SRCS = $(wildcard csrc/lua/*.c)
 LUA_HDRS = $(wildcard csrc/lua/*.h)
 OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(LUA_SRCS))
 CORE = $(BUILD)/scoped/core.so
+# fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
+SPEC_POSIX = $(BUILD)/spec_posix.so
 
 .PHONY: all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
-all: $(CORE)
+all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
 
 $(BUILD)/obj/core/%.o: csrc/core/%.c $(CORE_HDRS)
@@ -60,6 +62,10 @@ $(BUILD)/obj/lua/%.o: csrc/lua/%.c $(CORE_HDRS) $(LUA_HDRS)
 $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(OBJS) $(MYSQL_LIBS) -lpthread -lm
+
+$(SPEC_POSIX): spec/support/spec_posix.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(OPT) -fPIC $(LUA_INC) -shared -o $@ $<
 
 # ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
 CTEST_SRCS = $(wildcard spec/c/test_*.c)

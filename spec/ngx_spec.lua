@@ -181,6 +181,45 @@ describe("leases", function()
     assert.equal(0, core.lease_count())
     assert.equal("InvalidRequestError", H.error_of(core.lease_borrow, id).kind)
   end)
+
+  -- issue 17, finding 8: the borrower's RawConnection (in a pool thread's
+  -- lua_State) cannot hold the worker's pool userdata; the lease's slot
+  -- holds the pool itself, so lease_return never checks into a freed pool
+  it("a lease keeps its pool alive: engine and lease collected while borrowed, then given back", function()
+    local e = scoped.create_engine(H.url, {pool_size = 1, max_overflow = 0})
+    local raw = e.pool._cpool:checkout()
+    local tid = raw:thread_id()
+    local lease = core.lease(raw)
+    local id = lease:id()
+    local borrowed = core.lease_borrow(id)
+    -- the request that lent the connection is gone, and its engine with it
+    e, raw, lease = nil, nil, nil
+    collectgarbage(); collectgarbage()
+    -- the thread goes on with the connection, then gives it back
+    assert.equal(1, borrowed:execute("SELECT 1"):scalar())
+    core.lease_return(id, borrowed)
+    assert.equal(0, core.lease_count())
+    -- the slot's reference was the pool's last: the pool is gone now, and
+    -- the connection it got back was closed with it
+    collectgarbage(); collectgarbage()
+    assert.is_true(H.connection_gone(tid))
+  end)
+
+  it("a lease keeps its pool alive: the borrowed RawConnection closed instead of given back", function()
+    local e = scoped.create_engine(H.url, {pool_size = 1, max_overflow = 0})
+    local raw = e.pool._cpool:checkout()
+    local tid = raw:thread_id()
+    local lease = core.lease(raw)
+    local id = lease:id()
+    local borrowed = core.lease_borrow(id)
+    e, raw, lease = nil, nil, nil
+    collectgarbage(); collectgarbage()
+    borrowed:close() -- checks in to the pool the slot keeps alive
+    assert.is_true(H.connection_alive(tid))
+    core.lease_return(id, borrowed) -- the slot goes, and the pool with it
+    assert.equal(0, core.lease_count())
+    assert.is_true(H.connection_gone(tid))
+  end)
 end)
 
 -- scoped.ngx loaded against a stand-in `ngx` whose run_worker_thread runs

@@ -285,19 +285,21 @@ describe("pool_wait", function()
 end)
 
 describe("fork", function()
-  -- Debian packages lua-posix for the 5.1 ABI only; under Lua 5.4 the C
-  -- test spec/c/test_fork.c does the same with real connections.
-  local has_posix, unistd = pcall(require, "posix.unistd")
-  local test = has_posix and it or pending
-  test("an engine used before fork works in parent and child; the parent's connection survives", function()
-    local wait = require "posix.sys.wait"
+  -- lua-posix on LuaJIT (Debian has it for the 5.1 ABI only), the spec_posix
+  -- helper on Lua 5.4 (spec/support/posix.lua); spec/c/test_fork_mysql.c
+  -- does the same in C, and spec/fork_spec.lua forks with a connection held.
+  local posix = require "support.posix"
+  it("an engine used before fork works in parent and child; the parent's connection survives", function()
     local e = engine({pool_size = 2})
     local c = e:connect()
     local parent_id = c:scalar("SELECT CONNECTION_ID()")
     c:commit()
     c:close()
     io.stdout:flush()
-    local pid = unistd.fork()
+    -- the child says how it went in a file: valgrind turns the exit status
+    -- of a child that ends by _exit to 1 (the Lua memory it still holds)
+    local report = os.tmpname()
+    local pid = posix.fork()
     if pid == 0 then
       local ok = pcall(function()
         local cc = e:connect()
@@ -306,11 +308,17 @@ describe("fork", function()
         cc:commit()
         cc:close()
       end)
-      unistd._exit(ok and 0 or 1)
+      local f = io.open(report, "w")
+      if f then f:write(ok and "ok" or "failed"); f:close() end
+      posix._exit(ok and 0 or 1)
     end
-    local _, how, status = wait.wait(pid)
+    local how = posix.wait(pid)
+    local f = io.open(report)
+    local said = f and f:read("*a")
+    if f then f:close() end
+    os.remove(report)
     assert.equal("exited", how)
-    assert.equal(0, status)
+    assert.equal("ok", said)
     c = e:connect()
     assert.equal(parent_id, c:scalar("SELECT CONNECTION_ID()"))
     assert.is_true(H.connection_alive(parent_id))

@@ -43,6 +43,23 @@ static int fail(sc_conn *c, sc_error *err)
     return -1;
 }
 
+/* Whether c was opened by another process: inherited across fork(), its
+ * socket is shared with the parent, and a byte sent or read here would go
+ * into (or out of) the parent's conversation with the server. Fills err. */
+static int foreign(const sc_conn *c, sc_error *err)
+{
+    pid_t me = sc_getpid();
+    if (c->pid == me)
+        return 0;
+    err->code = 0;
+    strcpy(err->sqlstate, "HY000");
+    snprintf(err->message, sizeof err->message,
+             "connection opened by process %ld cannot be used by process %ld (a fork): "
+             "its socket is the parent's",
+             (long)c->pid, (long)me);
+    return 1;
+}
+
 static int apply_settings(sc_conn *c, sc_error *err)
 {
     const sc_conn_settings *s = &c->settings;
@@ -198,10 +215,17 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
     return c;
 }
 
+static void forget_pending(sc_conn *c);
+
 void sc_conn_drop_pending(sc_conn *c)
 {
     if (c->pending == NULL)
         return;
+    sc_error ignored;
+    if (foreign(c, &ignored)) {
+        forget_pending(c); /* the rest of the rows are the parent's to read */
+        return;
+    }
     mysql_free_result(c->pending);
     c->pending = NULL;
     c->unclean = 1; /* a reply cut short: what the server did is not known */
@@ -219,6 +243,8 @@ void sc_conn_drop_pending(sc_conn *c)
 
 int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
 {
+    if (foreign(c, err))
+        return -1;
     if (c->pending != NULL)
         sc_conn_drop_pending(c);
     c->pristine = 0;
@@ -255,6 +281,8 @@ int sc_conn_next_result(sc_conn *c, sc_error *err)
 
 int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
 {
+    if (foreign(c, err))
+        return -1;
     sc_conn_drop_pending(c);
     if (mysql_autocommit(c->my, (my_bool)(on != 0)) != 0)
         return fail(c, err);
@@ -263,6 +291,9 @@ int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
 
 int sc_conn_ping(sc_conn *c)
 {
+    sc_error ignored;
+    if (foreign(c, &ignored))
+        return -1; /* not ours to ask: the answer would be the parent's */
     sc_conn_drop_pending(c);
     int rc = mysql_ping(c->my);
     if (rc != 0)
@@ -295,6 +326,11 @@ void sc_conn_close(sc_conn *c)
 {
     if (c == NULL)
         return;
+    sc_error ignored;
+    if (foreign(c, &ignored)) {
+        sc_conn_discard(c); /* a COM_QUIT would close the parent's session */
+        return;
+    }
     forget_pending(c);
     mysql_close(c->my);
     conn_free(c);
@@ -380,8 +416,8 @@ static int reset_session(sc_conn *c, sc_error *err)
 
 int sc_conn_reset(sc_conn *c, int mode, sc_error *err)
 {
-    if (c->broken)
-        return -1;
+    if (c->broken || foreign(c, err))
+        return -1; /* discard it */
     err->code = 0;
     if (mode == SC_RESET_CONNECTION)
         return c->pristine ? 0 : reset_session(c, err);

@@ -60,7 +60,10 @@ typedef struct sc_conn {
  * multiple results (CALL) on. NULL on failure with err filled. */
 sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_error *err);
 /* Sends one statement. 0, or -1 with err filled (and broken set when the
- * error means the connection is gone). */
+ * error means the connection is gone). A connection opened by another
+ * process (inherited across fork) is never talked to: this and every call
+ * below that would send or read refuse it (err->code 0) in the child, and
+ * sc_conn_close discards it without a word to the server. */
 int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err);
 /* The current result, its rows read one by one with mysql_fetch_row (each
  * must be read before anything else is sent); NULL with err->code 0 when

@@ -71,7 +71,7 @@ struct sc_pool {
     sc_pool *g_next, *g_prev;
     int g_linked;
     char *name, *key;     /* shared pools only */
-    int refs;
+    int refs;             /* owners (g_mu): engines sharing it, leases away with a connection */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -915,6 +915,7 @@ static sc_pool *pool_create(const sc_pool_config *cfg, const sc_connector *conne
     }
     pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
     p->pid = sc_getpid();
+    p->refs = 1;
     return p;
 }
 
@@ -980,15 +981,32 @@ static void pool_destroy(sc_pool *p)
     free(p);
 }
 
-void sc_pool_free(sc_pool *p)
+/* Drops one reference (g_mu guards refs); the last one unlinks the pool,
+ * so no shared acquire can find it any more, and destroys it. */
+static void pool_release(sc_pool *p)
 {
-    if (p == NULL)
-        return;
     pthread_once(&g_once, g_init);
     pthread_mutex_lock(&g_mu);
-    g_unlink_locked(p);
+    int last = --p->refs <= 0;
+    if (last)
+        g_unlink_locked(p);
     pthread_mutex_unlock(&g_mu);
-    pool_destroy(p);
+    if (last)
+        pool_destroy(p);
+}
+
+void sc_pool_free(sc_pool *p)
+{
+    if (p != NULL)
+        pool_release(p);
+}
+
+void sc_pool_retain(sc_pool *p)
+{
+    pthread_once(&g_once, g_init);
+    pthread_mutex_lock(&g_mu);
+    p->refs++;
+    pthread_mutex_unlock(&g_mu);
 }
 
 /* ---- shared pools -------------------------------------------------------------- */
@@ -1047,16 +1065,6 @@ sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool
 
 void sc_pool_shared_release(sc_pool *p)
 {
-    if (p == NULL)
-        return;
-    pthread_once(&g_once, g_init);
-    pthread_mutex_lock(&g_mu);
-    int last = 1;
-    if (p->name != NULL && --p->refs > 0)
-        last = 0;
-    if (last)
-        g_unlink_locked(p); /* no acquire can find it any more */
-    pthread_mutex_unlock(&g_mu);
-    if (last)
-        pool_destroy(p);
+    if (p != NULL)
+        pool_release(p);
 }

@@ -65,11 +65,18 @@ enum {
     SC_POOL_ERROR = 3    /* the connector failed to open; message in err */
 };
 
-/* The pool takes ownership of connector->ud (freed with free_ud). */
+/* The pool takes ownership of connector->ud (freed with free_ud). The
+ * caller holds the pool's one reference. */
 sc_pool *sc_pool_new(const sc_pool_config *cfg, const sc_connector *connector);
-/* Closes idle connections and frees the pool. Entries still checked out must
- * not be checked in afterwards. */
+/* Drops the caller's reference; the last one closes the idle connections
+ * and frees the pool. Entries still checked out must not be checked in
+ * after the last reference is gone: whoever may check one in later (a lease
+ * carrying a connection to another lua_State) holds a reference of its own
+ * (sc_pool_retain). */
 void sc_pool_free(sc_pool *p);
+/* Another reference to p, dropped with sc_pool_free (any pool) or
+ * sc_pool_shared_release (a shared one: the two are the same). */
+void sc_pool_retain(sc_pool *p);
 
 /* Blocking checkout: waits on a condition variable, in arrival order, up to
  * cfg->timeout seconds. Recycles and pre-pings idle connections outside the

@@ -55,7 +55,7 @@ void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
 
 static int url_owned_gc(lua_State *L)
 {
-    sc_url_free(lua_touserdata(L, 1));
+    sc_url_free(sc_check_meta_self(L, "__gc", "URL being read"));
     return 0;
 }
 
@@ -66,7 +66,8 @@ sc_url *sc_url_push_owned(lua_State *L)
     sc_url *u = sc_newuserdata(L, sizeof *u);
     memset(u, 0, sizeof *u);
     if (luaL_newmetatable(L, "scoped.OwnedURL")) {
-        lua_pushcfunction(L, url_owned_gc);
+        lua_pushvalue(L, -1); /* its own metatable: the finalizer checks its argument */
+        lua_pushcclosure(L, url_owned_gc, 1);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
@@ -139,24 +140,268 @@ static lconn *check_conn(lua_State *L)
     return sc_check_self(L, "connection");
 }
 
+static void need_open(lua_State *L, const lconn *lc)
+{
+    if (lc->c == NULL)
+        sc_raise(L, "ResourceClosedError", "This Connection is closed");
+}
+
 static lconn *check_open(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    if (lc->c == NULL)
-        sc_raise(L, "ResourceClosedError", "This Connection is closed");
+    need_open(L, lc);
     return lc;
 }
 
-/* For statements: an open connection that has not died. A statement on a
- * dead one would fail anyway; this error says what to do instead (the
- * SQLAlchemy rule the Connection in engine.lua follows: roll back, then the
- * next statement gets a new connection). */
-static lconn *check_live(lua_State *L)
+/* ---- busy: one call at a time on a connection ---------------------------
+ *
+ * A statement runs Lua code while it holds the connection's C state: a
+ * params table's metamethods while the statement is rendered into the
+ * connection's buffer, and whatever the garbage collector runs while rows
+ * are built (finalizers: a __gc that runs a statement through the same
+ * Session). Such code re-entering the connection freed the result being
+ * read, grew the buffer being written, or closed the connection under the
+ * caller's feet. So the calls that hold that state (execute, executemany,
+ * exec_driver_sql, render: guarded()) mark the connection busy for their
+ * whole run, and every call that would touch its C state (those, commit,
+ * rollback, finish, close, ping, reset, _check_idle, core.lease and
+ * lease_return, a __gc called by hand) raises InvalidRequestError on a busy
+ * connection instead. Reading its flags (closed, in_transaction,
+ * thread_id, is_invalidated, tostring, ...) and invalidate() stay allowed.
+ *
+ * An error raised half-way through a busy call (a bad bind, a metamethod's
+ * error, out of memory, a finalizer's error, which LuaJIT propagates out of
+ * the allocation that ran the collector) leaves the mark behind: no
+ * lua_pcall per statement clears it, as that would cost the hot path
+ * several hundred instructions. Instead the mark is checked when it is met
+ * (is_busy): it stands only while the call that set it is still running,
+ * that is while a guard_* frame on this very connection is on the stack of
+ * the thread that set it (lc->owner; a weak table in the registry gives
+ * that thread back while it exists, and a thread that is gone runs
+ * nothing). A mark whose call is gone is dropped, and the connection is
+ * then as after any failed call (a result cut short is dropped by the next
+ * statement). Calls that re-enter are nested in the busy call, on its
+ * thread or on a coroutine resumed from inside it, so they find it. The
+ * look at the stack happens only when a mark is met. */
+
+static int is_guard(lua_CFunction f);
+
+/* The registry's weak-valued table: light userdata (an lconn) -> the thread
+ * of its last busy call. Weak, so that no session of a dead coroutine is
+ * kept (scoped_session's registry is weak-keyed by coroutine); a thread
+ * that is gone runs no call. */
+static char owners_key;
+
+static void push_owners(lua_State *L)
+{
+    lua_pushlightuserdata(L, &owners_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+/* The thread whose busy call marked lc, or NULL when it is gone. */
+static lua_State *owner_of(lua_State *L, const lconn *lc)
+{
+    if (lc->owner.main != NULL)
+        return lc->owner.main;
+    push_owners(L);
+    lua_pushlightuserdata(L, (void *)lc);
+    lua_rawget(L, -2);
+    lua_State *T = lua_tothread(L, -1); /* alive while in the table */
+    lua_pop(L, 2);
+    return T;
+}
+
+/* Whether the busy call that marked lc is still running (see above). */
+static int busy_call_running(lua_State *L, const lconn *lc)
+{
+    lua_State *T = owner_of(L, lc);
+    if (T == NULL)
+        return 0; /* its thread was collected: nothing runs there */
+    int st = lua_status(T);
+    if (st != LUA_OK && st != LUA_YIELD)
+        return 0; /* the thread died of an error: its frames are a corpse */
+    lua_Debug ar;
+    /* on the current thread, level 0 is the function asking */
+    for (int level = T == L ? 1 : 0; lua_getstack(T, level, &ar); level++) {
+        if (!lua_checkstack(T, 2))
+            return 1; /* cannot look: refuse, the safe answer */
+        if (!lua_getinfo(T, "f", &ar))
+            continue;
+        int guard = is_guard(lua_tocfunction(T, -1));
+        lua_pop(T, 1);
+        if (!guard)
+            continue;
+        if (lua_getlocal(T, &ar, 1) == NULL) /* the frame's self */
+            continue;
+        int mine = lua_touserdata(T, -1) == (const void *)lc;
+        lua_pop(T, 1);
+        if (mine)
+            return 1;
+    }
+    return 0;
+}
+
+static void push_busy(lua_State *L, const lconn *lc, const char *what)
+{
+    sc_push_error(L, "InvalidRequestError",
+                  "This connection is busy: %s() is running on it, and %s() cannot use it until "
+                  "that returns (it was called from inside: a finalizer, a metamethod of the "
+                  "parameters, an event hook); use another connection",
+                  lc->busy, what);
+}
+
+/* 1 when a running call holds lc (the caller must not touch it); a mark
+ * left by a call cut short by an error is dropped here. */
+static int is_busy(lua_State *L, lconn *lc)
+{
+    if (lc->busy == NULL)
+        return 0;
+    if (busy_call_running(L, lc))
+        return 1;
+    lc->busy = NULL;
+    return 0;
+}
+
+void sc_lconn_check_idle(lua_State *L, lconn *lc, const char *what)
+{
+    if (is_busy(L, lc)) {
+        push_busy(L, lc, what);
+        lua_error(L);
+    }
+}
+
+/* An open connection that no call is running on. */
+static lconn *check_idle(lua_State *L, const char *what)
 {
     lconn *lc = check_open(L);
+    sc_lconn_check_idle(L, lc, what);
+    return lc;
+}
+
+/* Records L as the thread of lc's busy call, before it starts: one write
+ * into the weak table (at index owners) for a coroutine; for the main
+ * thread, which never goes, once. */
+static void set_owner(lua_State *L, lconn *lc, int owners)
+{
+    lua_pushlightuserdata(L, lc);
+    int main = lua_pushthread(L);
+    lua_rawset(L, owners);
+    lc->owner.main = main ? L : NULL;
+    lc->owner.set = 1;
+}
+
+static void drop_owner(lua_State *L, lconn *lc)
+{
+    if (!lc->owner.set)
+        return;
+    push_owners(L);
+    lua_pushlightuserdata(L, lc);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lc->owner.main = NULL;
+    lc->owner.set = 0;
+}
+
+/* Whether the connection was opened by another process: this is a child
+ * of the process that checked it out (fork), and the socket is shared with
+ * the parent, which may be using it right now. sc_getpid is a cached load. */
+static int forked(const lconn *lc)
+{
+    return lc->c->pid != sc_getpid();
+}
+
+/* What a child meets when it runs a statement on a connection it inherited:
+ * the connection is invalidated (given back, it is discarded without a word
+ * to the server; a Connection or Session then checks out a new one). */
+static int raise_forked_pid(lua_State *L, pid_t owner)
+{
+    return sc_raise(L, "InvalidRequestError",
+                    "This connection belongs to process %d, and this is process %d, a fork of it: "
+                    "the child must not use the parent's connection (they share its socket). "
+                    "In the child, let it go (rollback(), close(), Session:close(): nothing is sent), "
+                    "then call engine:dispose() or create a new engine there, and check out a new "
+                    "connection",
+                    (int)owner, (int)sc_getpid());
+}
+
+static int raise_forked(lua_State *L, lconn *lc)
+{
+    lc->invalidated = 1;
+    return raise_forked_pid(L, lc->c->pid);
+}
+
+/* For statements: an open connection that has not died, of this process.
+ * A statement on a dead one would fail anyway; this error says what to do
+ * instead (the SQLAlchemy rule the Connection in engine.lua follows: roll
+ * back, then the next statement gets a new connection). */
+static void need_live(lua_State *L, lconn *lc)
+{
+    need_open(L, lc);
+    if (forked(lc))
+        raise_forked(L, lc);
     if (lc->invalidated || lc->c->broken)
         sc_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
+}
+
+static lconn *check_live(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    need_live(L, lc);
     return lc;
+}
+
+/* The methods that hold the connection's C state while they may run Lua
+ * code (see "busy" above): l_execute, l_executemany, l_exec_driver_sql and
+ * l_render, each run by a wrapper of its own (guard_*: upvalue 1 the
+ * RawConnection metatable, 2 the weak table of owners) through guarded(). */
+typedef int (*guarded_body)(lua_State *L, lconn *lc);
+
+static int l_execute(lua_State *L, lconn *lc);
+static int l_executemany(lua_State *L, lconn *lc);
+static int l_exec_driver_sql(lua_State *L, lconn *lc);
+static int l_render(lua_State *L, lconn *lc);
+
+static inline int guarded(lua_State *L, const char *name, int statement, guarded_body body)
+{
+    lconn *lc = sc_check_self(L, "connection");
+    sc_lconn_check_idle(L, lc, name);
+    if (lc->owner.main != L)
+        set_owner(L, lc, lua_upvalueindex(2)); /* no allocation once the key is there */
+    if (statement)
+        need_live(L, lc);
+    else
+        need_open(L, lc);
+    lc->busy = name;
+    int n = body(L, lc);
+    lc->busy = NULL;
+    return n;
+}
+
+static int guard_execute(lua_State *L)
+{
+    return guarded(L, "execute", 1, l_execute);
+}
+
+static int guard_executemany(lua_State *L)
+{
+    return guarded(L, "executemany", 1, l_executemany);
+}
+
+static int guard_exec_driver_sql(lua_State *L)
+{
+    return guarded(L, "exec_driver_sql", 1, l_exec_driver_sql);
+}
+
+static int guard_render(lua_State *L)
+{
+    return guarded(L, "render", 0, l_render);
+}
+
+static int is_guard(lua_CFunction f)
+{
+    return f == guard_execute || f == guard_executemany || f == guard_exec_driver_sql ||
+           f == guard_render;
 }
 
 /* Pushes the DBAPIError for err (raise_dberror raises it). */
@@ -197,6 +442,7 @@ static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const cha
                          size_t len, int params)
 {
     push_dberror(L, lc, err, sql, len, params);
+    lc->busy = NULL; /* the statement is over (saves the next call a look at the stack) */
     return lua_error(L);
 }
 
@@ -254,8 +500,6 @@ static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char 
     return cs;
 }
 
-static int l_executemany(lua_State *L);
-
 /* The optional parameters argument at i: its index, or 0 when absent. */
 static int opt_params(lua_State *L, int i)
 {
@@ -266,9 +510,8 @@ static int opt_params(lua_State *L, int i)
 }
 
 /* conn:execute(sql [, params]) -> Result */
-static int l_execute(lua_State *L)
+static int l_execute(lua_State *L, lconn *lc) /* run by guarded() */
 {
-    lconn *lc = check_live(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     int params = opt_params(L, 3);
@@ -285,7 +528,7 @@ static int l_execute(lua_State *L)
         if (list) {
             prepare_plan(L, lc, &lc->c->plan, sql, len, params);
             if (lc->c->plan.nnamed > 0)
-                return l_executemany(L);
+                return l_executemany(L, lc);
         }
     }
     int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
@@ -330,9 +573,8 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
  * is written once. The VALUES keyword and the tuples are found by the same
  * lexer as the placeholders: nothing in a string, a name or a comment
  * counts. Anything else runs once per parameter set. */
-static int l_executemany(lua_State *L)
+static int l_executemany(lua_State *L, lconn *lc) /* run by guarded() */
 {
-    lconn *lc = check_live(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     sc_check_table(L, 3, "parameter sets");
@@ -409,7 +651,13 @@ static int l_executemany(lua_State *L)
  * transaction to roll back. */
 static int end_transaction(lua_State *L, int commit)
 {
-    lconn *lc = check_live(L);
+    lconn *lc = check_idle(L, commit ? "commit" : "rollback");
+    if (!commit && forked(lc)) {
+        /* the parent's transaction is the parent's: the child lets it go */
+        lc->invalidated = 1;
+        return 0;
+    }
+    check_live(L);
     sc_error err;
     if (sc_conn_end(lc->c, commit, &err) != 0)
         return raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
@@ -431,7 +679,9 @@ static int l_rollback(lua_State *L)
  * and close). commit true: COMMIT; false: ROLLBACK by the reset rule
  * (sc_conn_end), whatever the pool's reset mode. Whatever happens, the
  * connection is released (a dead one discarded) before an error is raised,
- * so no path keeps it out of the pool. */
+ * so no path keeps it out of the pool. On a busy connection nothing happens
+ * and the InvalidRequestError is raised, or with reuse returned (see
+ * scoped/session.lua's finish). */
 /* Puts the (released) userdata at 1 back in its pool's spare list: the next
  * pool:checkout_spare fills it instead of making a new one with a finalizer
  * (what a request costs the garbage collector, most of it). Only a userdata
@@ -464,6 +714,26 @@ static int l_finish(lua_State *L)
     lconn *lc = check_open(L);
     int commit = lua_toboolean(L, 2);
     int reuse = lua_toboolean(L, 3);
+    if (is_busy(L, lc)) {
+        /* nothing done. A Session's fast path (reuse) gets the error as a
+         * value: it has let go of the connection in its own fields already,
+         * puts them back, then raises it */
+        push_busy(L, lc, "finish");
+        if (reuse)
+            return 1;
+        return lua_error(L);
+    }
+    if (forked(lc)) {
+        /* a child ending a unit of work it inherited: nothing is sent, the
+         * pool discards the connection; a COMMIT is refused */
+        pid_t owner = lc->c->pid;
+        sc_lconn_release(lc);
+        if (reuse)
+            keep_spare(L, lc);
+        if (commit)
+            raise_forked_pid(L, owner);
+        return 0;
+    }
     if (lc->invalidated || lc->c->broken) {
         /* the transaction died with the connection: nothing to roll back;
          * a COMMIT cannot succeed (SQLAlchemy's rule, as check_live) */
@@ -488,6 +758,18 @@ static int l_finish(lua_State *L)
     return 0;
 }
 
+/* raw:_check_idle([what]): raises the busy error, naming what (the call
+ * about to be made, e.g. "commit"), when a call is running on the
+ * connection: scoped/engine.lua and session.lua ask before they change a
+ * Connection's or Session's own state for a call the C side would refuse */
+static int l_check_idle(lua_State *L)
+{
+    lconn *lc = check_conn(L);
+    const char *what = lua_tostring(L, 2);
+    sc_lconn_check_idle(L, lc, what != NULL ? what : "_check_idle");
+    return 0;
+}
+
 /* raw:_pin(): user code holds this userdata now (a Session handed it to a
  * Connection): it must never be reused for another checkout. */
 static int l_pin(lua_State *L)
@@ -498,18 +780,16 @@ static int l_pin(lua_State *L)
 }
 
 /* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
-static int l_exec_driver_sql(lua_State *L)
+static int l_exec_driver_sql(lua_State *L, lconn *lc) /* run by guarded() */
 {
-    lconn *lc = check_live(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     return run(L, lc, sql, len, sql, len, 0);
 }
 
 /* conn:render(sql [, params]) -> the statement as it would be sent */
-static int l_render(lua_State *L)
+static int l_render(lua_State *L, lconn *lc) /* run by guarded() */
 {
-    lconn *lc = check_open(L);
     size_t len;
     const char *sql = sc_check_string(L, 2, "statement", &len);
     int params = opt_params(L, 3);
@@ -522,7 +802,9 @@ static int l_render(lua_State *L)
 
 static int l_ping(lua_State *L)
 {
-    lconn *lc = check_open(L);
+    lconn *lc = check_idle(L, "ping");
+    if (forked(lc))
+        return raise_forked(L, lc);
     lua_pushboolean(L, sc_conn_ping(lc->c) == 0);
     return 1;
 }
@@ -534,7 +816,10 @@ static int l_ping(lua_State *L)
 static int l_close(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    if (lua_toboolean(L, 2) && lc->c != NULL && !lc->invalidated && !lc->c->broken) {
+    if (lc->c == NULL)
+        return 0;
+    sc_lconn_check_idle(L, lc, "close");
+    if (lua_toboolean(L, 2) && !lc->invalidated && !lc->c->broken && !forked(lc)) {
         sc_error err;
         if (sc_conn_end(lc->c, 0, &err) != 0)
             lc->invalidated = 1;
@@ -550,7 +835,7 @@ static int l_close(lua_State *L)
  * invalidates the connection. */
 static int l_reset(lua_State *L)
 {
-    lconn *lc = check_open(L);
+    lconn *lc = check_idle(L, "reset");
     if (lc->pool != NULL && reset(lc) != 0)
         lc->invalidated = 1;
     return 0;
@@ -558,7 +843,11 @@ static int l_reset(lua_State *L)
 
 static int l_gc(lua_State *L)
 {
-    lconn *lc = lua_touserdata(L, 1);
+    lconn *lc = sc_check_meta_self(L, "__gc", "connection");
+    /* the collector never finalizes a busy connection (the busy call's
+     * frame holds it): only a __gc called by hand meets this */
+    sc_lconn_check_idle(L, lc, "__gc");
+    drop_owner(L, lc);
     if (lc->c != NULL && lc->pool != NULL) {
         /* still checked out: the engine's hook, if any, fires its events
          * and gives the connection back (errors in a finalizer go nowhere) */
@@ -659,15 +948,22 @@ static int l_connect(lua_State *L)
     return 1;
 }
 
+/* The calls that hold the connection's C state while they may run Lua
+ * code: registered through guarded() (busy for their whole run). */
+static const luaL_Reg guarded_methods[] = {
+    {"execute", guard_execute},
+    {"exec_driver_sql", guard_exec_driver_sql},
+    {"executemany", guard_executemany},
+    {"render", guard_render},
+    {NULL, NULL},
+};
+
 static const luaL_Reg conn_methods[] = {
-    {"execute", l_execute},
-    {"exec_driver_sql", l_exec_driver_sql},
-    {"executemany", l_executemany},
     {"commit", l_commit},
     {"rollback", l_rollback},
     {"finish", l_finish},
     {"_pin", l_pin},
-    {"render", l_render},
+    {"_check_idle", l_check_idle},
     {"ping", l_ping},
     {"close", l_close},
     {"closed", l_closed},
@@ -686,10 +982,26 @@ int sc_open_conn(lua_State *L)
     luaL_newmetatable(L, SC_CONN_MT);
     lua_newtable(L);
     sc_setmethods(L, -2, conn_methods);
+    lua_newtable(L); /* the owners of busy marks (guarded()), values weak */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushlightuserdata(L, &owners_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    for (const luaL_Reg *g = guarded_methods; g->name != NULL; g++) {
+        lua_pushvalue(L, -3);                     /* 1: the metatable */
+        lua_pushvalue(L, -2);                     /* 2: the owners */
+        lua_pushcclosure(L, g->func, 2);
+        lua_setfield(L, -3, g->name);
+    }
+    lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "conn_methods"); /* core.conn_methods: engine.lua keeps hot ones as upvalues */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
+    lua_pushvalue(L, -1); /* every metamethod closes over the metatable to check its self */
+    lua_pushcclosure(L, l_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_close, 1);

@@ -8,6 +8,12 @@
 
 #define SC_CONN_MT "scoped.RawConnection"
 
+/* Where lconn.c finds the thread of a busy call (see "busy" there). */
+typedef struct lconn_owner {
+    lua_State *main; /* that thread when it is the main one (it never goes) */
+    int set;         /* it is in the registry's weak table under the userdata's address */
+} lconn_owner;
+
 typedef struct lconn {
     sc_conn *c;            /* NULL once closed */
     sc_pool *pool;         /* set when checked out of a pool */
@@ -17,6 +23,13 @@ typedef struct lconn {
     int invalidated;       /* discard on return, whatever the server says */
     int spare;             /* checked out for a Session's own use (pool:checkout_spare):
                             * finish() may keep the userdata for the next one */
+    const char *busy;      /* the call running on it ("execute", ...), NULL when none:
+                            * Lua code it runs (a params metamethod, a finalizer the
+                            * collector runs while rows are built, a hook) must not
+                            * touch the connection meanwhile (sc_lconn_check_idle) */
+    lconn_owner owner;     /* the thread of its busy calls (lconn.c): belongs to the
+                            * userdata, not to the connection, so whoever moves or
+                            * clears the fields above keeps it as it was */
 } lconn;
 
 /* Slot of the pool's shared user-value table ({pool, spares}) holding the
@@ -36,6 +49,11 @@ lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx);
 /* Returns the connection to its pool (reset first) or closes it. Safe to
  * call twice. Returns the reset outcome: 0 fine, -1 discarded. */
 int sc_lconn_release(lconn *lc);
+/* Raises InvalidRequestError ("This connection is busy: ...") when a call
+ * is running on lc (lc->busy): what, the function that was refused, is
+ * named in the message. Every call that touches the connection's C state
+ * checks this first (csrc/llease.c too). */
+void sc_lconn_check_idle(lua_State *L, lconn *lc, const char *what);
 
 /* Appends sql, parsed into plan (see binds.h), rendered with the params at
  * index params (0: none) to b, strings written for a client charset of

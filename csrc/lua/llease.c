@@ -24,8 +24,15 @@
  *     was aborted and its coroutine collected meanwhile);
  *   - a borrowed RawConnection collected before it is given back releases
  *     itself, as any RawConnection does.
- * The pool itself outlives the lease: the Lease shares the RawConnection's
- * user value, which holds the pool userdata.
+ * The pool itself outlives the lease: the slot holds a reference to it (a C
+ * one, sc_pool_retain: the thread's lua_State cannot hold the worker's pool
+ * userdata), dropped when the slot is freed, after its connection went back.
+ * So even when the request that lent the connection is gone and the pool's
+ * userdata was collected meanwhile, the thread's lease_return (or the
+ * collection of its RawConnection) checks the connection into a live pool,
+ * which closes it when that last reference goes. The Lease also shares the
+ * RawConnection's user value, which holds the pool userdata, and hands it on
+ * to the RawConnection it restores into.
  *
  * Slots are process-wide, in a list under one mutex: there are never more
  * than the connections checked out, and each call does O(slots) work. A
@@ -46,6 +53,7 @@ typedef struct lease_slot {
     double id;   /* a Lua number on every Lua: ids stay below 2^53 */
     int state;   /* SLOT_* */
     lconn held;  /* the connection while parked; zeroed while away */
+    sc_pool *pool; /* the connection's pool, a reference held (NULL: none) */
 } lease_slot;
 
 typedef struct llease {
@@ -78,12 +86,26 @@ static void unlink_slot(lease_slot *s)
         *pp = s->next;
 }
 
+/* Frees an unlinked slot, its connection given back or moved out already,
+ * and drops its reference to the pool (which may free the pool). */
+static void slot_free(lease_slot *s)
+{
+    sc_pool *pool = s->pool;
+    free(s);
+    if (pool != NULL)
+        sc_pool_free(pool);
+}
+
 /* Moves a connection's contents from one lconn to another, leaving the
  * source closed (c == NULL), so that a collected source releases nothing. */
 static void move_conn(lconn *to, lconn *from)
 {
+    /* the owner record stays with each userdata (lconn.h) */
+    lconn_owner to_owner = to->owner, from_owner = from->owner;
     *to = *from;
+    to->owner = to_owner;
     memset(from, 0, sizeof *from);
+    from->owner = from_owner;
 }
 
 static lconn *check_conn_arg(lua_State *L, int i)
@@ -106,6 +128,7 @@ static int l_lease(lua_State *L)
     lconn *lc = check_conn_arg(L, 1);
     if (lc->c == NULL)
         return sc_raise(L, "ResourceClosedError", "This Connection is closed");
+    sc_lconn_check_idle(L, lc, "lease");
     /* allocate everything before the connection moves: a raise after it
      * would lose it */
     llease *le = sc_newuserdata(L, sizeof *le);
@@ -121,6 +144,10 @@ static int l_lease(lua_State *L)
     lease_slot *s = calloc(1, sizeof *s);
     if (s == NULL)
         return luaL_error(L, "out of memory");
+    if (lc->pool != NULL) {
+        s->pool = lc->pool;
+        sc_pool_retain(s->pool);
+    }
     pthread_mutex_lock(&g_mu);
     s->id = g_next_id++;
     s->state = SLOT_PARKED;
@@ -169,8 +196,15 @@ static int l_lease_restore(lua_State *L)
     }
     unlink_slot(s);
     pthread_mutex_unlock(&g_mu);
+    /* the RawConnection restored into holds the pool from now on (the one
+     * it was leased from holds it already; any other gets the Lease's) */
+    sc_getuservalue(L, 1);
+    if (lua_istable(L, -1))
+        sc_setuservalue(L, 2);
+    else
+        lua_pop(L, 1);
     move_conn(lc, &s->held);
-    free(s);
+    slot_free(s);
     le->slot = NULL;
     return 0;
 }
@@ -190,7 +224,7 @@ static int l_lease_busy(lua_State *L)
 
 static int l_lease_gc(lua_State *L)
 {
-    llease *le = lua_touserdata(L, 1);
+    llease *le = sc_check_meta_self(L, "__gc", "lease");
     lease_slot *s = le->slot;
     if (s == NULL)
         return 0;
@@ -207,8 +241,8 @@ static int l_lease_gc(lua_State *L)
     }
     pthread_mutex_unlock(&g_mu);
     if (s != NULL) {
-        free(s);
         sc_lconn_release(&orphan); /* reset and check in, outside the lock */
+        slot_free(s);              /* then the pool may go */
     }
     return 0;
 }
@@ -241,6 +275,7 @@ static int l_return(lua_State *L)
 {
     double id = check_id(L, 1);
     lconn *lc = check_conn_arg(L, 2);
+    sc_lconn_check_idle(L, lc, "lease_return");
     lconn orphan;
     memset(&orphan, 0, sizeof orphan);
     pthread_mutex_lock(&g_mu);
@@ -260,8 +295,8 @@ static int l_return(lua_State *L)
     }
     pthread_mutex_unlock(&g_mu);
     if (s != NULL) {
-        free(s);
-        sc_lconn_release(&orphan);
+        sc_lconn_release(&orphan); /* into the pool the slot kept alive */
+        slot_free(s);
     }
     return 0;
 }
@@ -291,7 +326,8 @@ int sc_open_lease(lua_State *L)
     lua_newtable(L);
     sc_setmethods(L, -2, lease_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_lease_gc);
+    lua_pushvalue(L, -1); /* the finalizer checks its argument against it */
+    lua_pushcclosure(L, l_lease_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_lease);

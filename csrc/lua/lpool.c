@@ -229,10 +229,20 @@ static lpool *check_pool(lua_State *L)
     return lp;
 }
 
-static void push_checkout(lua_State *L, lpool *lp, sc_pool_entry *e)
+/* The RawConnection of a checkout, allocated before the pool hands out
+ * anything: an error in the allocation (out of memory, or on LuaJIT a
+ * finalizer's error, which it propagates out of the allocation that ran the
+ * collector) must not lose a checked-out connection. Upvalue 2 of checkout
+ * and try_checkout is the RawConnection metatable. */
+static lconn *push_empty(lua_State *L)
 {
-    /* upvalue 2 of checkout and try_checkout: the RawConnection metatable */
-    lconn *lc = sc_lconn_push(L, e->conn, 1, lua_upvalueindex(2));
+    return sc_lconn_push(L, NULL, 1, lua_upvalueindex(2));
+}
+
+/* Fills lc (from push_empty) with the checked-out entry and pushes fresh. */
+static void fill_checkout(lua_State *L, lconn *lc, lpool *lp, sc_pool_entry *e)
+{
+    lc->c = e->conn;
     lc->pool = lp->pool;
     lc->entry = e;
     lc->reset_mode = lp->reset_mode;
@@ -261,12 +271,13 @@ static int l_checkout(lua_State *L)
     sc_pool_entry *e = NULL;
     char err[600];
     err[0] = '\0'; /* not the whole array: this is every checkout's path */
+    lconn *lc = push_empty(L);
     int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
     if (rc == SC_POOL_TIMEOUT)
         return raise_timeout(L, lp);
     if (rc != SC_POOL_OK)
         return raise_open_error(L, err);
-    push_checkout(L, lp, e);
+    fill_checkout(L, lc, lp, e);
     return 2;
 }
 
@@ -281,26 +292,29 @@ static int l_checkout_spare(lua_State *L)
     sc_pool_entry *e = NULL;
     char err[600];
     err[0] = '\0';
-    int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
-    if (rc == SC_POOL_TIMEOUT)
-        return raise_timeout(L, lp);
-    if (rc != SC_POOL_OK)
-        return raise_open_error(L, err);
+    /* the userdata first (see push_empty): a spare, or a new one */
     lconn *lc = NULL;
     sc_getuservalue(L, 1); /* {pool, spares} */
     lua_rawgeti(L, -1, SC_SPARES_SLOT);
-    if (lua_istable(L, -1)) {
-        int n = (int)sc_rawlen(L, -1);
-        if (n > 0) {
-            lua_rawgeti(L, -1, n);
-            lc = lua_touserdata(L, -1);
-            lua_pushnil(L);
-            lua_rawseti(L, -3, n);
-        }
+    int n = lua_istable(L, -1) ? (int)sc_rawlen(L, -1) : 0;
+    if (n > 0) {
+        lua_rawgeti(L, -1, n);
+        lc = lua_touserdata(L, -1);
+    } else {
+        lc = push_empty(L);
     }
-    if (lc == NULL)
-        lc = sc_lconn_push(L, e->conn, 1, lua_upvalueindex(2));
+    int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
+    if (rc == SC_POOL_TIMEOUT)
+        return raise_timeout(L, lp); /* a spare stays in the list */
+    if (rc != SC_POOL_OK)
+        return raise_open_error(L, err);
+    if (n > 0) {
+        lua_pushnil(L);
+        lua_rawseti(L, -3, n); /* taken off the list */
+    }
+    lconn_owner owner = lc->owner; /* the userdata's own (lconn.h) */
     memset(lc, 0, sizeof *lc);
+    lc->owner = owner;
     lc->c = e->conn;
     lc->pool = lp->pool;
     lc->entry = e;
@@ -310,13 +324,17 @@ static int l_checkout_spare(lua_State *L)
     return 1;
 }
 
-static int ticket_gc(lua_State *L)
+static void ticket_cancel(lticket *t)
 {
-    lticket *t = lua_touserdata(L, 1);
     if (t->w != NULL) {
         sc_pool_cancel(t->pool, t->w);
         t->w = NULL;
     }
+}
+
+static int ticket_gc(lua_State *L)
+{
+    ticket_cancel(sc_check_meta_self(L, "__gc", "pool ticket"));
     return 0;
 }
 
@@ -337,12 +355,13 @@ static int l_try_checkout(lua_State *L)
     sc_pool_entry *e = NULL;
     char err[600];
     err[0] = '\0';
+    lconn *lc = push_empty(L); /* garbage when the caller has to wait */
     int rc = sc_pool_try_checkout(lp->pool, &w, &e, err, sizeof err);
     if (t != NULL && rc != SC_POOL_WAIT)
         t->w = NULL; /* the pool freed it */
     switch (rc) {
     case SC_POOL_OK:
-        push_checkout(L, lp, e);
+        fill_checkout(L, lc, lp, e);
         return 2;
     case SC_POOL_WAIT:
         if (t == NULL) {
@@ -377,8 +396,8 @@ static int l_ticket_remaining(lua_State *L)
 
 static int l_ticket_cancel(lua_State *L)
 {
-    sc_check_udata(L, 1, SC_TICKET_MT, "ticket");
-    return ticket_gc(L);
+    ticket_cancel(sc_check_udata(L, 1, SC_TICKET_MT, "ticket"));
+    return 0;
 }
 
 static int l_status(lua_State *L)
@@ -436,7 +455,7 @@ static int l_dispose(lua_State *L)
 
 static int l_pool_gc(lua_State *L)
 {
-    lpool *lp = lua_touserdata(L, 1);
+    lpool *lp = sc_check_meta_self(L, "__gc", "pool");
     if (lp->pool != NULL) {
         if (lp->shared)
             sc_pool_shared_release(lp->pool);
@@ -479,14 +498,16 @@ int sc_open_pool(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "pool_methods"); /* core.pool_methods: engine.lua keeps checkout as an upvalue */
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_pool_gc);
+    lua_pushvalue(L, -1); /* the finalizers check their argument against their metatable */
+    lua_pushcclosure(L, l_pool_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newmetatable(L, SC_TICKET_MT);
     lua_newtable(L);
     sc_setfuncs(L, ticket_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ticket_gc);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, ticket_gc, 1);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_pool_new);

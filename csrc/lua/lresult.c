@@ -213,8 +213,11 @@ static int row_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
-    if (lua_type(L, -1) == LUA_TNUMBER)
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        if (lua_type(L, 1) != LUA_TTABLE) /* getmetatable(row).__index(something else, name) */
+            return sc_argerror(L, "__index of a row called with a %s", luaL_typename(L, 1));
         lua_rawget(L, 1); /* the column's position: the value */
+    }
     return 1;
 }
 
@@ -400,6 +403,12 @@ static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigne
 
 int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
 {
+    /* The first result is taken before anything is allocated: a Lua error
+     * in an allocation (out of memory, or on LuaJIT a finalizer's error,
+     * which it propagates) must find the unread reply in c->pending, for
+     * sc_conn_drop_pending, not left on the socket. */
+    MYSQL_RES *res = sc_conn_use_result(c, err);
+    c->pending = res;
 #if LUA_VERSION_NUM >= 504
     lresult *r = lua_newuserdatauv(L, sizeof *r, 2);
 #else
@@ -415,11 +424,14 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
     r->pos = 1;
     int first = 1;
     for (;;) {
-        MYSQL_RES *res = sc_conn_use_result(c, err);
+        if (!first)
+            res = sc_conn_use_result(c, err);
         if (res != NULL) {
             /* until freed below, the connection owns it: a Lua error in
-             * between (out of memory) leaves it, and its unread rows, for
-             * sc_conn_drop_pending */
+             * between (out of memory, a finalizer's on LuaJIT) leaves it,
+             * and its unread rows, for sc_conn_drop_pending. (A finalizer
+             * that uses this connection meanwhile finds it busy: see
+             * guarded() in lconn.c.) */
             c->pending = res;
             luaL_checkstack(L, 8, "too many result sets");
             unsigned n = mysql_num_fields(res);
@@ -606,12 +618,18 @@ static int l_soft_close(lua_State *L)
  * which scoped/result.lua extends with the friendly API. */
 static int l_index(lua_State *L)
 {
-    lresult *r = lua_touserdata(L, 1);
     const char *k = lua_tostring(L, 2);
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
     if (!lua_isnil(L, -1) || k == NULL)
-        return 1;
+        return 1; /* a method: it checks its own self when called */
+    /* a field of this very Result (upvalue 2: the metatable), never of a
+     * userdata of another type handed to getmetatable(result).__index */
+    lresult *r = lua_touserdata(L, 1);
+    int mine = r != NULL && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(2));
+    if (!mine)
+        return sc_argerror(L, "__index of a Result called with a %s", luaL_typename(L, 1));
+    lua_pop(L, 1);
     if (strcmp(k, "rowcount") == 0) {
         lua_pushinteger(L, (lua_Integer)(r->rowcount < 0 ? -1 : r->rowcount));
     } else if (strcmp(k, "lastrowid") == 0) {
@@ -646,7 +664,8 @@ int sc_open_result(lua_State *L)
     sc_setmethods(L, -2, result_methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "result_methods"); /* core.result_methods */
-    lua_pushcclosure(L, l_index, 1);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_index, 2); /* the methods, and the metatable to check self against */
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "Result"); /* no __gc: a Result holds no C resource */
     lua_setfield(L, -2, "__name");

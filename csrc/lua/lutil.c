@@ -9,17 +9,30 @@ static void set_error_mt(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
-int sc_raise(lua_State *L, const char *kind, const char *fmt, ...)
+static void push_verror(lua_State *L, const char *kind, const char *fmt, va_list ap)
 {
-    va_list ap;
     lua_createtable(L, 0, 3);
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");
-    va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
     lua_setfield(L, -2, "message");
     set_error_mt(L);
+}
+
+void sc_push_error(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    push_verror(L, kind, fmt, ap);
+    va_end(ap);
+}
+
+int sc_raise(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    push_verror(L, kind, fmt, ap);
+    va_end(ap);
     return lua_error(L);
 }
 
@@ -105,4 +118,16 @@ void *sc_check_self(lua_State *L, const char *what)
     }
     return sc_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
                        luaL_typename(L, 1)), NULL;
+}
+
+void *sc_check_meta_self(lua_State *L, const char *mm, const char *what)
+{
+    void *p = lua_touserdata(L, 1);
+    if (p != NULL && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return sc_argerror(L, "%s of a %s called with a %s", mm, what, luaL_typename(L, 1)), NULL;
 }

@@ -11,6 +11,8 @@
 
 /* Raises {kind = kind, message = ...} with the error metatable. */
 int sc_raise(lua_State *L, const char *kind, const char *fmt, ...);
+/* Pushes that error table without raising it. */
+void sc_push_error(lua_State *L, const char *kind, const char *fmt, ...);
 #define sc_argerror(L, ...) sc_raise((L), "ArgumentError", __VA_ARGS__)
 
 /* Pushes a database error table: kind from the code, code, sqlstate,
@@ -33,6 +35,11 @@ void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l);
  * closes over: an identity check, where luaL_testudata hashes the type name
  * into the registry on every call (the hot path calls this per statement). */
 void *sc_check_self(lua_State *L, const char *what);
+/* The same identity check for a metamethod (__gc, __index, ...), which
+ * getmetatable() hands to anyone: the userdata at 1 if its metatable is
+ * upvalue 1, else ArgumentError naming the metamethod. A finalizer passes
+ * on its own type whatever state the object is in. */
+void *sc_check_meta_self(lua_State *L, const char *mm, const char *what);
 
 /* The NULL lightuserdata: scoped.null == ngx.null == cjson.null */
 static inline int sc_isnull(lua_State *L, int i)

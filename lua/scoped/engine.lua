@@ -564,6 +564,9 @@ function Connection:commit()
   if tx == FAILED then pending_rollback(self) end
   local raw = self.raw
   if raw ~= nil then
+    -- refused when called from inside one of its statements (a finalizer,
+    -- a params metamethod): before anything here changes
+    raw:_check_idle("commit")
     -- FAILED until the COMMIT succeeds: one that fails (its connection
     -- lost, or refused) leaves the transaction to be rolled back, never
     -- forgotten, so the next statement cannot start a new one unawares
@@ -577,8 +580,9 @@ end
 
 function Connection:rollback()
   if self.closed then closed_error() end
-  tx_ended(self)
   local raw = self.raw
+  if raw ~= nil then raw:_check_idle("rollback") end -- busy: refused before anything changes
+  tx_ended(self)
   if raw == nil then return end
   if raw:is_invalidated() then
     -- the transaction died with the connection: let it go, check out anew
@@ -624,6 +628,7 @@ function Connection:invalidate(err)
   if self.closed then closed_error() end
   local raw = self.raw
   if raw then
+    raw:_check_idle("invalidate") -- busy: refused before anything changes
     raw:invalidate()
     discard(self, raw, err)
   end
@@ -634,19 +639,20 @@ end
 --- whatever pool_reset_on_return says (SQLAlchemy's Connection.close()).
 function Connection:close()
   if self.closed then return end
+  local raw = self.raw
+  local engine = self.engine
+  local fast = engine._fast
+  -- a busy connection (this was called from inside one of its statements)
+  -- refuses, before anything here changes: raw_close runs no Lua code, so
+  -- on the fast path it can go first
+  if raw then
+    if fast then raw_close(raw, true) else raw:_check_idle("close") end
+  end
   self.closed = true
   local had_tx = self._tx ~= false
   if had_tx then tx_ended(self) end
-  local raw = self.raw
   self.raw = nil
-  if raw then
-    local engine = self.engine
-    if engine._fast then
-      raw_close(raw, true)
-    else
-      engine:_checkin(raw, true, had_tx)
-    end
-  end
+  if raw and not fast then engine:_checkin(raw, true, had_tx) end
 end
 
 --- The raw connection (checked out anew if the last one was let go).

@@ -375,7 +375,8 @@ function Offloaded:rollback() return run(self, "rollback") end
 
 -- Everything else is quick and local: straight to the real connection.
 for _, name in ipairs({"render", "ping", "in_transaction", "thread_id", "invalidate",
-                       "is_invalidated", "invalidation_error", "reset", "set_hide_parameters"}) do
+                       "is_invalidated", "invalidation_error", "reset", "set_hide_parameters",
+                       "_check_idle"}) do
   Offloaded[name] = function(self, ...)
     local raw = raw_of(self)
     return raw[name](raw, ...)

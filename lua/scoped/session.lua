@@ -233,11 +233,12 @@ end
 -- Inside a begin() block the block stays in _active, its transaction over.
 local function finish(self, commit)
   local a = self._active
-  local after = false -- what _active is once the unit is over
+  local after, was_ended = false, nil -- what _active is once the unit is over
   if a and a ~= true then -- rare: FAILED, or a begin() block
     if a == FAILED then
       if commit then pending_rollback() end
     else
+      was_ended = a._ended
       a._ended = true
       after = a
     end
@@ -248,18 +249,42 @@ local function finish(self, commit)
     if bind._fast then
       self._raw = false
       -- FAILED until a COMMIT has gone through; a ROLLBACK that fails (its
-      -- connection lost) ends the transaction all the same
+      -- connection lost) ends the transaction all the same.
       self._active = commit and FAILED or after
-      raw_finish(raw, commit, true) -- true: its userdata serves the next checkout
+      -- true: its userdata serves the next checkout. It returns an error
+      -- only when it did nothing because the connection is busy (this was
+      -- called from inside one of its statements: a finalizer, a params
+      -- metamethod): the session is then put back as it was.
+      local busy = raw_finish(raw, commit, true)
+      if busy then
+        self._raw, self._active = raw, a
+        if after then after._ended = was_ended end
+        error(busy, 0)
+      end
       self._active = after
       return
     end
-    self:connection() -- listeners or logging came since the checkout: the Connection's path
+    -- listeners or logging came since the checkout: the Connection's path
+    local ok, err = pcall(raw._check_idle, raw, commit and "commit" or "rollback")
+    if not ok then
+      if after then after._ended = was_ended end
+      error(err, 0)
+    end
+    self:connection()
   end
   local conn = self._conn
   if not conn then
     self._active = after
     return
+  end
+  -- a busy connection refuses before the session changes
+  local craw = conn.raw
+  if craw then
+    local ok, err = pcall(craw._check_idle, craw, commit and "commit" or "rollback")
+    if not ok then
+      if after then after._ended = was_ended end
+      error(err, 0)
+    end
   end
   self._conn = false
   self._active = commit and FAILED or after

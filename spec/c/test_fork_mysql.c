@@ -2,7 +2,11 @@
  * runtime (Debian packages lua-posix for the 5.1 ABI only): a pool used in
  * the parent, fork, then parent and child both run queries, and the
  * parent's connection is still alive afterwards — the child dropped the
- * inherited one without a COM_QUIT on the parent's socket.
+ * inherited one without a COM_QUIT on the parent's socket. Then a
+ * connection the parent holds checked out across the fork: the child's
+ * statements on it are refused before a byte is sent (issue 17, finding 5:
+ * the child read the parent's results and the parent the child's), and the
+ * parent's conversation on it goes on undisturbed.
  * Needs SCOPED_TEST_URL; prints TAP lines and a summary. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +114,54 @@ int main(void)
           "the parent's connection survived the child (no COM_QUIT on its socket)");
     if (rc == SC_POOL_OK)
         sc_pool_checkin(p, e, 0);
+
+    /* a connection checked out in the parent, in the middle of a
+     * transaction, when the child is forked */
+    e = NULL;
+    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    check(rc == SC_POOL_OK, "parent checks out a connection and keeps it across fork");
+    if (rc == SC_POOL_OK) {
+        sc_conn *c = e->conn;
+        sc_error qerr;
+        const char *begin = "START TRANSACTION";
+        int in_tx = sc_conn_query(c, begin, strlen(begin), &qerr) == 0;
+        MYSQL_RES *res = NULL;
+        unsigned long long held_id = connection_id(e);
+        fflush(stdout);
+        pid = fork();
+        if (pid == 0) {
+            /* the child: every call that would talk refuses, nothing is sent */
+            int ok = 1;
+            sc_error cerr;
+            const char *q = "SELECT 'from the child'";
+            ok &= sc_conn_query(c, q, strlen(q), &cerr) == -1 && cerr.code == 0 &&
+                  strstr(cerr.message, "fork") != NULL;
+            ok &= sc_conn_end(c, 1, &cerr) == -1;
+            ok &= sc_conn_set_autocommit(c, 1, &cerr) == -1;
+            ok &= sc_conn_ping(c) != 0 && !c->broken;
+            ok &= sc_conn_reset(c, SC_RESET_ROLLBACK, &cerr) == -1;
+            sc_pool_checkin(p, e, 0); /* discarded: no COM_QUIT either */
+            _exit(ok ? 0 : 1);
+        }
+        status = 0;
+        waitpid(pid, &status, 0);
+        check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's query, COMMIT, autocommit, ping and reset on the parent's connection "
+              "are refused (nothing sent)");
+        check(held_id != 0 && connection_id(e) == held_id,
+              "the parent's connection answers its own next query with its own result");
+        const char *tx = "SELECT @@in_transaction";
+        int still = 0;
+        if (sc_conn_query(c, tx, strlen(tx), &qerr) == 0 && (res = sc_conn_use_result(c, &qerr)) != NULL) {
+            MYSQL_ROW row = mysql_fetch_row(res);
+            still = row && row[0] && strcmp(row[0], "1") == 0;
+            mysql_free_result(res);
+        }
+        check(in_tx && still, "the parent's transaction is still open after the child is gone");
+        sc_error eerr;
+        sc_conn_end(c, 0, &eerr);
+        sc_pool_checkin(p, e, 0);
+    }
     sc_pool_free(p);
     sc_url_free(&url);
     printf("1..%d\n%d passed, %d failed\n", n_tests, n_tests - n_failed, n_failed);

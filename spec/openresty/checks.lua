@@ -404,6 +404,20 @@ check("single", "examples/openresty/app.lua: POST and GET /items, null as JSON n
   return found and found.id == created.id and found.note == cjson.null, cjson.encode(found)
 end)
 
+check("single", "re-entering a connection (finalizers, a params __index): the busy error, and the worker lives", function()
+  local r = get_json_seq({"/t/reenter", "/t/reenter"})
+  local a, b = r[1], r[2]
+  if not (a and b and a.pid) then return false, "responses: " .. cjson.encode(r) end
+  if a.pid ~= b.pid then return false, "the worker was replaced between the requests" end
+  for _, x in ipairs({a, b}) do
+    if x.busy < 1 or x.rows ~= 20000 or x.v ~= 5 or not x.commit_refused or #x.other > 0 then
+      return false, cjson.encode(x)
+    end
+  end
+  local _, st = get_json("/t/stats?engine=inline")
+  return st and st.stats.checkedout == 0, "connections still out: " .. cjson.encode(st and st.stats)
+end)
+
 check("single", "no connection left checked out, no lease left, nothing worse than a warning logged", function()
   local ok = wait_until(function()
     local _, st = get_json("/status")

@@ -215,6 +215,47 @@ function H.load()
          pid = ngx.worker.pid()})
 end
 
+-- Re-entering a connection (issue 17, finding 3): finalizers the collector
+-- runs while a statement of the same scoped_session reads its rows, each
+-- running a statement through that session, and a params __index that
+-- commits it. They must meet "This connection is busy", never freed memory
+-- (a worker died of signal 11 here).
+function H.reenter()
+  local Session = S.inline
+  local tally = {busy = 0, ran = 0, other = {}}
+  local function busy(err)
+    return type(err) == "table" and err.kind == "InvalidRequestError"
+      and tostring(err.message):find("This connection is busy", 1, true) ~= nil
+  end
+  local pause = collectgarbage("setpause", 100) -- cycles end inside the statement
+  local rows
+  Session:execute("SELECT 1")
+  for _ = 1, 20 do
+    for _ = 1, 300 do
+      local p = newproxy(true)
+      getmetatable(p).__gc = function()
+        local ok, err = pcall(Session.execute, Session, "SELECT 1")
+        if ok then tally.ran = tally.ran + 1
+        elseif busy(err) then tally.busy = tally.busy + 1
+        else tally.other[#tally.other + 1] = tostring(type(err) == "table" and err.message or err) end
+      end
+    end
+    rows = #Session:execute("SELECT seq FROM seq_1_to_20000"):all()
+    if tally.busy > 0 then break end
+  end
+  collectgarbage("setpause", pause)
+  collectgarbage()
+  local commit_ok, commit_err
+  local v = Session:scalar("SELECT :a", setmetatable({}, {__index = function()
+    commit_ok, commit_err = pcall(Session.commit, Session)
+    return 5
+  end}))
+  Session:commit()
+  Session:remove()
+  reply({pid = ngx.worker.pid(), busy = tally.busy, ran = tally.ran, other = tally.other, rows = rows,
+         v = v, commit_refused = commit_ok == false and busy(commit_err)})
+end
+
 -- Reads what a log-phase check stored.
 function H.result()
   reply(cjson.decode(shared:get("result:" .. ngx.var.arg_key) or "null") or {missing = true})
