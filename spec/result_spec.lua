@@ -309,3 +309,110 @@ describe("Result", function()
     end)
   end)
 end)
+
+-- The offload path (scoped/ngx.lua) gets its rows from a pool thread as
+-- plain tables; core.result_from_tables makes them a Result with the same C
+-- code as every other: these compare it with the Result of the same query.
+describe("core.result_from_tables", function()
+  local core = require "scoped.core"
+  local c
+  setup(function() c = H.raw() end)
+  teardown(function() c:close() end)
+
+  -- what a pool thread sends back: plain tables, no metatables
+  local function plain(res)
+    local sets = {}
+    if res.returns_rows then
+      repeat
+        local rows = {}
+        for i, row in ipairs(res:fetchall()) do
+          local copy = {}
+          for j = 1, #row do copy[j] = rawget(row, j) end
+          rows[i] = copy
+        end
+        sets[#sets + 1] = {keys = res:keys(), rows = rows}
+      until not res:nextset()
+    end
+    return {rowcount = res.rowcount, lastrowid = res.lastrowid, sets = sets}
+  end
+
+  local function both(sql)
+    return c:execute(sql), core.result_from_tables(plain(c:execute(sql)))
+  end
+
+  it("is a Result like the server's: same metatables, names, values and counts", function()
+    local direct, built = both("SELECT 1 AS a, 'x' AS a, NULL AS _fields, 2.5 AS d")
+    assert.equal(getmetatable(direct), getmetatable(built))
+    assert.is_true(built.returns_rows)
+    assert.equal(direct.rowcount, built.rowcount)
+    assert.same(direct:keys(), built:keys())
+    local d, b = direct:fetchone(), built:fetchone()
+    -- the same column names share one row metatable, whoever built the row
+    assert.equal(getmetatable(d), getmetatable(b))
+    assert.equal(1, b.a)                  -- the first of duplicate names wins
+    assert.equal(scoped.null, b._fields)  -- a column named _fields shadows it
+    assert.same(d:_asdict(), b:_asdict())
+    assert.is_nil(built:fetchone())
+    assert.same({}, built:fetchall())
+  end)
+
+  it("wider than the columns the C stack holds, and all() then keys()", function()
+    local cols = {}
+    for i = 1, 70 do cols[i] = i .. " AS c" .. i end
+    local direct, built = both("SELECT " .. table.concat(cols, ", ") .. " UNION ALL SELECT " ..
+      table.concat(cols, ", "))
+    local all = built:all()
+    assert.equal(2, #all)
+    assert.equal(70, all[2].c70)
+    assert.same(direct:keys(), built:keys())
+    assert.same({}, built:fetchall())
+  end)
+
+  it("a statement without rows: counts kept, fetches raise the Result's own error", function()
+    c:execute("CREATE TEMPORARY TABLE rft (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+    local built = core.result_from_tables(plain(c:execute("INSERT INTO rft (v) VALUES (1), (2)")))
+    assert.is_false(built.returns_rows)
+    assert.equal(2, built.rowcount)
+    assert.equal(1, built.lastrowid)
+    local err = H.error_of(built.fetchone, built)
+    assert.equal("ResourceClosedError", err.kind)
+    assert.equal("This result object does not return rows. It has been closed automatically.",
+      err.message)
+    local rows = core.result_from_tables(plain(c:execute("SELECT v FROM rft ORDER BY v")))
+    rows:close()
+    assert.equal("This result object is closed.", H.error_of(rows.fetchall, rows).message)
+    c:execute("DROP TEMPORARY TABLE rft")
+  end)
+
+  it("keeps several result sets (a CALL), each with its own names", function()
+    c:execute("DROP PROCEDURE IF EXISTS rft_two")
+    c:execute("CREATE PROCEDURE rft_two() BEGIN SELECT 1 AS one; SELECT 2 AS two, 3 AS three; END")
+    local built = core.result_from_tables(plain(c:execute("CALL rft_two()")))
+    assert.equal(1, built:first().one) -- spends only the first set
+    assert.is_true(built:nextset())
+    assert.same({"two", "three"}, built:keys())
+    assert.equal(3, built:fetchone().three)
+    assert.is_false(built:nextset())
+    assert.is_false(built.returns_rows)
+    c:execute("DROP PROCEDURE rft_two")
+  end)
+
+  it("checks what it is given", function()
+    local bad = {
+      {nil, "result must be a table"},
+      {{rowcount = "1"}, "rowcount must be a number, got string"},
+      {{lastrowid = {}}, "lastrowid must be a number, got table"},
+      {{sets = 1}, "sets must be a table, got number"},
+      {{sets = {1}}, "set 1 must be a table, got number"},
+      {{sets = {{rows = {}}}}, "set 1: keys must be a table, got nil"},
+      {{sets = {{keys = {"a", 2}, rows = {}}}}, "set 1: column name 2 must be a string, got number"},
+      {{sets = {{keys = {"a"}}}}, "set 1: rows must be a table, got nil"},
+      {{sets = {{keys = {"a"}, rows = {{1}, "x"}}}}, "set 1: row 2 must be a table, got string"},
+    }
+    for _, case in ipairs(bad) do
+      local err = H.error_of(core.result_from_tables, case[1])
+      assert.equal("ArgumentError", err.kind)
+      assert.truthy(err.message:find(case[2], 1, true), err.message)
+    end
+  end)
+end)

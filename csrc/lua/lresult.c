@@ -25,8 +25,6 @@
 
 #include "lresult.h"
 
-enum { K_INT, K_UINT, K_FLOAT, K_STRING };
-
 typedef struct lresult {
     long long rowcount;
     unsigned long long lastrowid;
@@ -181,8 +179,8 @@ static void push_cell(lua_State *L, unsigned char kind, const char *s, unsigned 
         return;
     }
     switch (kind) {
-    case K_INT:
-    case K_UINT: {
+    case SC_KIND_INT:
+    case SC_KIND_UINT: {
         long long v;
         if (parse_int(s, len, &v) == 0) {
 #if SC_HAS_INTEGERS
@@ -198,7 +196,7 @@ static void push_cell(lua_State *L, unsigned char kind, const char *s, unsigned 
         }
         break; /* BIGINT UNSIGNED past 2^63-1, or past 2^53 on LuaJIT */
     }
-    case K_FLOAT:
+    case SC_KIND_FLOAT:
         lua_pushnumber(L, parse_double(s, len));
         return;
     default:
@@ -246,7 +244,7 @@ static int row_asdict(lua_State *L)
 static char cols_cache_key; /* its address keys the cache in the registry */
 static char result_mt_key;  /* and this one the Result metatable (also under SC_RESULT_MT) */
 
-static uint32_t names_hash(const MYSQL_FIELD *f, unsigned n)
+static uint32_t names_hash(const sc_column *f, unsigned n)
 {
     uint32_t h = 2166136261u; /* FNV-1a over each length and name */
     for (unsigned i = 0; i < n; i++) {
@@ -259,7 +257,7 @@ static uint32_t names_hash(const MYSQL_FIELD *f, unsigned n)
 
 /* The blob is each name as a 4-byte length and its bytes: a name may hold
  * any byte, and no two lists of names give the same blob. */
-static int blob_matches(const char *b, size_t blen, const MYSQL_FIELD *f, unsigned n)
+static int blob_matches(const char *b, size_t blen, const sc_column *f, unsigned n)
 {
     size_t p = 0;
     for (unsigned i = 0; i < n; i++) {
@@ -274,8 +272,8 @@ static int blob_matches(const char *b, size_t blen, const MYSQL_FIELD *f, unsign
     return p == blen;
 }
 
-/* Pushes a new cols entry {mt, names, blob} for these fields. */
-static void build_cols(lua_State *L, const MYSQL_FIELD *f, unsigned n)
+/* Pushes a new cols entry {mt, names, blob} for these columns. */
+static void build_cols(lua_State *L, const sc_column *f, unsigned n)
 {
     lua_createtable(L, 3, 0);          /* entry */
     lua_createtable(L, 0, 2);          /* mt */
@@ -325,8 +323,8 @@ static void build_cols(lua_State *L, const MYSQL_FIELD *f, unsigned n)
     lua_rawseti(L, -2, 3);             /* entry[3] = blob */
 }
 
-/* Pushes the cols entry for res's fields, from the cache or made anew. */
-static void push_cols(lua_State *L, const MYSQL_FIELD *f, unsigned n)
+/* Pushes the cols entry for these columns, from the cache or made anew. */
+static void push_cols(lua_State *L, const sc_column *f, unsigned n)
 {
     int slot = (int)(names_hash(f, n) % SC_COLS_SLOTS) + 1;
     lua_pushlightuserdata(L, &cols_cache_key);
@@ -361,24 +359,23 @@ static unsigned char kind_of(const MYSQL_FIELD *f)
     switch (f->type) {
     case MYSQL_TYPE_TINY: case MYSQL_TYPE_SHORT: case MYSQL_TYPE_LONG:
     case MYSQL_TYPE_INT24: case MYSQL_TYPE_YEAR:
-        return K_INT;
+        return SC_KIND_INT;
     case MYSQL_TYPE_LONGLONG:
-        return (f->flags & UNSIGNED_FLAG) ? K_UINT : K_INT;
+        return (f->flags & UNSIGNED_FLAG) ? SC_KIND_UINT : SC_KIND_INT;
     case MYSQL_TYPE_FLOAT: case MYSQL_TYPE_DOUBLE:
-        return K_FLOAT;
+        return SC_KIND_FLOAT;
     default: /* DECIMAL stays exact as text; dates are the server's text */
-        return K_STRING;
+        return SC_KIND_STRING;
     }
 }
 
-/* Pushes the list of every row of res, each with the metatable at mt. */
-#define SC_KINDS_ON_STACK 64
+/* Columns up to this many are described on the C stack; more in a
+ * userdata (collected with the rest if a Lua error cuts the read short). */
+#define SC_COLS_ON_STACK 64
 
-static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigned n, int mt)
+/* Pushes the list of every row of res, each with the metatable at mt. */
+static int push_rows(lua_State *L, MYSQL_RES *res, const sc_column *cols, unsigned n, int mt)
 {
-    unsigned char kinds[SC_KINDS_ON_STACK];
-    for (unsigned i = 0; i < n && i < SC_KINDS_ON_STACK; i++)
-        kinds[i] = kind_of(&f[i]);
     /* room for one row: mysql_use_result cannot tell how many will come,
      * and most statements a request runs return one (an empty list grows
      * on its first row anyway) */
@@ -389,7 +386,7 @@ static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigne
         unsigned long *lens = mysql_fetch_lengths(res);
         lua_createtable(L, (int)n, 0);
         for (unsigned i = 0; i < n; i++) {
-            push_cell(L, i < SC_KINDS_ON_STACK ? kinds[i] : kind_of(&f[i]), row[i], lens[i]);
+            push_cell(L, cols[i].kind, row[i], lens[i]);
             lua_rawseti(L, -2, (int)i + 1);
         }
         lua_pushvalue(L, mt);
@@ -397,6 +394,24 @@ static int push_rows(lua_State *L, MYSQL_RES *res, const MYSQL_FIELD *f, unsigne
         lua_rawseti(L, -2, ++count);
     }
     return count;
+}
+
+/* A new Result with no sets, on top of the stack. */
+static lresult *push_result(lua_State *L)
+{
+#if LUA_VERSION_NUM >= 504
+    lresult *r = lua_newuserdatauv(L, sizeof *r, 2);
+#else
+    lresult *r = lua_newuserdata(L, sizeof *r);
+#endif
+    memset(r, 0, sizeof *r);
+    /* the metatable by a lightuserdata key: no string to hash on LuaJIT */
+    lua_pushlightuserdata(L, &result_mt_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+    r->rowcount = -1;
+    r->pos = 1;
+    return r;
 }
 
 /* ---- collecting a statement's results -------------------------------------- */
@@ -409,19 +424,8 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
      * sc_conn_drop_pending, not left on the socket. */
     MYSQL_RES *res = sc_conn_use_result(c, err);
     c->pending = res;
-#if LUA_VERSION_NUM >= 504
-    lresult *r = lua_newuserdatauv(L, sizeof *r, 2);
-#else
-    lresult *r = lua_newuserdata(L, sizeof *r);
-#endif
-    memset(r, 0, sizeof *r);
-    /* the metatable by a lightuserdata key: no string to hash on LuaJIT */
-    lua_pushlightuserdata(L, &result_mt_key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_setmetatable(L, -2);
+    lresult *r = push_result(L);
     int ud = lua_gettop(L);
-    r->rowcount = -1;
-    r->pos = 1;
     int first = 1;
     for (;;) {
         if (!first)
@@ -436,11 +440,22 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
             luaL_checkstack(L, 8, "too many result sets");
             unsigned n = mysql_num_fields(res);
             const MYSQL_FIELD *f = mysql_fetch_fields(res);
-            push_cols(L, f, n);
+            sc_column on_stack[SC_COLS_ON_STACK];
+            sc_column *cols = on_stack;
+            if (n > SC_COLS_ON_STACK)
+                cols = lua_newuserdata(L, n * sizeof *cols);
+            for (unsigned i = 0; i < n; i++) {
+                cols[i].name = f[i].name;
+                cols[i].name_length = f[i].name_length;
+                cols[i].kind = kind_of(&f[i]);
+            }
+            push_cols(L, cols, n);
             lua_rawgeti(L, -1, 1); /* cols, mt */
-            int count = push_rows(L, res, f, n, lua_gettop(L));
+            int count = push_rows(L, res, cols, n, lua_gettop(L));
             lua_remove(L, -2);     /* cols, rows */
             lua_insert(L, -2);     /* rows, cols */
+            if (cols != on_stack)
+                lua_remove(L, -3); /* the userdata under them */
             c->pending = NULL;
             int failed = sc_conn_fetch_error(c, err);
             mysql_free_result(res);
@@ -478,6 +493,103 @@ void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned lo
     lresult *r = lua_touserdata(L, idx);
     r->rowcount = rowcount;
     r->lastrowid = lastrowid;
+}
+
+/* ---- a Result from rows decoded elsewhere ------------------------------------ */
+
+static lua_Number number_field(lua_State *L, int t, const char *name, lua_Number dflt)
+{
+    lua_getfield(L, t, name);
+    lua_Number v = dflt;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            sc_argerror(L, "%s must be a number, got %s", name, luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* core.result_from_tables{rowcount =, lastrowid =, sets = {{keys = {name, ...},
+ * rows = {row, ...}}, ...}} -> Result. Rows decoded in another Lua state
+ * arrive as plain tables (a pool thread of the offload path, scoped/ngx.lua:
+ * only plain tables cross between states); this makes them the Result
+ * sc_result_collect would have made, with the same row metatables (from
+ * the same cache), methods and errors. The row tables are taken over (each
+ * gets its metatable); the lists holding them are new. */
+static int l_result_from_tables(lua_State *L)
+{
+    sc_check_table(L, 1, "result");
+    lua_settop(L, 1);
+    lresult *r = push_result(L); /* 2 */
+    lua_Number rowcount = number_field(L, 1, "rowcount", -1);
+    r->rowcount = rowcount < 0 ? -1 : (long long)rowcount;
+    lua_getfield(L, 1, "lastrowid");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TNUMBER)
+        return sc_argerror(L, "lastrowid must be a number, got %s", luaL_typename(L, -1));
+    r->lastrowid = (unsigned long long)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "sets"); /* 3 */
+    int nsets = 0;
+    if (!lua_isnil(L, 3)) {
+        if (!lua_istable(L, 3))
+            return sc_argerror(L, "sets must be a table, got %s", luaL_typename(L, 3));
+        nsets = (int)sc_rawlen(L, 3);
+    }
+    luaL_checkstack(L, 2 * nsets + 8, "too many result sets");
+    for (int s = 1; s <= nsets; s++) {
+        lua_rawgeti(L, 3, s);
+        int set = lua_gettop(L);
+        if (!lua_istable(L, set))
+            return sc_argerror(L, "set %d must be a table, got %s", s, luaL_typename(L, set));
+        lua_getfield(L, set, "keys"); /* set + 1 */
+        if (!lua_istable(L, set + 1))
+            return sc_argerror(L, "set %d: keys must be a table, got %s", s,
+                               luaL_typename(L, set + 1));
+        unsigned n = (unsigned)sc_rawlen(L, set + 1);
+        sc_column on_stack[SC_COLS_ON_STACK];
+        sc_column *cols = on_stack;
+        if (n > SC_COLS_ON_STACK)
+            cols = lua_newuserdata(L, n * sizeof *cols);
+        for (unsigned i = 0; i < n; i++) {
+            lua_rawgeti(L, set + 1, (int)i + 1);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return sc_argerror(L, "set %d: column name %d must be a string, got %s", s, (int)i + 1,
+                                   luaL_typename(L, -1));
+            /* the keys table keeps the string alive while cols points into it */
+            cols[i].name = lua_tolstring(L, -1, &cols[i].name_length);
+            cols[i].kind = SC_KIND_STRING; /* the cells are decoded already */
+            lua_pop(L, 1);
+        }
+        push_cols(L, cols, n);
+        int entry = lua_gettop(L);
+        lua_rawgeti(L, entry, 1); /* the row metatable */
+        lua_getfield(L, set, "rows");
+        if (!lua_istable(L, -1))
+            return sc_argerror(L, "set %d: rows must be a table, got %s", s, luaL_typename(L, -1));
+        int nrows = (int)sc_rawlen(L, -1);
+        lua_createtable(L, nrows, 0);
+        for (int j = 1; j <= nrows; j++) {
+            lua_rawgeti(L, -2, j);
+            if (!lua_istable(L, -1))
+                return sc_argerror(L, "set %d: row %d must be a table, got %s", s, j,
+                                   luaL_typename(L, -1));
+            lua_pushvalue(L, entry + 1);
+            lua_setmetatable(L, -2);
+            lua_rawseti(L, -2, j);
+        }
+        /* leave rows, cols in the set's two slots, as sc_result_collect does */
+        lua_pushvalue(L, entry);
+        lua_replace(L, set + 1);
+        lua_replace(L, set);
+        lua_settop(L, set + 1);
+        if (s == 1)
+            r->nrows = nrows;
+        r->nsets++;
+    }
+    store_sets(L, 2, r);
+    lua_settop(L, 2);
+    return 1;
 }
 
 /* ---- methods ------------------------------------------------------------------ */
@@ -656,6 +768,8 @@ static const luaL_Reg result_methods[] = {
 
 int sc_open_result(lua_State *L)
 {
+    lua_pushcfunction(L, l_result_from_tables);
+    lua_setfield(L, -2, "result_from_tables");
     luaL_newmetatable(L, SC_RESULT_MT);
     lua_pushlightuserdata(L, &result_mt_key);
     lua_pushvalue(L, -2);

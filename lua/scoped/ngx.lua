@@ -210,109 +210,6 @@ end
 
 -- ---- 3. offload -------------------------------------------------------------
 
--- A Result over the plain tables a pool thread sent back: the primitives
--- here, the rest of the API (first, one, scalar, scalars, mappings, iter,
--- ...) from scoped.result, which builds everything on them.
-local R = core.result_methods
-local Buffered = {}
-
-local function row_mt(keys)
-  -- as csrc/lua/lresult.c: name -> position (the first of duplicate names
-  -- wins), _fields, _asdict unless a column has that name
-  local map, names = {}, {}
-  for i = 1, #keys do
-    names[i] = keys[i]
-    if map[keys[i]] == nil then map[keys[i]] = i end
-  end
-  if map._fields == nil then map._fields = names end
-  if map._asdict == nil then
-    map._asdict = function(row)
-      local d = {}
-      for i = 1, #names do d[names[i]] = rawget(row, i) end
-      return d
-    end
-  end
-  return {__index = function(row, k)
-    local v = map[k]
-    if type(v) == "number" then return rawget(row, v) end
-    return v
-  end}
-end
-
-local function closed_error(self)
-  if self._closed then exc.raise("ResourceClosedError", "This result object is closed.") end
-  exc.raise("ResourceClosedError",
-    "This result object does not return rows. It has been closed automatically.")
-end
-
-local function current(self)
-  local set = self._sets[self._cur]
-  if set == nil then closed_error(self) end
-  if set.mt == nil then set.mt = row_mt(set.keys) end
-  return set
-end
-
-local function take(self, limit)
-  local set = current(self)
-  local out, rows, n = {}, set.rows, 0
-  while (limit == nil or n < limit) and set.pos < #rows do
-    set.pos = set.pos + 1
-    n = n + 1
-    out[n] = setmetatable(rows[set.pos], set.mt)
-  end
-  return out
-end
-
-function Buffered.fetchone(self)
-  return take(self, 1)[1]
-end
-function Buffered.fetchmany(self, n)
-  if n == nil then n = 1 end
-  if type(n) ~= "number" or n < 0 or n ~= n then
-    exc.raise("ArgumentError", "size must be a non-negative number")
-  end
-  return take(self, math.floor(n))
-end
-function Buffered.fetchall(self) return take(self, nil) end
-Buffered.all = Buffered.fetchall
-function Buffered.keys(self)
-  local set = self._sets[self._cur]
-  local out = {}
-  if set then for i = 1, #set.keys do out[i] = set.keys[i] end end
-  return out
-end
-function Buffered.nextset(self)
-  if self._cur < #self._sets then
-    self._cur = self._cur + 1
-    return true
-  end
-  self._cur = #self._sets + 1
-  return false
-end
-function Buffered.close(self)
-  self._sets, self._cur, self._closed = {}, 1, true
-end
-function Buffered._soft_close(self)
-  local set = self._sets[self._cur]
-  if set and self._cur < #self._sets then set.pos = #set.rows else Buffered.close(self) end
-end
-
-local BufferedMT = {
-  __index = function(self, k)
-    local f = Buffered[k]
-    if f ~= nil then return f end
-    if k == "returns_rows" then return self._sets[self._cur] ~= nil end
-    return R[k]
-  end,
-  __tostring = function() return "Result(offloaded)" end,
-}
-
-local function buffered_result(t)
-  for _, set in ipairs(t.sets) do set.pos = 0 end
-  return setmetatable({rowcount = t.rowcount, lastrowid = t.lastrowid, _sets = t.sets, _cur = 1},
-    BufferedMT)
-end
-
 -- The worker's stand-in for a RawConnection of an offload engine: the real
 -- one stays inside (and in the pool's books); statements go to a thread.
 local Offloaded = {}
@@ -364,7 +261,9 @@ local function run(self, op, a, b)
     error(payload, 0)
   end
   if payload == nil then return nil end -- commit, rollback
-  return buffered_result(payload)
+  -- the rows come back as plain tables: the same C code that builds every
+  -- Result makes them one (rows, errors and methods alike)
+  return core.result_from_tables(payload)
 end
 
 function Offloaded:execute(sql, params) return run(self, "execute", sql, params) end
