@@ -67,17 +67,27 @@ local function copy(t)
   return c
 end
 
--- The fields, all set here (see above):
+-- A Session's state is what three fields say together (all set in new(),
+-- see above; one field for the transaction's state instead of three
+-- flags: a field more grows the table, which the seed request pays for):
 --   _raw     the RawConnection of the fast path, or false
 --   _conn    the Connection of the other path, or false
---   _active  false: no transaction; true: one is going (autobegun);
---            FAILED: a COMMIT failed (its connection lost or refused), so
---            the transaction must be rolled back before anything else runs
---            (SQLAlchemy's PendingRollbackError); or the SessionTransaction
---            of an open begin() block, which, once its transaction is over
---            (_ended), refuses everything until the block is closed.
--- (one field for the three: a field more grows the table, which the seed
--- request pays for on Lua 5.4)
+--   _active  false | true | FAILED | the SessionTransaction of a begin() block
+--
+--   state        _raw/_conn   _active        execute           commit           rollback, close
+--   IDLE         false/false  false          checkout: ACTIVE  nothing sent     nothing sent
+--   BEGUN        false/false  block          checkout: ACTIVE  nothing sent     nothing sent
+--   ACTIVE       one is held  true | block   runs on it        COMMIT: IDLE     ROLLBACK*: IDLE
+--   FAILED       false/false  FAILED         PendingRollback   PendingRollback  IDLE
+--   BLOCK_ENDED  false/false  ended block    InvalidRequest    nothing sent     close: IDLE
+-- (with a begin() block, "IDLE" after ACTIVE is BLOCK_ENDED: the block stays
+-- in _active until it is closed. * ROLLBACK by the reset rule,
+-- sc_conn_needs_end in csrc/core/conn.c.)
+-- ACTIVE -> FAILED when a COMMIT fails (its connection lost or refused):
+-- nothing more may run in what the caller believes is that transaction.
+-- Every entry checks the state first (check_usable, finish), and a busy
+-- connection (a re-entrant call from a finalizer or a params metamethod)
+-- refuses before any field changes.
 local function new(bind, info)
   return setmetatable({bind = bind, _raw = false, _conn = false, _active = false,
                        info = info and copy(info) or {}}, Session)
