@@ -70,4 +70,50 @@ function H.sleep(s)
   while os.clock() - t < s do end
 end
 
+-- ---- processes and files the specs share -----------------------------------
+
+function H.sh_ok(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+function H.read_file(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- This Lua process's pid (for a watchdog that outlives nobody).
+function H.my_pid()
+  local f = io.open("/proc/self/stat")
+  local pid = f and f:read("*l"):match("^(%d+)")
+  if f then f:close() end
+  return pid
+end
+
+-- A second throwaway MariaDB by spec/support/<script> (extra-server.sh,
+-- tls-server.sh) with these mariadbd options: its port and directory, for
+-- H.stop_server. A watchdog stops it if this process dies first.
+function H.start_server(script, options)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(H.sh_ok("mkdir -m 700 " .. dir))
+  local p = io.popen(("bash spec/support/%s start %s %s %s"):format(script, dir, H.my_pid() or "''",
+    options or ""))
+  local out = p:read("*a")
+  p:close()
+  local port = tonumber(out:match("^(%d+) %d+"))
+  if not port then
+    H.sh_ok("bash spec/support/" .. script .. " stop " .. dir)
+    error(script .. ": the server did not start: " .. out)
+  end
+  return port, dir
+end
+
+function H.stop_server(script, dir)
+  if dir then H.sh_ok("bash spec/support/" .. script .. " stop " .. dir) end
+end
+
 return H

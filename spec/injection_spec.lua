@@ -192,30 +192,11 @@ describe("finding 2: multibyte charsets", function()
 
   describe("with a server that ignores the client's charset (--character-set-server=gbk --skip-character-set-client-handshake)", function()
     local dir, port
-    local function sh_ok(cmd)
-      local ok = os.execute(cmd)
-      return ok == true or ok == 0
-    end
-    local function my_pid()
-      local f = io.open("/proc/self/stat")
-      local pid = f and f:read("*l"):match("^(%d+)")
-      if f then f:close() end
-      return pid
-    end
     setup(function()
-      dir = os.tmpname()
-      os.remove(dir)
-      assert(sh_ok("mkdir -m 700 " .. dir))
-      local p = io.popen(("bash spec/support/extra-server.sh start %s %s --character-set-server=gbk " ..
-        "--skip-character-set-client-handshake"):format(dir, my_pid() or ""))
-      local out = p:read("*a")
-      p:close()
-      port = tonumber(out:match("^(%d+) %d+"))
-      assert(port, "the gbk server did not start: " .. out)
+      port, dir = H.start_server("extra-server.sh",
+        "--character-set-server=gbk --skip-character-set-client-handshake")
     end)
-    teardown(function()
-      if dir then sh_ok("bash spec/support/extra-server.sh stop " .. dir) end
-    end)
+    teardown(function() H.stop_server("extra-server.sh", dir) end)
 
     it("Connector/C still says utf8mb4, the server reads gbk, and no bound value changes a statement", function()
       local c = scoped.raw_connect(("mysql://root@127.0.0.1:%d/scoped_test"):format(port))

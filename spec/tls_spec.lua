@@ -5,19 +5,9 @@
 local scoped = require "scoped"
 local H = require "helper"
 
-local function sh_ok(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
+local sh_ok = H.sh_ok
 
 local function have(tool) return sh_ok("command -v " .. tool .. " >/dev/null 2>&1") end
-
-local function my_pid()
-  local f = io.open("/proc/self/stat")
-  local pid = f and f:read("*l"):match("^(%d+)")
-  if f then f:close() end
-  return pid
-end
 
 local usable = have("openssl") and have("mariadbd") or have("/usr/sbin/mariadbd")
 usable = usable and have("openssl") and have("mariadb-install-db")
@@ -33,18 +23,9 @@ describe("TLS", function()
 
   setup(function()
     if not usable then return end
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(sh_ok("mkdir -m 700 " .. dir))
-    local p = io.popen(("bash spec/support/tls-server.sh start %s %s"):format(dir, my_pid() or ""))
-    local out = p:read("*a")
-    p:close()
-    port = tonumber(out:match("^(%d+) %d+"))
-    assert(port, "the TLS server did not start: " .. out)
+    port, dir = H.start_server("tls-server.sh")
   end)
-  teardown(function()
-    if dir then sh_ok("bash spec/support/tls-server.sh stop " .. dir) end
-  end)
+  teardown(function() H.stop_server("tls-server.sh", dir) end)
 
   local test = usable and it or pending
 
@@ -144,13 +125,7 @@ describe("TLS required against a server that offers none", function()
     return (s:gsub(".", function(ch) return string.format("%02x", ch:byte()) end))
   end
 
-  local function read(path)
-    local f = io.open(path)
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-  end
+  local read = H.read_file
 
   -- Runs the fake server with `plugin`, connects with `query`; returns the
   -- error and the hex of every byte the server received.

@@ -14,13 +14,7 @@ local M = {}
 local function now() return require("scoped.core").monotonic() end
 local function sleep(s) os.execute("sleep " .. s) end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("helper").read_file
 
 local P = {}
 P.__index = P

@@ -23,13 +23,7 @@ local function sh(cmd)
   return ok == true or ok == 0
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("helper").read_file
 
 local function now()
   return require("scoped.core").monotonic()

@@ -10,36 +10,20 @@
 #              server answers. A watchdog stops the server if OWNER_PID (the
 #              spec's Lua process; default: our parent) goes away without
 #              calling stop.
-#   stop DIR   stops that server (TERM, then KILL after 10 s) by the pid in
-#              DIR/mysqld.pid and removes DIR.
+#   stop DIR   stops that server (TERM, then KILL after 10 s) and removes DIR.
+# The server itself is extra-server.sh's, with the certificates as options.
 set -uo pipefail
 
 cmd=${1:-}
 dir=${2:-}
+here=$(dirname "${BASH_SOURCE[0]}")
 [ -n "$cmd" ] && [ -n "$dir" ] && [ -d "$dir" ] || { echo "usage: $0 start DIR [OWNER_PID] | stop DIR" >&2; exit 2; }
-
-alive() { local s; s=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ "$s" != Z ]; }
-
-stop_pid() {
-    local pid=$1 i
-    alive "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do alive "$pid" || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-}
-
-if [ "$cmd" = stop ]; then
-    [ -f "$dir/watchdog.pid" ] && kill "$(cat "$dir/watchdog.pid")" 2>/dev/null
-    [ -f "$dir/mysqld.pid" ] && stop_pid "$(cat "$dir/mysqld.pid")"
-    [ -f "$dir/server.pid" ] && stop_pid "$(cat "$dir/server.pid")"
-    rm -rf -- "$dir"
-    exit 0
-fi
+[ "$cmd" = stop ] && exec bash "$here/extra-server.sh" stop "$dir"
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 owner=${3:-$PPID}
 
-cd "$dir" || exit 1
-{
+(
+    cd "$dir" &&
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=scoped test CA" \
         -keyout ca-key.pem -out ca.pem &&
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=another CA" \
@@ -49,55 +33,7 @@ cd "$dir" || exit 1
     printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf &&
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
         -extfile ext.cnf -out server.pem
-} >openssl.log 2>&1 || { echo "tls-server: openssl failed:" >&2; cat openssl.log >&2; exit 1; }
+) >"$dir/openssl.log" 2>&1 || { echo "tls-server: openssl failed:" >&2; cat "$dir/openssl.log" >&2; exit 1; }
 
-common=(--innodb-buffer-pool-size=16M --innodb-log-file-size=8M --character-set-server=utf8mb4)
-if ! mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
-        --skip-test-db --skip-name-resolve "${common[@]}" >install.log 2>&1; then
-    echo "tls-server: mariadb-install-db failed:" >&2
-    cat install.log >&2
-    exit 1
-fi
-user=()
-[ "$(id -u)" = 0 ] && user=(--user=root)
-mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
-for _ in 1 2 3 4 5; do
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
-        2>/dev/null || echo $((20000 + RANDOM % 40000)))
-    rm -f mysqld.pid
-    "$mariadbd" --no-defaults "${user[@]}" --datadir="$dir/data" --socket="$dir/mysqld.sock" \
-        --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" --log-error="$dir/mysqld.err" \
-        --tmpdir="$dir" --skip-name-resolve --skip-log-bin --innodb-flush-log-at-trx-commit=2 \
-        --loose-innodb-use-native-aio=0 --loose-feedback=OFF "${common[@]}" \
-        --ssl-ca="$dir/ca.pem" --ssl-cert="$dir/server.pem" --ssl-key="$dir/server-key.pem" \
-        </dev/null >/dev/null 2>&1 &
-    pid=$!
-    echo "$pid" >server.pid
-    ready=0
-    for ((i = 0; i < 300; i++)); do
-        if mariadb-admin --no-defaults --socket="$dir/mysqld.sock" -uroot --connect-timeout=2 ping \
-                >/dev/null 2>&1; then
-            ready=1
-            break
-        fi
-        alive "$pid" || break
-        sleep 0.1
-    done
-    [ "$ready" = 1 ] && break
-    alive "$pid" || continue   # most likely lost a race for the port
-    break
-done
-if [ "$ready" != 1 ]; then
-    echo "tls-server: mariadbd did not start:" >&2
-    tail -n 30 mysqld.err >&2
-    stop_pid "$pid"
-    exit 1
-fi
-# the watchdog: our starter gone means nobody will call stop
-(
-    trap '' HUP
-    while alive "$owner" && alive "$pid"; do sleep 1; done
-    stop_pid "$pid"
-) </dev/null >/dev/null 2>&1 &
-echo $! >watchdog.pid
-echo "$port $pid"
+exec bash "$here/extra-server.sh" start "$dir" "$owner" --character-set-server=utf8mb4 \
+    --ssl-ca="$dir/ca.pem" --ssl-cert="$dir/server.pem" --ssl-key="$dir/server-key.pem"
