@@ -380,25 +380,22 @@ SessionTransaction.__index = function(self, k)
   return SessionTransaction[k]
 end
 
-function SessionTransaction:commit()
+-- commit() and rollback() of a block: a nested one's savepoint, or the
+-- session's transaction (once: a second call finds the block closed)
+local function st_end(self, how)
   if self.nested then
-    if not self.tx.is_active then st_closed() end
-    return self.tx:commit()
+    local tx = self.tx
+    if not tx.is_active then st_closed() end
+    return tx[how](tx)
   end
   if self._closed or self._ended then st_closed() end
   st_close(self)
-  return self.session:commit()
+  local s = self.session
+  return s[how](s)
 end
 
-function SessionTransaction:rollback()
-  if self.nested then
-    if not self.tx.is_active then st_closed() end
-    return self.tx:rollback()
-  end
-  if self._closed or self._ended then st_closed() end
-  st_close(self)
-  return self.session:rollback()
-end
+function SessionTransaction:commit() return st_end(self, "commit") end
+function SessionTransaction:rollback() return st_end(self, "rollback") end
 
 function SessionTransaction:close()
   if self.nested then return self.tx:close() end
