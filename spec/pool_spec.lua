@@ -38,10 +38,11 @@ describe("QueuePool", function()
     local e = engine({pool_size = 1, max_overflow = 0, pool_timeout = 0.3})
     local held = e:connect()
     local t0 = os.clock()
-    local t0w = os.time()
+    local t0w = require("scoped.core").monotonic()
     local err = H.error_of(e.connect, e)
     assert.equal("TimeoutError", err.kind)
-    assert.truthy(os.time() - t0w <= 2)
+    local waited = require("scoped.core").monotonic() - t0w
+    assert.truthy(waited >= 0.3 and waited < 0.6, "waited " .. waited .. " s for a 0.3 s pool_timeout")
     assert.truthy(os.clock() - t0 < 0.25) -- waiting, not spinning
     held:close()
     e:dispose()
@@ -273,10 +274,13 @@ describe("pool_wait", function()
   end)
 
   it("times out with TimeoutError when nothing is returned", function()
-    local e = engine({pool_size = 1, max_overflow = 0, pool_timeout = 0.2,
+    local e = engine({pool_size = 1, max_overflow = 0, pool_timeout = 0.3,
       pool_wait = function() H.sleep(0.01) end})
     local held = e:connect()
+    local t0 = require("scoped.core").monotonic()
     assert.equal("TimeoutError", H.error_of(e.connect, e).kind)
+    local waited = require("scoped.core").monotonic() - t0
+    assert.truthy(waited >= 0.3 and waited < 0.6, "waited " .. waited .. " s for a 0.3 s pool_timeout")
     held:close()
     local c = e:connect() -- the expired ticket left no trace
     c:close()

@@ -169,6 +169,23 @@ describe("Result", function()
       c:execute("DROP TABLE res_u")
     end)
 
+    it("BIGINT UNSIGNED from 2^63 to 2^64-1 stays exact (a string), 2^63-1 an integer", function()
+      -- 19 digits, so a length check alone cannot turn them into strings:
+      -- only the range check on the parsed value can
+      local row = c:execute("SELECT CAST(9223372036854775808 AS UNSIGNED)," ..
+        " CAST(9999999999999999999 AS UNSIGNED), CAST(18446744073709551615 AS UNSIGNED)," ..
+        " CAST(9223372036854775807 AS UNSIGNED)"):one()
+      assert.equal("9223372036854775808", row[1])
+      assert.equal("9999999999999999999", row[2])
+      assert.equal("18446744073709551615", row[3])
+      if math.type then
+        assert.equal("integer", math.type(row[4]))
+        assert.equal(math.maxinteger, row[4])
+      else
+        assert.equal("9223372036854775807", row[4]) -- past 2^53 under LuaJIT: exact as a string
+      end
+    end)
+
     it("LuaJIT keeps integers up to 2^53 as numbers", function()
       assert.equal(9007199254740992, c:execute("SELECT 9007199254740992"):scalar())
       if not math.type then
