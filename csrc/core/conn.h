@@ -10,13 +10,8 @@
 
 #include "buf.h"
 #include "binds.h"
+#include "error.h"
 #include "url.h"
-
-typedef struct sc_error {
-    unsigned code;       /* server or client errno; 0 for our own errors */
-    char sqlstate[6];
-    char message[512];
-} sc_error;
 
 /* What a pooled connection's server session is set up with at connect,
  * and again after a COM_RESET_CONNECTION (sc_conn_reset). */

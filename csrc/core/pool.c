@@ -21,7 +21,6 @@
  * Nothing slow runs under the mutex: open, close, discard (except in a
  * freshly forked child), ping all happen outside it. */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,21 +75,8 @@ struct sc_pool {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static void clear_err(char *err, size_t errlen)
-{
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-}
+/* The pool's own failures: no errno of their own (error.h). */
+#define pool_error(err, ...) sc_error_set((err), SC_ERR_CANNOT_CONNECT, "HY000", __VA_ARGS__)
 
 static char *dupstr(const char *s)
 {
@@ -520,18 +506,16 @@ static int take_grant(sc_waiter *w, grant *g)
     return 0;
 }
 
-static int open_conn(sc_pool *p, sc_pool_entry *e, pid_t me, char *err, size_t errlen)
+static int open_conn(sc_pool *p, sc_pool_entry *e, pid_t me, sc_error *err)
 {
-    char local[256];
-    if (err == NULL || errlen == 0) {
-        err = local;
-        errlen = sizeof local;
-    }
-    err[0] = '\0';
-    e->conn = p->c.open(p->c.ud, err, errlen);
+    sc_error local;
+    if (err == NULL)
+        err = &local;
+    sc_error_clear(err);
+    e->conn = p->c.open(p->c.ud, err);
     if (e->conn == NULL) {
-        if (err[0] == '\0')
-            set_err(err, errlen, "could not open a connection");
+        if (err->message[0] == '\0')
+            pool_error(err, "could not open a connection");
         return -1;
     }
     e->created_at = sc_monotonic();
@@ -550,18 +534,18 @@ static int fail_slot(sc_pool *p, unsigned gen, pid_t me)
 /* The unlocked half of every checkout: open what needs opening, recycle or
  * replace a dead connection (in the same slot, so the count is unchanged). */
 static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
-                           char *err, size_t errlen)
+                           sc_error *err)
 {
     sc_pool_entry *e = g.entry;
     int fresh = 0;
     if (e == NULL) {
         e = calloc(1, sizeof *e);
         if (e == NULL) {
-            set_err(err, errlen, "out of memory");
+            pool_error(err, "out of memory");
             return fail_slot(p, g.slot_gen, me);
         }
         e->generation = g.slot_gen;
-        if (open_conn(p, e, me, err, errlen) != 0) {
+        if (open_conn(p, e, me, err) != 0) {
             free(e);
             return fail_slot(p, g.slot_gen, me);
         }
@@ -575,7 +559,7 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
         if (replace) {
             p->c.close(p->c.ud, e->conn);
             e->conn = NULL;
-            if (open_conn(p, e, me, err, errlen) != 0) {
+            if (open_conn(p, e, me, err) != 0) {
                 unsigned gen = e->generation;
                 free(e);
                 return fail_slot(p, gen, me);
@@ -590,14 +574,14 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
     return SC_POOL_OK;
 }
 
-int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen)
+int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
 {
     pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL;
     grant g = {NULL, 0};
     int rc;
     *out = NULL;
-    clear_err(err, errlen);
+    sc_error_clear(err);
 
     lock_pool(p, me);
     double now = sc_monotonic();
@@ -605,7 +589,7 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen)
     if (p->q_head == NULL && take_now(p, &g)) {
         unlock_pool(p);
         close_entries(p, to_close, me);
-        return finish_checkout(p, g, me, out, err, errlen);
+        return finish_checkout(p, g, me, out, err);
     }
     if (!(p->cfg.timeout > 0)) {
         unlock_pool(p);
@@ -655,7 +639,7 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen)
     close_entries(p, to_close, me);
     if (rc != SC_POOL_OK)
         return rc;
-    return finish_checkout(p, g, me, out, err, errlen);
+    return finish_checkout(p, g, me, out, err);
 }
 
 /* ---- polling checkout ------------------------------------------------------ */
@@ -676,7 +660,7 @@ static sc_pool_entry *rebirth_ticket(sc_pool *p, sc_waiter *t)
 }
 
 int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
-                         char *err, size_t errlen)
+                         sc_error *err)
 {
     pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL, *inherited = NULL;
@@ -684,7 +668,7 @@ int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
     grant g = {NULL, 0};
     int rc;
     *out = NULL;
-    clear_err(err, errlen);
+    sc_error_clear(err);
 
     lock_pool(p, me);
     double now = sc_monotonic();
@@ -730,7 +714,7 @@ int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
     }
     t = calloc(1, sizeof *t);
     if (t == NULL) {
-        set_err(err, errlen, "out of memory");
+        pool_error(err, "out of memory");
         rc = SC_POOL_ERROR;
         goto done;
     }
@@ -752,7 +736,7 @@ take:
         p->c.discard(p->c.ud, inherited->conn);
     free(inherited);
     close_entries(p, to_close, me);
-    return finish_checkout(p, g, me, out, err, errlen);
+    return finish_checkout(p, g, me, out, err);
 
 done:
     unlock_pool(p);
@@ -1011,14 +995,18 @@ void sc_pool_retain(sc_pool *p)
 
 /* ---- shared pools -------------------------------------------------------------- */
 
+/* A refused acquire is the caller's mistake, not a failed connect: code 0
+ * (the binding raises the text as an ArgumentError). */
+#define shared_error(err, ...) sc_error_set((err), 0, "HY000", __VA_ARGS__)
+
 sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool_config *cfg,
-                                const sc_connector *connector, char *err, size_t errlen)
+                                const sc_connector *connector, sc_error *err)
 {
-    clear_err(err, errlen);
+    sc_error_clear(err);
     if (key == NULL)
         key = "";
     if (name == NULL) {
-        set_err(err, errlen, "shared engine needs a name");
+        shared_error(err, "shared engine needs a name");
         free_ud(connector);
         return NULL;
     }
@@ -1030,7 +1018,7 @@ sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool
             break;
     if (p != NULL) {
         if (strcmp(p->key, key) != 0) {
-            set_err(err, errlen, "shared engine '%s' exists with other options", name);
+            shared_error(err, "shared engine '%s' exists with other options", name);
             p = NULL;
         } else {
             p->refs++;
@@ -1042,7 +1030,7 @@ sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool
     p = pool_create(cfg, connector);
     if (p == NULL) {
         pthread_mutex_unlock(&g_mu);
-        set_err(err, errlen, cfg == NULL || connector == NULL ? "invalid pool configuration"
+        shared_error(err, cfg == NULL || connector == NULL ? "invalid pool configuration"
                                                              : "could not create the pool");
         free_ud(connector);
         return NULL;
@@ -1053,7 +1041,7 @@ sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool
         if (p->name == NULL || p->key == NULL) {
             pthread_mutex_unlock(&g_mu);
             pool_destroy(p); /* frees the ud too */
-            set_err(err, errlen, "out of memory");
+            shared_error(err, "out of memory");
             return NULL;
         }
         p->refs = 1;

@@ -12,9 +12,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "error.h"
+
 typedef struct sc_connector {
-    /* Open a new connection; NULL on failure with a message in err. */
-    void *(*open)(void *ud, char *err, size_t errlen);
+    /* Open a new connection; NULL on failure with err filled (an empty
+     * message: the pool says "could not open a connection"). */
+    void *(*open)(void *ud, sc_error *err);
     /* Close a connection politely (it may talk to the server). */
     void (*close)(void *ud, void *conn);
     /* Free a connection without talking to the server: used for those
@@ -62,7 +65,8 @@ enum {
     SC_POOL_OK = 0,
     SC_POOL_WAIT = 1,    /* try_checkout only: nothing free yet, keep the ticket */
     SC_POOL_TIMEOUT = 2, /* waited for the configured timeout */
-    SC_POOL_ERROR = 3    /* the connector failed to open; message in err */
+    SC_POOL_ERROR = 3    /* the connector failed to open (its err), or the pool ran out of
+                          * memory (SC_ERR_CANNOT_CONNECT) */
 };
 
 /* The pool takes ownership of connector->ud (freed with free_ud). The
@@ -81,7 +85,7 @@ void sc_pool_retain(sc_pool *p);
 /* Blocking checkout: waits on a condition variable, in arrival order, up to
  * cfg->timeout seconds. Recycles and pre-pings idle connections outside the
  * lock; a dead or too old one is replaced transparently. */
-int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen);
+int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err);
 
 /* Non-blocking checkout for callers that wait elsewhere (a coroutine that
  * yields, an nginx semaphore). *ticket is NULL on the first call; when the
@@ -91,7 +95,7 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, char *err, size_t errlen);
  * answers anything but SC_POOL_WAIT, or by sc_pool_cancel. A ticket whose
  * deadline has passed answers SC_POOL_TIMEOUT. */
 int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
-                         char *err, size_t errlen);
+                         sc_error *err);
 /* Gives up a place in the queue (the waiting coroutine died or was
  * cancelled); anything reserved for it goes to the next waiter. */
 void sc_pool_cancel(sc_pool *p, sc_waiter *ticket);
@@ -122,12 +126,12 @@ const sc_pool_config *sc_pool_get_config(const sc_pool *p);
 
 /* Process-wide pools by name, for engines created with the same `shared`
  * name in several Lua states (one per OS thread). key describes the URL and
- * options: a second caller with another key gets NULL and a message in err.
+ * options: a second caller with another key gets NULL and err filled.
  * The pool takes ownership of connector->ud in every case: when the named
  * pool exists already (or on error) acquire frees the ud it was given.
  * Reference counted; sc_pool_shared_release frees the pool with the last. */
 sc_pool *sc_pool_shared_acquire(const char *name, const char *key, const sc_pool_config *cfg,
-                                const sc_connector *connector, char *err, size_t errlen);
+                                const sc_connector *connector, sc_error *err);
 void sc_pool_shared_release(sc_pool *p);
 
 #endif

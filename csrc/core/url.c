@@ -4,6 +4,10 @@
 
 #include "url.h"
 
+/* A URL's errors are our own (code 0): the binding raises their text as an
+ * ArgumentError. */
+#define url_error(err, ...) sc_error_set((err), 0, "HY000", __VA_ARGS__)
+
 const char *const sc_url_param_names[SC_URL_NPARAMS] = {
     "charset", "unix_socket", "connect_timeout", "read_timeout", "write_timeout",
     "ssl_ca", "ssl_cert", "ssl_key", "ssl_mode", "init_command",
@@ -31,12 +35,12 @@ static int hexval(int c)
 
 /* Percent-decodes s[0..n) into a new NUL-terminated string. A NUL byte in
  * the result is refused: every consumer is a C string API. */
-static char *decode(const char *s, size_t n, const char *what, char *err, size_t errlen)
+static char *decode(const char *s, size_t n, const char *what, sc_error *err)
 {
     char *out = malloc(n + 1);
     size_t j = 0;
     if (out == NULL) {
-        snprintf(err, errlen, "out of memory");
+        url_error(err, "out of memory");
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -44,7 +48,7 @@ static char *decode(const char *s, size_t n, const char *what, char *err, size_t
             int hi = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
             int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
-                snprintf(err, errlen, "invalid URL: bad percent-escape in the %s", what);
+                url_error(err, "invalid URL: bad percent-escape in the %s", what);
                 free(out);
                 return NULL;
             }
@@ -54,7 +58,7 @@ static char *decode(const char *s, size_t n, const char *what, char *err, size_t
             out[j] = s[i];
         }
         if (out[j] == '\0') {
-            snprintf(err, errlen, "invalid URL: the %s contains a NUL byte", what);
+            url_error(err, "invalid URL: the %s contains a NUL byte", what);
             free(out);
             return NULL;
         }
@@ -69,7 +73,7 @@ static int is_word(int c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-int sc_url_check_param(int which, const char *value, char *err, size_t errlen)
+int sc_url_check_param(int which, const char *value, sc_error *err)
 {
     switch (which) {
     case SC_URL_CONNECT_TIMEOUT:
@@ -88,7 +92,7 @@ int sc_url_check_param(int which, const char *value, char *err, size_t errlen)
         }
         return 0;
     bad_number:
-        snprintf(err, errlen, "invalid URL: %s must be a whole number of seconds, got '%.40s'",
+        url_error(err, "invalid URL: %s must be a whole number of seconds, got '%.40s'",
                  sc_url_param_names[which], value);
         return -1;
     }
@@ -96,14 +100,14 @@ int sc_url_check_param(int which, const char *value, char *err, size_t errlen)
         for (int i = 0; ssl_modes[i]; i++)
             if (strcmp(value, ssl_modes[i]) == 0)
                 return 0;
-        snprintf(err, errlen,
+        url_error(err,
                  "invalid URL: ssl_mode must be one of DISABLED, PREFERRED, REQUIRED, "
                  "VERIFY_CA, VERIFY_IDENTITY, got '%.40s'", value);
         return -1;
     case SC_URL_CHARSET:
         for (const char *p = value; *p; p++)
             if (!is_word((unsigned char)*p)) {
-                snprintf(err, errlen, "invalid URL: bad charset name '%.40s'", value);
+                url_error(err, "invalid URL: bad charset name '%.40s'", value);
                 return -1;
             }
         return 0;
@@ -132,7 +136,7 @@ static const char *memfind(const char *s, const char *end, const char *set)
     return end;
 }
 
-static int parse_query(const char *q, const char *end, sc_url *u, char *err, size_t errlen)
+static int parse_query(const char *q, const char *end, sc_url *u, sc_error *err)
 {
     while (q < end) {
         const char *amp = memfind(q, end, "&");
@@ -142,44 +146,44 @@ static int parse_query(const char *q, const char *end, sc_url *u, char *err, siz
             continue;
         }
         if (eq == amp) {
-            snprintf(err, errlen, "invalid URL: query parameter '%.*s' has no value",
+            url_error(err, "invalid URL: query parameter '%.*s' has no value",
                      (int)(amp - q > 40 ? 40 : amp - q), q);
             return -1;
         }
-        char *key = decode(q, (size_t)(eq - q), "query", err, errlen);
+        char *key = decode(q, (size_t)(eq - q), "query", err);
         if (key == NULL)
             return -1;
         int which = sc_url_param_index(key);
         if (which < 0) {
-            snprintf(err, errlen, "invalid URL: unknown query parameter '%.40s'", key);
+            url_error(err, "invalid URL: unknown query parameter '%.40s'", key);
             free(key);
             return -1;
         }
         free(key);
         if (u->params[which] != NULL) {
-            snprintf(err, errlen, "invalid URL: query parameter '%s' given twice",
+            url_error(err, "invalid URL: query parameter '%s' given twice",
                      sc_url_param_names[which]);
             return -1;
         }
-        char *val = decode(eq + 1, (size_t)(amp - eq - 1), "query", err, errlen);
+        char *val = decode(eq + 1, (size_t)(amp - eq - 1), "query", err);
         if (val == NULL)
             return -1;
         u->params[which] = val;
-        if (sc_url_check_param(which, val, err, errlen) != 0)
+        if (sc_url_check_param(which, val, err) != 0)
             return -1;
         q = amp;
     }
     return 0;
 }
 
-int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errlen)
+int sc_url_parse(const char *s, size_t len, sc_url *out, sc_error *err)
 {
     const char *end = s + len, *p = s;
     sc_url u;
     memset(&u, 0, sizeof u);
     memset(out, 0, sizeof *out);
     if (memchr(s, '\0', len) != NULL) {
-        snprintf(err, errlen, "invalid URL: it contains a NUL byte");
+        url_error(err, "invalid URL: it contains a NUL byte");
         return -1;
     }
 
@@ -188,7 +192,7 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
     while (p < end && (is_word((unsigned char)*p) || *p == '+'))
         p++;
     if (end - p < 3 || memcmp(p, "://", 3) != 0 || p == s) {
-        snprintf(err, errlen, "invalid URL: expected 'mysql://...' or 'mariadb://...'");
+        url_error(err, "invalid URL: expected 'mysql://...' or 'mariadb://...'");
         return -1;
     }
     size_t dlen = (size_t)(p - s);
@@ -197,12 +201,12 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
     if (plus != NULL)
         base = (size_t)(plus - s);
     if (!((base == 5 && memcmp(s, "mysql", 5) == 0) || (base == 7 && memcmp(s, "mariadb", 7) == 0))) {
-        snprintf(err, errlen, "invalid URL: unsupported dialect '%.*s' (use mysql:// or mariadb://)",
+        url_error(err, "invalid URL: unsupported dialect '%.*s' (use mysql:// or mariadb://)",
                  (int)(base > 40 ? 40 : base), s);
         return -1;
     }
     if (plus != NULL && (memchr(plus + 1, '+', dlen - base - 1) != NULL || base + 1 == dlen)) {
-        snprintf(err, errlen, "invalid URL: bad driver name in the scheme");
+        url_error(err, "invalid URL: bad driver name in the scheme");
         return -1;
     }
     u.drivername = malloc(dlen + 1);
@@ -235,11 +239,11 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
         }
     }
     if (at != NULL) {
-        u.username = decode(p, (size_t)((colon ? colon : at) - p), "user name", err, errlen);
+        u.username = decode(p, (size_t)((colon ? colon : at) - p), "user name", err);
         if (u.username == NULL)
             goto fail;
         if (colon != NULL) {
-            u.password = decode(colon + 1, (size_t)(at - colon - 1), "password", err, errlen);
+            u.password = decode(colon + 1, (size_t)(at - colon - 1), "password", err);
             if (u.password == NULL)
                 goto fail;
         }
@@ -250,22 +254,22 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
     if (p < end && *p == '[') {
         const char *rb = memfind(p, end, "]");
         if (rb == end) {
-            snprintf(err, errlen, "invalid URL: unterminated '[' in the host");
+            url_error(err, "invalid URL: unterminated '[' in the host");
             goto fail;
         }
         if (rb == p + 1) {
             /* "[]" would make an empty host where a left-out one is NULL */
-            snprintf(err, errlen, "invalid URL: empty '[]' host");
+            url_error(err, "invalid URL: empty '[]' host");
             goto fail;
         }
-        u.host = decode(p + 1, (size_t)(rb - p - 1), "host", err, errlen);
+        u.host = decode(p + 1, (size_t)(rb - p - 1), "host", err);
         if (u.host == NULL)
             goto fail;
         p = rb + 1;
     } else {
         q = memfind(p, end, ":/?");
         if (q > p) {
-            u.host = decode(p, (size_t)(q - p), "host", err, errlen);
+            u.host = decode(p, (size_t)(q - p), "host", err);
             if (u.host == NULL)
                 goto fail;
         }
@@ -276,7 +280,7 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
         p++;
         q = memfind(p, end, "/?");
         if (q == p) {
-            snprintf(err, errlen, "invalid URL: empty port");
+            url_error(err, "invalid URL: empty port");
             goto fail;
         }
         for (const char *r = p; r < q; r++) {
@@ -289,13 +293,13 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
         if (port == -1) {
             /* not digits: never echo it, it may be a password whose '@host'
              * was left out ("mysql://user:secret/db") */
-            snprintf(err, errlen, "invalid URL: the port is not a number from 1 to 65535");
+            url_error(err, "invalid URL: the port is not a number from 1 to 65535");
             goto fail;
         }
         if (port <= 0 || port > 65535) {
             /* digits, but never echoed either: a password of digits whose
              * '@host' was left out ("mysql://user:123456/db") lands here */
-            snprintf(err, errlen, "invalid URL: the port is not a number from 1 to 65535");
+            url_error(err, "invalid URL: the port is not a number from 1 to 65535");
             goto fail;
         }
         u.port = (int)port;
@@ -305,25 +309,25 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errle
         p++;
         q = memfind(p, end, "?");
         if (q > p) {
-            u.database = decode(p, (size_t)(q - p), "database", err, errlen);
+            u.database = decode(p, (size_t)(q - p), "database", err);
             if (u.database == NULL)
                 goto fail;
         }
         p = q;
     }
     if (p < end && *p == '?') {
-        if (parse_query(p + 1, end, &u, err, errlen) != 0)
+        if (parse_query(p + 1, end, &u, err) != 0)
             goto fail;
         p = end;
     }
     if (p != end) {
-        snprintf(err, errlen, "invalid URL: unexpected text after the host");
+        url_error(err, "invalid URL: unexpected text after the host");
         goto fail;
     }
     *out = u;
     return 0;
 oom:
-    snprintf(err, errlen, "out of memory");
+    url_error(err, "out of memory");
 fail:
     sc_url_free(&u);
     return -1;

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "error.h"
+
 /* Query parameters a URL may carry; anything else is refused. */
 enum {
     SC_URL_CHARSET,
@@ -35,11 +37,11 @@ typedef struct sc_url {
     char *params[SC_URL_NPARAMS]; /* NULL when absent */
 } sc_url;
 
-/* Returns 0 on success; otherwise -1 with a message naming what is wrong in
- * err (never the password). On failure *out holds nothing to free. */
-int sc_url_parse(const char *s, size_t len, sc_url *out, char *err, size_t errlen);
+/* Returns 0 on success; otherwise -1 with err->message naming what is wrong
+ * (never the password). On failure *out holds nothing to free. */
+int sc_url_parse(const char *s, size_t len, sc_url *out, sc_error *err);
 /* Checks one query parameter's value (used for connect_args too). */
-int sc_url_check_param(int which, const char *value, char *err, size_t errlen);
+int sc_url_check_param(int which, const char *value, sc_error *err);
 int sc_url_param_index(const char *name);
 void sc_url_free(sc_url *u);
 

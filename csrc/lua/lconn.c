@@ -43,11 +43,11 @@ void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
     lua_getfield(L, idx, "query");
     if (lua_istable(L, -1)) {
         int q = lua_gettop(L);
-        char err[256];
+        sc_error err;
         for (int i = 0; i < SC_URL_NPARAMS; i++) {
             u->params[i] = dup_field(L, q, sc_url_param_names[i]);
-            if (u->params[i] && sc_url_check_param(i, u->params[i], err, sizeof err) != 0)
-                sc_argerror(L, "%s", err);
+            if (u->params[i] && sc_url_check_param(i, u->params[i], &err) != 0)
+                sc_argerror(L, "%s", err.message);
         }
     }
     lua_pop(L, 1);

@@ -36,14 +36,10 @@ typedef struct connect_spec {
  * the first statement opens a transaction by itself (SQLAlchemy's "BEGIN
  * (implicit)"), so autobegin costs no round trip. Whether a ROLLBACK is
  * needed on return is sc_conn_needs_end's business (conn.h). */
-static void *mysql_open(void *ud, char *err, size_t errlen)
+static void *mysql_open(void *ud, sc_error *err)
 {
     connect_spec *spec = ud;
-    sc_error e;
-    sc_conn *c = sc_conn_open(&spec->url, &spec->settings, &e);
-    if (c == NULL) /* code and sqlstate travel in the text; see raise_open_error */
-        snprintf(err, errlen, "%u:%s:%s", e.code, e.sqlstate, e.message);
-    return c;
+    return sc_conn_open(&spec->url, &spec->settings, err);
 }
 
 static void mysql_close_cb(void *ud, void *conn)
@@ -82,26 +78,12 @@ static const char *const isolation_levels[] = {
     "READ COMMITTED", "REPEATABLE READ", "READ UNCOMMITTED", "SERIALIZABLE", "AUTOCOMMIT", NULL,
 };
 
-static int raise_open_error(lua_State *L, const char *text)
+/* A checkout that could not open a connection: the connector's error as it
+ * is (a server or client errno, or 0 for our own refusal), or the pool's
+ * own failure (SC_ERR_CANNOT_CONNECT). */
+static int raise_open_error(lua_State *L, const sc_error *err)
 {
-    sc_error e;
-    memset(&e, 0, sizeof e);
-    unsigned code = 2003; /* CR_CONN_HOST_ERROR, when the text carries no code */
-    char state[6] = "HY000";
-    const char *p = strchr(text, ':');
-    const char *q = p ? strchr(p + 1, ':') : NULL;
-    if (p && q && sscanf(text, "%u", &code) == 1) { /* 0: our own refusal (InterfaceError) */
-        size_t n = (size_t)(q - p - 1);
-        if (n < sizeof state) {
-            memcpy(state, p + 1, n);
-            state[n] = '\0';
-        }
-        text = q + 1;
-    }
-    e.code = code;
-    snprintf(e.sqlstate, sizeof e.sqlstate, "%s", state);
-    snprintf(e.message, sizeof e.message, "%s", text);
-    sc_push_dberror(L, &e, NULL, 0, 0, 0);
+    sc_push_dberror(L, err, NULL, 0, 0, 0);
     return lua_error(L);
 }
 
@@ -194,10 +176,10 @@ static int l_pool_new(lua_State *L)
     sc_connector conn = {mysql_open, mysql_close_cb, mysql_discard_cb, mysql_ping_cb, spec_free_cb, spec,
                          mysql_broken_cb};
     if (shared != NULL) {
-        char err[256] = "";
-        lp->pool = sc_pool_shared_acquire(shared, key ? key : "", &cfg, &conn, err, sizeof err);
+        sc_error err;
+        lp->pool = sc_pool_shared_acquire(shared, key ? key : "", &cfg, &conn, &err);
         if (lp->pool == NULL)
-            return sc_argerror(L, "%s", err);
+            return sc_argerror(L, "%s", err.message);
         lp->shared = 1;
     } else {
         lp->pool = sc_pool_new(&cfg, &conn);
@@ -269,14 +251,13 @@ static int l_checkout(lua_State *L)
 {
     lpool *lp = check_pool(L);
     sc_pool_entry *e = NULL;
-    char err[600];
-    err[0] = '\0'; /* not the whole array: this is every checkout's path */
+    sc_error err; /* cleared by the pool */
     lconn *lc = push_empty(L);
-    int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
+    int rc = sc_pool_checkout(lp->pool, &e, &err);
     if (rc == SC_POOL_TIMEOUT)
         return raise_timeout(L, lp);
     if (rc != SC_POOL_OK)
-        return raise_open_error(L, err);
+        return raise_open_error(L, &err);
     fill_checkout(L, lc, lp, e);
     return 2;
 }
@@ -290,8 +271,7 @@ static int l_checkout_spare(lua_State *L)
 {
     lpool *lp = check_pool(L);
     sc_pool_entry *e = NULL;
-    char err[600];
-    err[0] = '\0';
+    sc_error err;
     /* the userdata first (see push_empty): a spare, or a new one */
     lconn *lc = NULL;
     sc_getuservalue(L, 1); /* {pool, spares} */
@@ -303,11 +283,11 @@ static int l_checkout_spare(lua_State *L)
     } else {
         lc = push_empty(L);
     }
-    int rc = sc_pool_checkout(lp->pool, &e, err, sizeof err);
+    int rc = sc_pool_checkout(lp->pool, &e, &err);
     if (rc == SC_POOL_TIMEOUT)
         return raise_timeout(L, lp); /* a spare stays in the list */
     if (rc != SC_POOL_OK)
-        return raise_open_error(L, err);
+        return raise_open_error(L, &err);
     if (n > 0) {
         lua_pushnil(L);
         lua_rawseti(L, -3, n); /* taken off the list */
@@ -353,10 +333,9 @@ static int l_try_checkout(lua_State *L)
         w = t->w;
     }
     sc_pool_entry *e = NULL;
-    char err[600];
-    err[0] = '\0';
+    sc_error err;
     lconn *lc = push_empty(L); /* garbage when the caller has to wait */
-    int rc = sc_pool_try_checkout(lp->pool, &w, &e, err, sizeof err);
+    int rc = sc_pool_try_checkout(lp->pool, &w, &e, &err);
     if (t != NULL && rc != SC_POOL_WAIT)
         t->w = NULL; /* the pool freed it */
     switch (rc) {
@@ -383,7 +362,7 @@ static int l_try_checkout(lua_State *L)
     case SC_POOL_TIMEOUT:
         return raise_timeout(L, lp);
     default:
-        return raise_open_error(L, err);
+        return raise_open_error(L, &err);
     }
 }
 

@@ -16,10 +16,10 @@ static int l_parse_url(lua_State *L)
 {
     size_t len;
     const char *s = sc_check_string(L, 1, "url", &len);
-    char err[256];
+    sc_error err;
     sc_url u;
-    if (sc_url_parse(s, len, &u, err, sizeof err) != 0)
-        return sc_argerror(L, "%s", err);
+    if (sc_url_parse(s, len, &u, &err) != 0)
+        return sc_argerror(L, "%s", err.message);
     lua_createtable(L, 0, 7);
     set_opt_string(L, "drivername", u.drivername);
     set_opt_string(L, "username", u.username);
@@ -44,12 +44,12 @@ static int l_check_url_param(lua_State *L)
 {
     const char *name = sc_check_string(L, 1, "parameter name", NULL);
     const char *value = sc_check_string(L, 2, name, NULL);
-    char err[256];
+    sc_error err;
     int which = sc_url_param_index(name);
     if (which < 0)
         return sc_argerror(L, "unknown connect argument '%s'", name);
-    if (sc_url_check_param(which, value, err, sizeof err) != 0)
-        return sc_argerror(L, "%s", err);
+    if (sc_url_check_param(which, value, &err) != 0)
+        return sc_argerror(L, "%s", err.message);
     return 0;
 }
 

@@ -28,13 +28,9 @@ static void check(int cond, const char *what)
     fflush(stdout);
 }
 
-static void *open_cb(void *ud, char *err, size_t errlen)
+static void *open_cb(void *ud, sc_error *err)
 {
-    sc_error e;
-    sc_conn *c = sc_conn_open(ud, NULL, &e);
-    if (c == NULL)
-        snprintf(err, errlen, "%u: %s", e.code, e.message);
-    return c;
+    return sc_conn_open(ud, NULL, err);
 }
 static void close_cb(void *ud, void *c) { (void)ud; sc_conn_close(c); }
 static void discard_cb(void *ud, void *c) { (void)ud; sc_conn_discard(c); }
@@ -65,9 +61,9 @@ int main(void)
         return 0;
     }
     sc_url url;
-    char err[512];
-    if (sc_url_parse(url_s, strlen(url_s), &url, err, sizeof err) != 0) {
-        printf("not ok 1 - parse SCOPED_TEST_URL: %s\n", err);
+    sc_error err;
+    if (sc_url_parse(url_s, strlen(url_s), &url, &err) != 0) {
+        printf("not ok 1 - parse SCOPED_TEST_URL: %s\n", err.message);
         return 1;
     }
     sc_pool_config cfg;
@@ -80,10 +76,10 @@ int main(void)
     sc_pool *p = sc_pool_new(&cfg, &conn);
 
     sc_pool_entry *e = NULL;
-    int rc = sc_pool_checkout(p, &e, err, sizeof err);
+    int rc = sc_pool_checkout(p, &e, &err);
     check(rc == SC_POOL_OK, "parent checks out a connection");
     if (rc != SC_POOL_OK) {
-        printf("# %s\n", err);
+        printf("# %u %s\n", err.code, err.message);
         printf("1..%d\n%d passed, %d failed\n", n_tests, n_tests - n_failed, n_failed);
         return 1;
     }
@@ -94,7 +90,7 @@ int main(void)
     pid_t pid = fork();
     if (pid == 0) {
         sc_pool_entry *ce = NULL;
-        int ok = sc_pool_checkout(p, &ce, err, sizeof err) == SC_POOL_OK && ce->fresh;
+        int ok = sc_pool_checkout(p, &ce, &err) == SC_POOL_OK && ce->fresh;
         unsigned long long child_id = ok ? connection_id(ce) : 0;
         ok = ok && child_id != 0 && child_id != parent_id;
         if (ce != NULL)
@@ -108,7 +104,7 @@ int main(void)
           "child checks out a fresh connection of its own and runs a query");
 
     e = NULL;
-    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    rc = sc_pool_checkout(p, &e, &err);
     check(rc == SC_POOL_OK && !e->fresh, "parent gets its pooled connection back");
     check(rc == SC_POOL_OK && connection_id(e) == parent_id,
           "the parent's connection survived the child (no COM_QUIT on its socket)");
@@ -118,7 +114,7 @@ int main(void)
     /* a connection checked out in the parent, in the middle of a
      * transaction, when the child is forked */
     e = NULL;
-    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    rc = sc_pool_checkout(p, &e, &err);
     check(rc == SC_POOL_OK, "parent checks out a connection and keeps it across fork");
     if (rc == SC_POOL_OK) {
         sc_conn *c = e->conn;

@@ -72,16 +72,16 @@ typedef struct fake_ud {
     unsigned char *state;    /* ST_* by connection id */
 } fake_ud;
 
-static void *fake_open(void *ud, char *err, size_t errlen)
+static void *fake_open(void *ud, sc_error *err)
 {
     fake_ud *u = ud;
     if (XCHG(u->fail_next, 0)) {
-        snprintf(err, errlen, "fake open failure");
+        sc_error_set(err, 0, "", "fake open failure");
         return NULL;
     }
     fake_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        snprintf(err, errlen, "out of memory");
+        sc_error_set(err, 0, "", "out of memory");
         return NULL;
     }
     c->id = ADD(u->next_id, 1);
@@ -205,22 +205,22 @@ static int wait_for_waiting(sc_pool *p, int n)
 
 static void test_invalidate(void)
 {
-    char err[128];
+    sc_error err;
     fake_ud *u;
     sc_pool_entry *a, *b, *c, *d, *e;
     sc_pool *p = new_pool(config(3, 2, 1), &u);
 
-    sc_pool_checkout(p, &a, err, sizeof err);
-    sc_pool_checkout(p, &b, err, sizeof err);
-    sc_pool_checkout(p, &c, err, sizeof err);
-    sc_pool_checkout(p, &d, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
+    sc_pool_checkout(p, &b, &err);
+    sc_pool_checkout(p, &c, &err);
+    sc_pool_checkout(p, &d, &err);
     int bid = conn_id(b), cid = conn_id(c), did = conn_id(d);
     sc_pool_checkin(p, b, 0);
     sc_pool_checkin(p, c, 0);
     sc_pool_checkin(p, a, 1); /* a user's invalidate(): the others stay */
     check(stats(p).checkedin == 2 && LOAD(u->state[bid]) == ST_OPEN,
           "invalidate: discarding one connection keeps the idle ones");
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     STORE(((fake_conn *)a->conn)->broken, 1);
     sleep_s(0.001);
     sc_pool_checkin(p, a, 1); /* died of a disconnect */
@@ -229,7 +229,7 @@ static void test_invalidate(void)
               LOAD(u->state[cid]) == ST_CLOSED,
           "invalidate: a disconnect closes every idle connection at once (%d idle, %d out)",
           st.checkedin, st.checkedout);
-    sc_pool_checkout(p, &e, err, sizeof err);
+    sc_pool_checkout(p, &e, &err);
     check(e != NULL && e->fresh == 1, "invalidate: the next checkout opens a fresh connection");
     sc_pool_checkin(p, d, 0); /* checked out before the disconnect */
     check(LOAD(u->state[did]) == ST_CLOSED && stats(p).checkedin == 0,
@@ -257,8 +257,8 @@ static void *t1_worker(void *arg)
     t1arg *a = arg;
     for (int i = 0; i < T1_ROUNDS; i++) {
         sc_pool_entry *e = NULL;
-        char err[128];
-        if (sc_pool_checkout(a->p, &e, err, sizeof err) != SC_POOL_OK) {
+        sc_error err;
+        if (sc_pool_checkout(a->p, &e, &err) != SC_POOL_OK) {
             a->failed++;
             continue;
         }
@@ -322,7 +322,7 @@ typedef struct waiter_arg {
     double hold;
     int *order;
     int *served;
-    char err[128];
+    sc_error err;
 } waiter_arg;
 
 /* Checks out, records when and in which order it was served, holds for
@@ -332,7 +332,7 @@ static void *waiter_thread(void *arg)
     waiter_arg *a = arg;
     sc_pool_entry *e = NULL;
     double t0 = sc_monotonic();
-    a->rc = sc_pool_checkout(a->p, &e, a->err, sizeof a->err);
+    a->rc = sc_pool_checkout(a->p, &e, &a->err);
     a->took = sc_monotonic() - t0;
     if (a->rc == SC_POOL_OK) {
         a->id = conn_id(e);
@@ -350,8 +350,8 @@ static void test_timeout(void)
     fake_ud *u;
     sc_pool *p = new_pool(config(1, 0, 0.2), &u);
     sc_pool_entry *held = NULL;
-    char err[128];
-    sc_pool_checkout(p, &held, err, sizeof err);
+    sc_error err;
+    sc_pool_checkout(p, &held, &err);
     waiter_arg a;
     memset(&a, 0, sizeof a);
     a.p = p;
@@ -373,8 +373,8 @@ static void test_fifo(void)
     fake_ud *u;
     sc_pool *p = new_pool(config(1, 0, 5), &u);
     sc_pool_entry *held = NULL;
-    char err[128];
-    sc_pool_checkout(p, &held, err, sizeof err);
+    sc_error err;
+    sc_pool_checkout(p, &held, &err);
     pthread_t th[N];
     waiter_arg a[N];
     int order[N], served = 0, queued = 1;
@@ -409,28 +409,28 @@ static void test_tickets(void)
 {
     fake_ud *u;
     sc_pool *p = new_pool(config(1, 0, 0.3), &u);
-    char err[128];
+    sc_error err;
     sc_pool_entry *a = NULL, *e = NULL;
     sc_waiter *t = NULL, *t2 = NULL;
 
-    int rc = sc_pool_try_checkout(p, &t, &a, err, sizeof err);
+    int rc = sc_pool_try_checkout(p, &t, &a, &err);
     check(rc == SC_POOL_OK && t == NULL && a != NULL && a->fresh == 1,
           "tickets: try_checkout on a free pool opens at once");
     int aid = conn_id(a);
 
-    rc = sc_pool_try_checkout(p, &t, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t, &e, &err);
     check(rc == SC_POOL_WAIT && t != NULL && e == NULL, "tickets: exhausted pool answers WAIT with a ticket");
     double rem = sc_waiter_remaining(t);
     check(rem > 0.2 && rem <= 0.3, "tickets: remaining %.3f s", rem);
-    rc = sc_pool_try_checkout(p, &t, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t, &e, &err);
     check(rc == SC_POOL_WAIT && t != NULL, "tickets: asking again keeps the place (WAIT)");
 
     sc_pool_checkin(p, a, 0);
     sc_pool_stats st = stats(p);
     check(st.checkedin == 0 && st.waiting == 0, "tickets: a checkin is reserved for the ticket, not idle");
-    rc = sc_pool_try_checkout(p, &t2, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t2, &e, &err);
     check(rc == SC_POOL_WAIT && t2 != NULL, "tickets: a newcomer without ticket cannot take it (WAIT)");
-    rc = sc_pool_try_checkout(p, &t, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t, &e, &err);
     check(rc == SC_POOL_OK && t == NULL && conn_id(e) == aid && e->fresh == 0,
           "tickets: the ticket gets the reserved connection, ticket freed");
 
@@ -441,17 +441,17 @@ static void test_tickets(void)
           "tickets: cancel gives the reserved connection back (idle %d)", st.checkedin);
 
     /* expired ticket */
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     sc_waiter *t3 = NULL;
-    rc = sc_pool_try_checkout(p, &t3, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t3, &e, &err);
     sleep_s(0.35);
     check(sc_waiter_remaining(t3) < 0, "tickets: remaining goes negative past the deadline");
-    rc = sc_pool_try_checkout(p, &t3, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t3, &e, &err);
     check(rc == SC_POOL_TIMEOUT && t3 == NULL, "tickets: an expired ticket answers TIMEOUT and is freed");
 
     /* abandoned queued ticket: a later blocking waiter is not stuck behind it */
     sc_waiter *t4 = NULL;
-    rc = sc_pool_try_checkout(p, &t4, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t4, &e, &err);
     sleep_s(0.35);
     waiter_arg w;
     memset(&w, 0, sizeof w);
@@ -466,10 +466,10 @@ static void test_tickets(void)
     sc_pool_cancel(p, t4); /* its holder finally lets go: just freed */
 
     /* abandoned ticket holding a reservation: taken back at its deadline */
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     sc_waiter *t5 = NULL;
     double t0 = sc_monotonic();
-    rc = sc_pool_try_checkout(p, &t5, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t5, &e, &err);
     sleep_s(0.05);
     sc_pool_checkin(p, a, 0); /* reserved for t5, whose holder is gone */
     memset(&w, 0, sizeof w);
@@ -480,30 +480,30 @@ static void test_tickets(void)
     check(w.rc == SC_POOL_OK && w.id == aid && since_ticket >= 0.29 && since_ticket < 0.4,
           "tickets: an abandoned reservation goes to the next waiter at the ticket's deadline "
           "(rc %d, %.3f s after the ticket)", w.rc, since_ticket);
-    rc = sc_pool_try_checkout(p, &t5, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t5, &e, &err);
     check(rc == SC_POOL_TIMEOUT && t5 == NULL, "tickets: the reclaimed ticket then answers TIMEOUT");
 
     /* a late holder still gets what was kept for it if nobody needed it */
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     sc_waiter *t6 = NULL;
-    sc_pool_try_checkout(p, &t6, &e, err, sizeof err);
+    sc_pool_try_checkout(p, &t6, &e, &err);
     sc_pool_checkin(p, a, 0);
     sleep_s(0.35);
-    rc = sc_pool_try_checkout(p, &t6, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t6, &e, &err);
     check(rc == SC_POOL_OK && t6 == NULL && conn_id(e) == aid,
           "tickets: past its deadline, a ticket with a reservation still answers OK");
     sc_pool_checkin(p, e, 0);
 
     /* a blocking waiter and a ticket share one queue, in arrival order */
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     sc_waiter *t7 = NULL;
-    sc_pool_try_checkout(p, &t7, &e, err, sizeof err);
+    sc_pool_try_checkout(p, &t7, &e, &err);
     memset(&w, 0, sizeof w);
     w.p = p;
     pthread_create(&th, NULL, waiter_thread, &w);
     wait_for_waiting(p, 2);
     sc_pool_checkin(p, a, 0); /* goes to t7, queued first */
-    rc = sc_pool_try_checkout(p, &t7, &e, err, sizeof err);
+    rc = sc_pool_try_checkout(p, &t7, &e, &err);
     int first = rc == SC_POOL_OK;
     sc_pool_checkin(p, e, 0); /* now to the blocking waiter */
     pthread_join(th, NULL);
@@ -518,7 +518,7 @@ static void test_tickets(void)
 
 static void test_behaviour(void)
 {
-    char err[128];
+    sc_error err;
     fake_ud *u;
     sc_pool *p;
     sc_pool_entry *a, *b, *c, *e;
@@ -528,14 +528,14 @@ static void test_behaviour(void)
     cfg = config(1, 0, 1);
     cfg.recycle = 0.05;
     p = new_pool(cfg, &u);
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     int aid = conn_id(a);
     sc_pool_checkin(p, a, 0);
-    sc_pool_checkout(p, &e, err, sizeof err);
+    sc_pool_checkout(p, &e, &err);
     check(conn_id(e) == aid && e->fresh == 0, "recycle: a young connection is reused");
     sc_pool_checkin(p, e, 0);
     sleep_s(0.1);
-    sc_pool_checkout(p, &e, err, sizeof err);
+    sc_pool_checkout(p, &e, &err);
     check(conn_id(e) != aid && e->fresh == 1 && LOAD(u->state[aid]) == ST_CLOSED,
           "recycle: an old one is closed and replaced by a fresh one");
     check(stats(p).open == 1 && LOAD(u->open_now) == 1, "recycle: in the same slot");
@@ -546,15 +546,15 @@ static void test_behaviour(void)
     cfg = config(1, 0, 1);
     cfg.pre_ping = 1;
     p = new_pool(cfg, &u);
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     aid = conn_id(a);
     check(LOAD(u->pings) == 0, "pre-ping: a freshly opened connection is not pinged");
     sc_pool_checkin(p, a, 0);
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     check(conn_id(a) == aid && a->fresh == 0 && LOAD(u->pings) == 1, "pre-ping: a live one is pinged and kept");
     STORE(((fake_conn *)a->conn)->dead, 1);
     sc_pool_checkin(p, a, 0);
-    sc_pool_checkout(p, &e, err, sizeof err);
+    sc_pool_checkout(p, &e, &err);
     check(conn_id(e) != aid && e->fresh == 1 && LOAD(u->state[aid]) == ST_CLOSED,
           "pre-ping: a dead one is closed and replaced (fresh=1)");
     sc_pool_checkin(p, e, 0);
@@ -565,14 +565,14 @@ static void test_behaviour(void)
         cfg = config(3, 0, 1);
         cfg.use_lifo = lifo;
         p = new_pool(cfg, &u);
-        sc_pool_checkout(p, &a, err, sizeof err);
-        sc_pool_checkout(p, &b, err, sizeof err);
-        sc_pool_checkout(p, &c, err, sizeof err);
+        sc_pool_checkout(p, &a, &err);
+        sc_pool_checkout(p, &b, &err);
+        sc_pool_checkout(p, &c, &err);
         int ida = conn_id(a), idc = conn_id(c);
         sc_pool_checkin(p, a, 0);
         sc_pool_checkin(p, b, 0);
         sc_pool_checkin(p, c, 0);
-        sc_pool_checkout(p, &e, err, sizeof err);
+        sc_pool_checkout(p, &e, &err);
         if (lifo)
             check(conn_id(e) == idc, "lifo: the last returned comes out first");
         else
@@ -583,13 +583,13 @@ static void test_behaviour(void)
 
     /* overflow closed on checkin once pool_size are idle */
     p = new_pool(config(1, 2, 0.05), &u);
-    sc_pool_checkout(p, &a, err, sizeof err);
-    sc_pool_checkout(p, &b, err, sizeof err);
-    sc_pool_checkout(p, &c, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
+    sc_pool_checkout(p, &b, &err);
+    sc_pool_checkout(p, &c, &err);
     sc_pool_stats st = stats(p);
     check(st.open == 3 && st.overflow == 2 && st.checkedout == 3, "overflow: 3 open, overflow 2");
     e = NULL;
-    int rc = sc_pool_checkout(p, &e, err, sizeof err);
+    int rc = sc_pool_checkout(p, &e, &err);
     check(rc == SC_POOL_TIMEOUT, "overflow: a 4th waits and times out");
     int idb = conn_id(b);
     sc_pool_checkin(p, a, 0);
@@ -603,20 +603,20 @@ static void test_behaviour(void)
 
     /* discard frees the slot */
     p = new_pool(config(1, 0, 1), &u);
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     aid = conn_id(a);
     sc_pool_checkin(p, a, 1);
     st = stats(p);
     check(st.open == 0 && LOAD(u->state[aid]) == ST_CLOSED, "discard: closes the connection, frees the slot");
-    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    rc = sc_pool_checkout(p, &e, &err);
     check(rc == SC_POOL_OK && e->fresh == 1 && conn_id(e) != aid, "discard: the next checkout opens a new one");
     sc_pool_checkin(p, e, 0);
     sc_pool_free(p);
 
     /* dispose */
     p = new_pool(config(2, 0, 1), &u);
-    sc_pool_checkout(p, &a, err, sizeof err);
-    sc_pool_checkout(p, &b, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
+    sc_pool_checkout(p, &b, &err);
     aid = conn_id(a);
     idb = conn_id(b);
     sc_pool_checkin(p, b, 0);
@@ -624,7 +624,7 @@ static void test_behaviour(void)
     st = stats(p);
     check(LOAD(u->state[idb]) == ST_CLOSED && st.open == 0 && st.checkedin == 0,
           "dispose: idle connections closed, counts restart");
-    sc_pool_checkout(p, &c, err, sizeof err);
+    sc_pool_checkout(p, &c, &err);
     sc_pool_checkin(p, a, 0);
     st = stats(p);
     check(LOAD(u->state[aid]) == ST_CLOSED && st.open == 1 && st.checkedout == 1,
@@ -637,7 +637,7 @@ static void test_behaviour(void)
     st = stats(p);
     check(st.size == 5 && st.overflow == -5 && st.checkedin == 0 && st.checkedout == 0 && st.open == 0,
           "stats: fresh pool has overflow -pool_size (%d)", st.overflow);
-    sc_pool_checkout(p, &a, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
     st = stats(p);
     check(st.size == 5 && st.checkedin == 0 && st.overflow == -4 && st.checkedout == 1,
           "stats: after one checkout size 5, checkedin 0, overflow -4, checkedout 1");
@@ -648,8 +648,8 @@ static void test_behaviour(void)
 
     /* pool_size 0 keeps every connection (SQLAlchemy: "no limit") */
     p = new_pool(config(0, 2, 1), &u);
-    sc_pool_checkout(p, &a, err, sizeof err);
-    sc_pool_checkout(p, &b, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
+    sc_pool_checkout(p, &b, &err);
     sc_pool_checkin(p, a, 0);
     sc_pool_checkin(p, b, 0);
     st = stats(p);
@@ -661,22 +661,22 @@ static void test_behaviour(void)
 
 static void test_fork(void)
 {
-    char err[128];
+    sc_error err;
     fake_ud *u, *u2;
     sc_pool *p = new_pool(config(2, 0, 2), &u);
     sc_pool *p2 = new_pool(config(1, 0, 2), &u2);
     sc_pool_entry *a, *b, *d, *e;
 
     /* p: one checked out (a), one idle (b) */
-    sc_pool_checkout(p, &a, err, sizeof err);
-    sc_pool_checkout(p, &b, err, sizeof err);
+    sc_pool_checkout(p, &a, &err);
+    sc_pool_checkout(p, &b, &err);
     int ida = conn_id(a), idb = conn_id(b);
     sc_pool_checkin(p, b, 0);
     /* p2: its only connection reserved for a ticket */
-    sc_pool_checkout(p2, &d, err, sizeof err);
+    sc_pool_checkout(p2, &d, &err);
     int idd = conn_id(d);
     sc_waiter *t = NULL;
-    sc_pool_try_checkout(p2, &t, &e, err, sizeof err);
+    sc_pool_try_checkout(p2, &t, &e, &err);
     sc_pool_checkin(p2, d, 0);
 
     fflush(stdout);
@@ -688,7 +688,7 @@ static void test_fork(void)
     if (pid == 0) {
         int bad = 0;
         e = NULL;
-        int rc = sc_pool_checkout(p, &e, err, sizeof err);
+        int rc = sc_pool_checkout(p, &e, &err);
         if (!(rc == SC_POOL_OK && e->fresh == 1 && conn_id(e) != ida && conn_id(e) != idb))
             bad |= 1;
         if (!(LOAD(u->state[idb]) == ST_DISCARDED && LOAD(u->closes) == 0))
@@ -706,7 +706,7 @@ static void test_fork(void)
         sc_pool_free(p);
         /* ticket whose reservation is the parent's connection */
         sc_pool_entry *f = NULL;
-        rc = sc_pool_try_checkout(p2, &t, &f, err, sizeof err);
+        rc = sc_pool_try_checkout(p2, &t, &f, &err);
         if (!(rc == SC_POOL_OK && t == NULL && f->fresh == 1 && conn_id(f) != idd &&
               LOAD(u2->state[idd]) == ST_DISCARDED && LOAD(u2->closes) == 0))
             bad |= 32;
@@ -729,12 +729,12 @@ static void test_fork(void)
     check(st.checkedin == 1 && st.checkedout == 1 && LOAD(u->closes) == 0 && LOAD(u->discards) == 0 &&
           LOAD(u->state[idb]) == ST_OPEN,
           "fork parent: idle connection still there, nothing closed or discarded");
-    sc_pool_checkout(p, &e, err, sizeof err);
+    sc_pool_checkout(p, &e, &err);
     check(conn_id(e) == idb && e->fresh == 0, "fork parent: checkout reuses its idle connection");
     sc_pool_checkin(p, e, 0);
     sc_pool_checkin(p, a, 0);
     sc_pool_entry *f = NULL;
-    int rc = sc_pool_try_checkout(p2, &t, &f, err, sizeof err);
+    int rc = sc_pool_try_checkout(p2, &t, &f, &err);
     check(rc == SC_POOL_OK && conn_id(f) == idd && f->fresh == 0 && LOAD(u2->discards) == 0,
           "fork parent: its ticket still gets the reserved connection");
     sc_pool_checkin(p2, f, 0);
@@ -746,17 +746,17 @@ static void test_fork(void)
 
 static void test_open_failure(void)
 {
-    char err[128];
+    sc_error err;
     fake_ud *u;
     sc_pool *p = new_pool(config(1, 0, 2), &u);
     sc_pool_entry *e = NULL;
 
     STORE(u->fail_next, 1);
-    int rc = sc_pool_checkout(p, &e, err, sizeof err);
-    check(rc == SC_POOL_ERROR && e == NULL && strcmp(err, "fake open failure") == 0,
-          "open failure: SC_POOL_ERROR with the connector's message ('%s')", err);
+    int rc = sc_pool_checkout(p, &e, &err);
+    check(rc == SC_POOL_ERROR && e == NULL && strcmp(err.message, "fake open failure") == 0,
+          "open failure: SC_POOL_ERROR with the connector's message ('%s')", err.message);
     check(stats(p).open == 0, "open failure: the slot is released");
-    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    rc = sc_pool_checkout(p, &e, &err);
     check(rc == SC_POOL_OK && e->fresh == 1, "open failure: the next checkout works");
 
     /* a failure in a slot granted to a waiter passes the slot on */
@@ -772,7 +772,7 @@ static void test_open_failure(void)
     sc_pool_checkin(p, e, 1); /* discarded: its slot goes to the first waiter */
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
-    check(w[0].rc == SC_POOL_ERROR && strcmp(w[0].err, "fake open failure") == 0 && w[1].rc == SC_POOL_OK,
+    check(w[0].rc == SC_POOL_ERROR && strcmp(w[0].err.message, "fake open failure") == 0 && w[1].rc == SC_POOL_OK,
           "open failure: the waiter whose open failed gets the error, the next one the slot (%d, %d)",
           w[0].rc, w[1].rc);
     sc_pool_stats st = stats(p);
@@ -783,11 +783,11 @@ static void test_open_failure(void)
     sc_pool_config cfg = config(1, 0, 1);
     cfg.pre_ping = 1;
     p = new_pool(cfg, &u);
-    sc_pool_checkout(p, &e, err, sizeof err);
+    sc_pool_checkout(p, &e, &err);
     STORE(((fake_conn *)e->conn)->dead, 1);
     sc_pool_checkin(p, e, 0);
     STORE(u->fail_next, 1);
-    rc = sc_pool_checkout(p, &e, err, sizeof err);
+    rc = sc_pool_checkout(p, &e, &err);
     st = stats(p);
     check(rc == SC_POOL_ERROR && st.open == 0 && LOAD(u->open_now) == 0,
           "open failure: replacing a dead connection fails cleanly, slot released");
@@ -808,30 +808,30 @@ static void *share_thread(void *arg)
     fake_ud *u;
     sc_pool_config cfg = config(2, 0, 1);
     sc_connector c = fake_connector(&u, &shared_freed);
-    char err[128];
-    s->got = sc_pool_shared_acquire("threads", "k", &cfg, &c, err, sizeof err);
+    sc_error err;
+    s->got = sc_pool_shared_acquire("threads", "k", &cfg, &c, &err);
     return NULL;
 }
 
 static void test_shared(void)
 {
-    char err[128];
+    sc_error err;
     fake_ud *u1, *u2, *u3;
     sc_pool_config cfg = config(2, 0, 1);
     sc_connector c1 = fake_connector(&u1, &shared_freed);
     sc_connector c2 = fake_connector(&u2, &shared_freed);
     sc_connector c3 = fake_connector(&u3, &shared_freed);
 
-    sc_pool *p1 = sc_pool_shared_acquire("db", "url|opts", &cfg, &c1, err, sizeof err);
+    sc_pool *p1 = sc_pool_shared_acquire("db", "url|opts", &cfg, &c1, &err);
     check(p1 != NULL && LOAD(shared_freed) == 0, "shared: first acquire creates the pool");
-    sc_pool *p2 = sc_pool_shared_acquire("db", "url|opts", &cfg, &c2, err, sizeof err);
+    sc_pool *p2 = sc_pool_shared_acquire("db", "url|opts", &cfg, &c2, &err);
     check(p2 == p1 && LOAD(shared_freed) == 1, "shared: same name and key give the same pool, extra ud freed");
-    sc_pool *p3 = sc_pool_shared_acquire("db", "other", &cfg, &c3, err, sizeof err);
-    check(p3 == NULL && strcmp(err, "shared engine 'db' exists with other options") == 0 &&
-          LOAD(shared_freed) == 2, "shared: another key gets NULL and '%s'", err);
+    sc_pool *p3 = sc_pool_shared_acquire("db", "other", &cfg, &c3, &err);
+    check(p3 == NULL && strcmp(err.message, "shared engine 'db' exists with other options") == 0 &&
+          LOAD(shared_freed) == 2, "shared: another key gets NULL and '%s'", err.message);
 
     sc_pool_entry *e;
-    sc_pool_checkout(p1, &e, err, sizeof err);
+    sc_pool_checkout(p1, &e, &err);
     sc_pool_checkin(p2, e, 0);
     sc_pool_shared_release(p1);
     check(LOAD(shared_freed) == 2 && stats(p2).checkedin == 1, "shared: first release keeps the pool");

@@ -75,11 +75,11 @@ static void check_zero(const sc_url *u)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char err[256];
+    sc_error err;
     sc_url u;
-    memset(err, 'x', sizeof err);
-    if (sc_url_parse((const char *)data, size, &u, err, sizeof err) != 0) {
-        CHECK(memchr(err, '\0', sizeof err) != NULL);
+    memset(&err, 'x', sizeof err);
+    if (sc_url_parse((const char *)data, size, &u, &err) != 0) {
+        CHECK(memchr(err.message, '\0', sizeof err.message) != NULL);
         check_zero(&u);
         return 0;
     }
@@ -88,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(u.port >= 0 && u.port <= 65535);
     for (int i = 0; i < SC_URL_NPARAMS; i++)
         if (u.params[i] != NULL)
-            CHECK(sc_url_check_param(i, u.params[i], err, sizeof err) == 0);
+            CHECK(sc_url_check_param(i, u.params[i], &err) == 0);
 
     /* render it back, every field encoded, and parse again */
     out o = {NULL, 0, 0};
@@ -124,8 +124,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         put_encoded(&o, u.params[i]);
     }
     sc_url v;
-    if (sc_url_parse(o.s, o.len, &v, err, sizeof err) != 0) {
-        fprintf(stderr, "fuzz_url: '%s' does not parse again: %s\n", o.s, err);
+    if (sc_url_parse(o.s, o.len, &v, &err) != 0) {
+        fprintf(stderr, "fuzz_url: '%s' does not parse again: %s\n", o.s, err.message);
         abort();
     }
     CHECK(same(u.drivername, v.drivername));
