@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "connector.h"
 #include "lconn.h"
 #include "pool.h"
 
@@ -23,56 +24,6 @@ typedef struct lticket {
     sc_waiter *w;     /* NULL once answered or cancelled */
     sc_pool *pool;
 } lticket;
-
-/* ---- the connector: how the pool opens MySQL connections ---------------- */
-
-/* What every connection of a pool is opened with. */
-typedef struct connect_spec {
-    sc_url url;
-    sc_conn_settings settings; /* autocommit off unless isolation_level="AUTOCOMMIT" */
-} connect_spec;
-
-/* Pooled connections run with autocommit off, as a DB-API connection does:
- * the first statement opens a transaction by itself (SQLAlchemy's "BEGIN
- * (implicit)"), so autobegin costs no round trip. Whether a ROLLBACK is
- * needed on return is sc_conn_needs_end's business (conn.h). */
-static void *mysql_open(void *ud, sc_error *err)
-{
-    connect_spec *spec = ud;
-    return sc_conn_open(&spec->url, &spec->settings, err);
-}
-
-static void mysql_close_cb(void *ud, void *conn)
-{
-    (void)ud;
-    sc_conn_close(conn);
-}
-
-static void mysql_discard_cb(void *ud, void *conn)
-{
-    (void)ud;
-    sc_conn_discard(conn);
-}
-
-static int mysql_ping_cb(void *ud, void *conn)
-{
-    (void)ud;
-    return sc_conn_ping(conn);
-}
-
-/* a disconnect error was seen on it (sc_is_disconnect), not a user's invalidate() */
-static int mysql_broken_cb(void *ud, void *conn)
-{
-    (void)ud;
-    return ((sc_conn *)conn)->broken;
-}
-
-static void spec_free_cb(void *ud)
-{
-    connect_spec *spec = ud;
-    sc_url_free(&spec->url);
-    free(spec);
-}
 
 static const char *const isolation_levels[] = {
     "READ COMMITTED", "REPEATABLE READ", "READ UNCOMMITTED", "SERIALIZABLE", "AUTOCOMMIT", NULL,
@@ -163,18 +114,20 @@ static int l_pool_new(lua_State *L)
         return sc_argerror(L, "isolation_level must be one of READ COMMITTED, REPEATABLE READ, "
                               "READ UNCOMMITTED, SERIALIZABLE, AUTOCOMMIT");
     lua_pop(L, 1);
-    connect_spec *spec = calloc(1, sizeof *spec);
-    if (spec == NULL)
+    /* Pooled connections run with autocommit off, as a DB-API connection
+     * does: the first statement opens a transaction by itself (SQLAlchemy's
+     * "BEGIN (implicit)"), so autobegin costs no round trip. Whether a
+     * ROLLBACK is needed on return is sc_conn_needs_end's business (conn.h). */
+    sc_conn_settings settings;
+    memset(&settings, 0, sizeof settings);
+    settings.autocommit = iso != NULL && strcmp(iso, "AUTOCOMMIT") == 0;
+    if (iso != NULL && !settings.autocommit)
+        snprintf(settings.isolation, sizeof settings.isolation, "%s", iso);
+    sc_connector conn; /* it takes the URL's strings over: the pool frees them */
+    if (sc_mysql_connector(owned, &settings, &conn) != 0)
         return luaL_error(L, "out of memory");
-    spec->url = *owned; /* the pool owns the strings from here on */
-    memset(owned, 0, sizeof *owned);
     lua_pop(L, 1);
-    spec->settings.autocommit = iso != NULL && strcmp(iso, "AUTOCOMMIT") == 0;
-    if (iso != NULL && !spec->settings.autocommit)
-        snprintf(spec->settings.isolation, sizeof spec->settings.isolation, "%s", iso);
 
-    sc_connector conn = {mysql_open, mysql_close_cb, mysql_discard_cb, mysql_ping_cb, spec_free_cb, spec,
-                         mysql_broken_cb};
     if (shared != NULL) {
         sc_error err;
         lp->pool = sc_pool_shared_acquire(shared, key ? key : "", &cfg, &conn, &err);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "connector.h"
 #include "pool.h"
 
 static int n_tests, n_failed;
@@ -27,14 +28,6 @@ static void check(int cond, const char *what)
     printf("%s %d - %s\n", cond ? "ok" : "not ok", n_tests, what);
     fflush(stdout);
 }
-
-static void *open_cb(void *ud, sc_error *err)
-{
-    return sc_conn_open(ud, NULL, err);
-}
-static void close_cb(void *ud, void *c) { (void)ud; sc_conn_close(c); }
-static void discard_cb(void *ud, void *c) { (void)ud; sc_conn_discard(c); }
-static int ping_cb(void *ud, void *c) { (void)ud; return sc_conn_ping(c); }
 
 /* SELECT CONNECTION_ID() on an entry's connection; 0 on error */
 static unsigned long long connection_id(sc_pool_entry *e)
@@ -72,7 +65,13 @@ int main(void)
     cfg.max_overflow = 0;
     cfg.timeout = 5;
     cfg.recycle = -1;
-    sc_connector conn = {open_cb, close_cb, discard_cb, ping_cb, NULL, &url, NULL};
+    /* the module's own connector (connector.c), with the server's defaults:
+     * it takes the URL over, and the pool frees it */
+    sc_connector conn;
+    if (sc_mysql_connector(&url, NULL, &conn) != 0) {
+        printf("not ok 1 - out of memory\n");
+        return 1;
+    }
     sc_pool *p = sc_pool_new(&cfg, &conn);
 
     sc_pool_entry *e = NULL;
@@ -159,7 +158,6 @@ int main(void)
         sc_pool_checkin(p, e, 0);
     }
     sc_pool_free(p);
-    sc_url_free(&url);
     printf("1..%d\n%d passed, %d failed\n", n_tests, n_tests - n_failed, n_failed);
     return n_failed ? 1 : 0;
 }
