@@ -1,10 +1,13 @@
+/* The RawConnection userdata (lconn.h): URL tables to sc_url, open
+ * (core.connect) and give back, commit, rollback, finish, close, ping,
+ * reset, the busy mark and the thread that owns it. The statements run on
+ * it are lexec.c's. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pid.h"
 #include "lconn.h"
-#include "lresult.h"
 
 /* ---- URL tables to sc_url ---------------------------------------------- */
 
@@ -129,27 +132,15 @@ int sc_lconn_release(lconn *lc)
     return rc;
 }
 
-/* SQLAlchemy 2.0's text for every "rollback first" refusal
- * (scoped/exc.lua's pending_rollback raises the same) */
-#define PENDING_ROLLBACK_TEXT                                                                      \
-    "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before "  \
-    "proceeding"
-
 static lconn *check_conn(lua_State *L)
 {
     return sc_check_self(L, "connection");
 }
 
-static void need_open(lua_State *L, const lconn *lc)
-{
-    if (lc->c == NULL)
-        sc_raise(L, "ResourceClosedError", "This Connection is closed");
-}
-
 static lconn *check_open(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    need_open(L, lc);
+    sc_lconn_need_open(L, lc);
     return lc;
 }
 
@@ -162,8 +153,8 @@ static lconn *check_open(lua_State *L)
  * Session). Such code re-entering the connection freed the result being
  * read, grew the buffer being written, or closed the connection under the
  * caller's feet. So the calls that hold that state (execute, executemany,
- * exec_driver_sql, render: guarded()) mark the connection busy for their
- * whole run, and every call that would touch its C state (those, commit,
+ * exec_driver_sql, render: lexec.c, run through sc_lconn_guarded in
+ * lconn.h) mark the connection busy for their whole run, and every call that would touch its C state (those, commit,
  * rollback, finish, close, ping, reset, _check_idle, core.lease and
  * lease_return, a __gc called by hand) raises InvalidRequestError on a busy
  * connection instead. Reading its flags (closed, in_transaction,
@@ -175,16 +166,14 @@ static lconn *check_open(lua_State *L)
  * lua_pcall per statement clears it, as that would cost the hot path
  * several hundred instructions. Instead the mark is checked when it is met
  * (is_busy): it stands only while the call that set it is still running,
- * that is while a guard_* frame on this very connection is on the stack of
- * the thread that set it (lc->owner; a weak table in the registry gives
- * that thread back while it exists, and a thread that is gone runs
- * nothing). A mark whose call is gone is dropped, and the connection is
+ * that is while a guard_* frame (lexec.c) on this very connection is on
+ * the stack of the thread that set it (lc->owner; a weak table in the
+ * registry gives that thread back while it exists, and a thread that is
+ * gone runs nothing). A mark whose call is gone is dropped, and the connection is
  * then as after any failed call (a result cut short is dropped by the next
  * statement). Calls that re-enter are nested in the busy call, on its
  * thread or on a coroutine resumed from inside it, so they find it. The
  * look at the stack happens only when a mark is met. */
-
-static int is_guard(lua_CFunction f);
 
 /* The registry's weak-valued table: light userdata (an lconn) -> the thread
  * of its last busy call. Weak, so that no session of a dead coroutine is
@@ -227,7 +216,7 @@ static int busy_call_running(lua_State *L, const lconn *lc)
             return 1; /* cannot look: refuse, the safe answer */
         if (!lua_getinfo(T, "f", &ar))
             continue;
-        int guard = is_guard(lua_tocfunction(T, -1));
+        int guard = sc_lexec_is_guard(lua_tocfunction(T, -1));
         lua_pop(T, 1);
         if (!guard)
             continue;
@@ -262,7 +251,7 @@ static int is_busy(lua_State *L, lconn *lc)
     return 0;
 }
 
-void sc_lconn_check_idle(lua_State *L, lconn *lc, const char *what)
+void sc_lconn_check_busy(lua_State *L, lconn *lc, const char *what)
 {
     if (is_busy(L, lc)) {
         push_busy(L, lc, what);
@@ -278,18 +267,6 @@ static lconn *check_idle(lua_State *L, const char *what)
     return lc;
 }
 
-/* Records L as the thread of lc's busy call, before it starts: one write
- * into the weak table (at index owners) for a coroutine; for the main
- * thread, which never goes, once. */
-static void set_owner(lua_State *L, lconn *lc, int owners)
-{
-    lua_pushlightuserdata(L, lc);
-    int main = lua_pushthread(L);
-    lua_rawset(L, owners);
-    lc->owner.main = main ? L : NULL;
-    lc->owner.set = 1;
-}
-
 static void drop_owner(lua_State *L, lconn *lc)
 {
     if (!lc->owner.set)
@@ -301,14 +278,6 @@ static void drop_owner(lua_State *L, lconn *lc)
     lua_pop(L, 1);
     lc->owner.main = NULL;
     lc->owner.set = 0;
-}
-
-/* Whether the connection was opened by another process: this is a child
- * of the process that checked it out (fork), and the socket is shared with
- * the parent, which may be using it right now. sc_getpid is a cached load. */
-static int forked(const lconn *lc)
-{
-    return lc->c->pid != sc_getpid();
 }
 
 /* What a child meets when it runs a statement on a connection it inherited:
@@ -325,324 +294,17 @@ static int raise_forked_pid(lua_State *L, pid_t owner)
                     (int)owner, (int)sc_getpid());
 }
 
-static int raise_forked(lua_State *L, lconn *lc)
+int sc_lconn_raise_forked(lua_State *L, lconn *lc)
 {
     lc->invalidated = 1;
     return raise_forked_pid(L, lc->c->pid);
 }
 
-/* For statements: an open connection that has not died, of this process.
- * A statement on a dead one would fail anyway; this error says what to do
- * instead (the SQLAlchemy rule the Connection in engine.lua follows: roll
- * back, then the next statement gets a new connection). */
-static void need_live(lua_State *L, lconn *lc)
-{
-    need_open(L, lc);
-    if (forked(lc))
-        raise_forked(L, lc);
-    if (lc->invalidated || lc->c->broken)
-        sc_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
-}
-
 static lconn *check_live(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    need_live(L, lc);
+    sc_lconn_need_live(L, lc);
     return lc;
-}
-
-/* The methods that hold the connection's C state while they may run Lua
- * code (see "busy" above): l_execute, l_executemany, l_exec_driver_sql and
- * l_render, each run by a wrapper of its own (guard_*: upvalue 1 the
- * RawConnection metatable, 2 the weak table of owners) through guarded(). */
-typedef int (*guarded_body)(lua_State *L, lconn *lc);
-
-static int l_execute(lua_State *L, lconn *lc);
-static int l_executemany(lua_State *L, lconn *lc);
-static int l_exec_driver_sql(lua_State *L, lconn *lc);
-static int l_render(lua_State *L, lconn *lc);
-
-static inline int guarded(lua_State *L, const char *name, int statement, guarded_body body)
-{
-    lconn *lc = sc_check_self(L, "connection");
-    sc_lconn_check_idle(L, lc, name);
-    if (lc->owner.main != L)
-        set_owner(L, lc, lua_upvalueindex(2)); /* no allocation once the key is there */
-    if (statement)
-        need_live(L, lc);
-    else
-        need_open(L, lc);
-    lc->busy = name;
-    int n = body(L, lc);
-    lc->busy = NULL;
-    return n;
-}
-
-static int guard_execute(lua_State *L)
-{
-    return guarded(L, "execute", 1, l_execute);
-}
-
-static int guard_executemany(lua_State *L)
-{
-    return guarded(L, "executemany", 1, l_executemany);
-}
-
-static int guard_exec_driver_sql(lua_State *L)
-{
-    return guarded(L, "exec_driver_sql", 1, l_exec_driver_sql);
-}
-
-static int guard_render(lua_State *L)
-{
-    return guarded(L, "render", 0, l_render);
-}
-
-static int is_guard(lua_CFunction f)
-{
-    return f == guard_execute || f == guard_executemany || f == guard_exec_driver_sql ||
-           f == guard_render;
-}
-
-/* Pushes the DBAPIError for err (raise_dberror raises it). */
-static void push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
-                         size_t len, int params)
-{
-    int gone = lc->c->broken;
-    if (gone)
-        lc->invalidated = 1;
-    const char *hidden = lc->hide_parameters && params ? sc_error_hidden_text(err->code) : NULL;
-    if (hidden != NULL) {
-        sc_error shown = *err;
-        snprintf(shown.message, sizeof shown.message, "%s", hidden);
-        sc_push_dberror(L, &shown, sql, len, 0, gone);
-    } else {
-        sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
-    }
-    if (lc->hide_parameters && params) {
-        /* the server's own message may quote bound values ("near '...'",
-         * "Duplicate entry '...'"): scoped/exc.lua's scrubber takes them out */
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "hide_parameters");
-        luaL_getmetatable(L, SC_ERROR_MT);
-        lua_getfield(L, -1, "scrub");
-        lua_remove(L, -2);
-        if (lua_isfunction(L, -1)) {
-            lua_pushvalue(L, -2);
-            lua_pushvalue(L, params);
-            if (lua_pcall(L, 2, 0, 0) != 0)
-                lua_pop(L, 1);
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-}
-
-static int raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
-                         size_t len, int params)
-{
-    push_dberror(L, lc, err, sql, len, params);
-    lc->busy = NULL; /* the statement is over (saves the next call a look at the stack) */
-    return lua_error(L);
-}
-
-/* After every statement: a SET NAMES or SET character_set_client (from
- * the user, a connect listener, a procedure) to a charset that is not
- * accepted leaves the connection refused: broken, so it is discarded and
- * its transaction goes with it, and the statement raises InterfaceError. */
-static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
-{
-    if (sc_conn_charset(lc->c) != SC_CS_UNSAFE)
-        return;
-    sc_error err;
-    sc_conn_refuse_charset(lc->c, &err);
-    raise_dberror(L, lc, &err, sql, len, params);
-}
-
-static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *sql, size_t len,
-               int params)
-{
-    sc_error err;
-    if (sc_conn_query(lc->c, q, qlen, &err) != 0 || sc_result_collect(L, lc->c, &err) != 0)
-        return raise_dberror(L, lc, &err, sql, len, params);
-    check_charset(L, lc, sql, len, params);
-    return 1;
-}
-
-/* Parses sql into plan as the server will lex it; returns the class of the
- * client charset to write values for. The lexer needs NO_BACKSLASH_ESCAPES
- * and ANSI_QUOTES only for a statement with a backslash inside a quoted
- * run (SC_PLAN_MODE_DEPENDENT): those, and a statement the server's own
- * charset could read differently (SC_PLAN_CHARSET_DEPENDENT), cost one
- * round trip to ask the server; every other statement lexes the same in
- * every mode. Raises on a refused charset. */
-static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char *sql, size_t len,
-                        int params)
-{
-    sc_error err;
-    sc_conn *c = lc->c;
-    int cs = sc_conn_charset(c);
-    if (cs == SC_CS_UNSAFE) {
-        sc_conn_refuse_charset(c, &err);
-        raise_dberror(L, lc, &err, sql, len, params);
-    }
-    sc_lex_mode m = {0, 0, cs == SC_CS_LATIN1, c->server_version};
-    if (sc_binds_parse(sql, len, &m, plan) != 0)
-        luaL_error(L, "out of memory building a statement");
-    if (plan->flags & (SC_PLAN_MODE_DEPENDENT | SC_PLAN_CHARSET_DEPENDENT)) {
-        if (sc_conn_ask_lex_mode(c, &m, &err) != 0)
-            raise_dberror(L, lc, &err, sql, len, params);
-        if (sc_binds_parse(sql, len, &m, plan) != 0) /* in the server's mode */
-            luaL_error(L, "out of memory building a statement");
-    }
-    if (plan->nnamed && plan->npositional)
-        sc_argerror(L, "a statement cannot mix :name and ? bind parameters");
-    return cs;
-}
-
-/* The optional parameters argument at i: its index, or 0 when absent. */
-static int opt_params(lua_State *L, int i)
-{
-    if (lua_isnoneornil(L, i))
-        return 0;
-    sc_check_table(L, i, "parameters");
-    return i;
-}
-
-/* conn:execute(sql [, params]) -> Result */
-static int l_execute(lua_State *L, lconn *lc) /* run by guarded() */
-{
-    size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
-    int params = opt_params(L, 3);
-    /* no binds and nothing that looks like one: send the text as it is */
-    if (!params && memchr(sql, ':', len) == NULL && memchr(sql, '?', len) == NULL)
-        return run(L, lc, sql, len, sql, len, 0);
-    if (params) {
-        /* a list of parameter tables for a :name statement is an
-         * executemany, as SQLAlchemy's execute(text, [dict, dict]); with ?
-         * binds a table in first place is an IN list, so no guessing there */
-        lua_rawgeti(L, params, 1);
-        int list = lua_istable(L, -1);
-        lua_pop(L, 1);
-        if (list) {
-            prepare_plan(L, lc, &lc->c->plan, sql, len, params);
-            if (lc->c->plan.nnamed > 0)
-                return l_executemany(L, lc);
-        }
-    }
-    int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
-    lc->c->sql.len = 0;
-    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
-    return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
-}
-
-/* ---- executemany ------------------------------------------------------------ */
-
-/* Statements of an executemany batch are cut at this size, well below the
- * server's default max_allowed_packet (16 MiB). */
-#define SC_BATCH_BYTES (1 << 20)
-
-static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int rows, int row,
-                      long long *total, unsigned long long *first_id)
-{
-    sc_error err;
-    if (sc_conn_query(lc->c, lc->c->sql.data, lc->c->sql.len, &err) != 0 ||
-        sc_result_collect(L, lc->c, &err) != 0) {
-        lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
-        raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
-    }
-    check_charset(L, lc, sql, len, 0);
-    lua_getfield(L, -1, "rowcount");
-    lua_Integer n = lua_tointeger(L, -1);
-    lua_getfield(L, -2, "lastrowid");
-    if (*first_id == 0)
-        *first_id = (unsigned long long)lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    lua_replace(L, 4); /* slot 4 holds the latest Result */
-    if (n > 0)
-        *total += n;
-}
-
-/* conn:executemany(sql, {params1, params2, ...}) -> Result whose rowcount
- * is the total. An INSERT ... VALUES (...) [, (...)] [ON DUPLICATE KEY
- * UPDATE ...] whose placeholders are all in its row tuples becomes
- * multi-row INSERTs of up to SC_BATCH_BYTES each (what makes SQLAlchemy's
- * executemany fast with mysqlclient): the tuples are repeated once per
- * parameter set, what follows them (ON DUPLICATE KEY UPDATE b = VALUES(b))
- * is written once. The VALUES keyword and the tuples are found by the same
- * lexer as the placeholders: nothing in a string, a name or a comment
- * counts. Anything else runs once per parameter set. */
-static int l_executemany(lua_State *L, lconn *lc) /* run by guarded() */
-{
-    size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
-    sc_check_table(L, 3, "parameter sets");
-    int rows = 3;
-    int n = (int)sc_rawlen(L, rows);
-    if (n == 0)
-        return sc_argerror(L, "executemany needs at least one parameter set");
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, rows, i);
-        if (!lua_istable(L, -1))
-            return sc_argerror(L, "parameter set %d must be a table, got %s", i, luaL_typename(L, -1));
-        lua_pop(L, 1);
-    }
-    lua_settop(L, 3);
-    lua_pushnil(L); /* 4: the latest Result */
-    sc_conn *c = lc->c;
-    long long total = 0;
-    unsigned long long first_id = 0;
-    int cs = prepare_plan(L, lc, &c->plan, sql, len, 0);
-    sc_bind_plan *plan = &c->plan;
-    if (!plan->rows_known) {
-        if (!sc_binds_values_rows(sql, len, &plan->mode, &plan->rows_start, &plan->rows_end))
-            plan->rows_start = plan->rows_end = 0;
-        plan->rows_known = 1;
-    }
-    size_t rs = plan->rows_start, re = plan->rows_end;
-    int batch = re > 0;
-    for (size_t t = 0; batch && t < plan->n; t++) {
-        const sc_bind_token *k = &plan->toks[t];
-        if (k->kind != SC_TOK_SQL && (k->start < rs || k->start >= re))
-            batch = 0; /* a bind outside the row tuples: one statement per set */
-    }
-    if (batch) {
-        if (sc_bind_plan_slice(plan, rs, re, &c->plan2) != 0)
-            return luaL_error(L, "out of memory");
-        int pending = 0;
-        for (int i = 1; i <= n; i++) {
-            if (pending == 0) {
-                c->sql.len = 0;
-                if (sc_buf_add(&c->sql, sql, rs) != 0)
-                    return luaL_error(L, "out of memory");
-            } else if (sc_buf_add(&c->sql, ",", 1) != 0) {
-                return luaL_error(L, "out of memory");
-            }
-            lua_rawgeti(L, rows, i);
-            sc_render_plan(L, &c->sql, &c->plan2, sql, lua_gettop(L), cs);
-            lua_pop(L, 1);
-            pending++;
-            if (c->sql.len >= SC_BATCH_BYTES || i == n) {
-                if (sc_buf_add(&c->sql, sql + re, len - re) != 0)
-                    return luaL_error(L, "out of memory");
-                run_batch(L, lc, sql, len, rows, i, &total, &first_id);
-                pending = 0;
-            }
-        }
-    } else {
-        for (int i = 1; i <= n; i++) {
-            lua_rawgeti(L, rows, i);
-            c->sql.len = 0;
-            sc_render_plan(L, &c->sql, plan, sql, lua_gettop(L), cs);
-            lua_pop(L, 1);
-            run_batch(L, lc, sql, len, rows, i, &total, &first_id);
-        }
-    }
-    /* the last statement's Result, reporting the batch as a whole */
-    sc_result_set_counts(L, 4, total, first_id);
-    lua_settop(L, 4);
-    return 1;
 }
 
 /* conn:commit() / conn:rollback(): the statement alone, with no Result to
@@ -652,7 +314,7 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guarded() */
 static int end_transaction(lua_State *L, int commit)
 {
     lconn *lc = check_idle(L, commit ? "commit" : "rollback");
-    if (!commit && forked(lc)) {
+    if (!commit && sc_lconn_forked(lc)) {
         /* the parent's transaction is the parent's: the child lets it go */
         lc->invalidated = 1;
         return 0;
@@ -660,7 +322,7 @@ static int end_transaction(lua_State *L, int commit)
     check_live(L);
     sc_error err;
     if (sc_conn_end(lc->c, commit, &err) != 0)
-        return raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
+        return sc_lconn_raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
     return 0;
 }
 
@@ -723,7 +385,7 @@ static int l_finish(lua_State *L)
             return 1;
         return lua_error(L);
     }
-    if (forked(lc)) {
+    if (sc_lconn_forked(lc)) {
         /* a child ending a unit of work it inherited: nothing is sent, the
          * pool discards the connection; a COMMIT is refused */
         pid_t owner = lc->c->pid;
@@ -746,7 +408,7 @@ static int l_finish(lua_State *L)
     }
     sc_error err;
     if (sc_conn_end(lc->c, commit, &err) != 0) {
-        push_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
+        sc_lconn_push_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
         sc_lconn_release(lc);
         if (reuse)
             keep_spare(L, lc);
@@ -779,32 +441,11 @@ static int l_pin(lua_State *L)
     return 0;
 }
 
-/* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
-static int l_exec_driver_sql(lua_State *L, lconn *lc) /* run by guarded() */
-{
-    size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
-    return run(L, lc, sql, len, sql, len, 0);
-}
-
-/* conn:render(sql [, params]) -> the statement as it would be sent */
-static int l_render(lua_State *L, lconn *lc) /* run by guarded() */
-{
-    size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
-    int params = opt_params(L, 3);
-    int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
-    lc->c->sql.len = 0;
-    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
-    lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
-    return 1;
-}
-
 static int l_ping(lua_State *L)
 {
     lconn *lc = check_idle(L, "ping");
-    if (forked(lc))
-        return raise_forked(L, lc);
+    if (sc_lconn_forked(lc))
+        return sc_lconn_raise_forked(L, lc);
     lua_pushboolean(L, sc_conn_ping(lc->c) == 0);
     return 1;
 }
@@ -819,7 +460,7 @@ static int l_close(lua_State *L)
     if (lc->c == NULL)
         return 0;
     sc_lconn_check_idle(L, lc, "close");
-    if (lua_toboolean(L, 2) && !lc->invalidated && !lc->c->broken && !forked(lc)) {
+    if (lua_toboolean(L, 2) && !lc->invalidated && !lc->c->broken && !sc_lconn_forked(lc)) {
         sc_error err;
         if (sc_conn_end(lc->c, 0, &err) != 0)
             lc->invalidated = 1;
@@ -948,16 +589,6 @@ static int l_connect(lua_State *L)
     return 1;
 }
 
-/* The calls that hold the connection's C state while they may run Lua
- * code: registered through guarded() (busy for their whole run). */
-static const luaL_Reg guarded_methods[] = {
-    {"execute", guard_execute},
-    {"exec_driver_sql", guard_exec_driver_sql},
-    {"executemany", guard_executemany},
-    {"render", guard_render},
-    {NULL, NULL},
-};
-
 static const luaL_Reg conn_methods[] = {
     {"commit", l_commit},
     {"rollback", l_rollback},
@@ -990,7 +621,7 @@ int sc_open_conn(lua_State *L)
     lua_pushlightuserdata(L, &owners_key);
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
-    for (const luaL_Reg *g = guarded_methods; g->name != NULL; g++) {
+    for (const luaL_Reg *g = sc_lexec_methods; g->name != NULL; g++) {
         lua_pushvalue(L, -3);                     /* 1: the metatable */
         lua_pushvalue(L, -2);                     /* 2: the owners */
         lua_pushcclosure(L, g->func, 2);

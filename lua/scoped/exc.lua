@@ -119,7 +119,7 @@ end
 --- Raises SQLAlchemy 2.0's one text for every "rollback first" refusal
 --- (its code 8s2b): a transaction whose connection died, whose COMMIT
 --- failed or whose Connection was invalidated must be rolled back before
---- anything else runs. (csrc/lua/lconn.c raises the same text.)
+--- anything else runs. (csrc/lua/lconn.h defines the same text.)
 function exc.pending_rollback(in_savepoint)
   exc.raise("PendingRollbackError",
     "Can't reconnect until invalid %stransaction is rolled back.  Please rollback() fully before proceeding",

@@ -1,0 +1,319 @@
+/* Statements on a RawConnection (lconn.h): execute, executemany,
+ * exec_driver_sql and render, from the text and parameters to a Result
+ * (lresult.c) or a DBAPIError. Each runs through the busy guard
+ * (sc_lconn_guarded, lconn.h): its guard_* wrapper is here, beside it, so
+ * that the body is a direct call. The connection's userdata, its open and
+ * close, finish and the busy mark itself are lconn.c's. */
+#include <stdio.h>
+#include <string.h>
+
+#include "lconn.h"
+#include "lresult.h"
+
+static int l_executemany(lua_State *L, lconn *lc);
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Pushes the DBAPIError for err (sc_lconn_raise_dberror raises it). */
+void sc_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+                           size_t len, int params)
+{
+    int gone = lc->c->broken;
+    if (gone)
+        lc->invalidated = 1;
+    const char *hidden = lc->hide_parameters && params ? sc_error_hidden_text(err->code) : NULL;
+    if (hidden != NULL) {
+        sc_error shown = *err;
+        snprintf(shown.message, sizeof shown.message, "%s", hidden);
+        sc_push_dberror(L, &shown, sql, len, 0, gone);
+    } else {
+        sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+    }
+    if (lc->hide_parameters && params) {
+        /* the server's own message may quote bound values ("near '...'",
+         * "Duplicate entry '...'"): scoped/exc.lua's scrubber takes them out */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "hide_parameters");
+        luaL_getmetatable(L, SC_ERROR_MT);
+        lua_getfield(L, -1, "scrub");
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1)) {
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, params);
+            if (lua_pcall(L, 2, 0, 0) != 0)
+                lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+}
+
+int sc_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+                           size_t len, int params)
+{
+    sc_lconn_push_dberror(L, lc, err, sql, len, params);
+    lc->busy = NULL; /* the statement is over (saves the next call a look at the stack) */
+    return lua_error(L);
+}
+
+/* ---- running a statement ---------------------------------------------- */
+
+/* After every statement: a SET NAMES or SET character_set_client (from
+ * the user, a connect listener, a procedure) to a charset that is not
+ * accepted leaves the connection refused: broken, so it is discarded and
+ * its transaction goes with it, and the statement raises InterfaceError. */
+static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
+{
+    if (sc_conn_charset(lc->c) != SC_CS_UNSAFE)
+        return;
+    sc_error err;
+    sc_conn_refuse_charset(lc->c, &err);
+    sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+}
+
+static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *sql, size_t len,
+               int params)
+{
+    sc_error err;
+    if (sc_conn_query(lc->c, q, qlen, &err) != 0 || sc_result_collect(L, lc->c, &err) != 0)
+        return sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+    check_charset(L, lc, sql, len, params);
+    return 1;
+}
+
+/* Parses sql into plan as the server will lex it; returns the class of the
+ * client charset to write values for. The lexer needs NO_BACKSLASH_ESCAPES
+ * and ANSI_QUOTES only for a statement with a backslash inside a quoted
+ * run (SC_PLAN_MODE_DEPENDENT): those, and a statement the server's own
+ * charset could read differently (SC_PLAN_CHARSET_DEPENDENT), cost one
+ * round trip to ask the server; every other statement lexes the same in
+ * every mode. Raises on a refused charset. */
+static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char *sql, size_t len,
+                        int params)
+{
+    sc_error err;
+    sc_conn *c = lc->c;
+    int cs = sc_conn_charset(c);
+    if (cs == SC_CS_UNSAFE) {
+        sc_conn_refuse_charset(c, &err);
+        sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+    }
+    sc_lex_mode m = {0, 0, cs == SC_CS_LATIN1, c->server_version};
+    if (sc_binds_parse(sql, len, &m, plan) != 0)
+        luaL_error(L, "out of memory building a statement");
+    if (plan->flags & (SC_PLAN_MODE_DEPENDENT | SC_PLAN_CHARSET_DEPENDENT)) {
+        if (sc_conn_ask_lex_mode(c, &m, &err) != 0)
+            sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+        if (sc_binds_parse(sql, len, &m, plan) != 0) /* in the server's mode */
+            luaL_error(L, "out of memory building a statement");
+    }
+    if (plan->nnamed && plan->npositional)
+        sc_argerror(L, "a statement cannot mix :name and ? bind parameters");
+    return cs;
+}
+
+/* The optional parameters argument at i: its index, or 0 when absent. */
+static int opt_params(lua_State *L, int i)
+{
+    if (lua_isnoneornil(L, i))
+        return 0;
+    sc_check_table(L, i, "parameters");
+    return i;
+}
+
+/* conn:execute(sql [, params]) -> Result */
+static int l_execute(lua_State *L, lconn *lc) /* run by guard_* */
+{
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    int params = opt_params(L, 3);
+    /* no binds and nothing that looks like one: send the text as it is */
+    if (!params && memchr(sql, ':', len) == NULL && memchr(sql, '?', len) == NULL)
+        return run(L, lc, sql, len, sql, len, 0);
+    if (params) {
+        /* a list of parameter tables for a :name statement is an
+         * executemany, as SQLAlchemy's execute(text, [dict, dict]); with ?
+         * binds a table in first place is an IN list, so no guessing there */
+        lua_rawgeti(L, params, 1);
+        int list = lua_istable(L, -1);
+        lua_pop(L, 1);
+        if (list) {
+            prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+            if (lc->c->plan.nnamed > 0)
+                return l_executemany(L, lc);
+        }
+    }
+    int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+    lc->c->sql.len = 0;
+    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+    return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
+}
+
+/* ---- executemany ------------------------------------------------------------ */
+
+/* Statements of an executemany batch are cut at this size, well below the
+ * server's default max_allowed_packet (16 MiB). */
+#define SC_BATCH_BYTES (1 << 20)
+
+static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int rows, int row,
+                      long long *total, unsigned long long *first_id)
+{
+    sc_error err;
+    if (sc_conn_query(lc->c, lc->c->sql.data, lc->c->sql.len, &err) != 0 ||
+        sc_result_collect(L, lc->c, &err) != 0) {
+        lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
+        sc_lconn_raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
+    }
+    check_charset(L, lc, sql, len, 0);
+    lua_getfield(L, -1, "rowcount");
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_getfield(L, -2, "lastrowid");
+    if (*first_id == 0)
+        *first_id = (unsigned long long)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    lua_replace(L, 4); /* slot 4 holds the latest Result */
+    if (n > 0)
+        *total += n;
+}
+
+/* conn:executemany(sql, {params1, params2, ...}) -> Result whose rowcount
+ * is the total. An INSERT ... VALUES (...) [, (...)] [ON DUPLICATE KEY
+ * UPDATE ...] whose placeholders are all in its row tuples becomes
+ * multi-row INSERTs of up to SC_BATCH_BYTES each (what makes SQLAlchemy's
+ * executemany fast with mysqlclient): the tuples are repeated once per
+ * parameter set, what follows them (ON DUPLICATE KEY UPDATE b = VALUES(b))
+ * is written once. The VALUES keyword and the tuples are found by the same
+ * lexer as the placeholders: nothing in a string, a name or a comment
+ * counts. Anything else runs once per parameter set. */
+static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
+{
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    sc_check_table(L, 3, "parameter sets");
+    int rows = 3;
+    int n = (int)sc_rawlen(L, rows);
+    if (n == 0)
+        return sc_argerror(L, "executemany needs at least one parameter set");
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, rows, i);
+        if (!lua_istable(L, -1))
+            return sc_argerror(L, "parameter set %d must be a table, got %s", i, luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 3);
+    lua_pushnil(L); /* 4: the latest Result */
+    sc_conn *c = lc->c;
+    long long total = 0;
+    unsigned long long first_id = 0;
+    int cs = prepare_plan(L, lc, &c->plan, sql, len, 0);
+    sc_bind_plan *plan = &c->plan;
+    if (!plan->rows_known) {
+        if (!sc_binds_values_rows(sql, len, &plan->mode, &plan->rows_start, &plan->rows_end))
+            plan->rows_start = plan->rows_end = 0;
+        plan->rows_known = 1;
+    }
+    size_t rs = plan->rows_start, re = plan->rows_end;
+    int batch = re > 0;
+    for (size_t t = 0; batch && t < plan->n; t++) {
+        const sc_bind_token *k = &plan->toks[t];
+        if (k->kind != SC_TOK_SQL && (k->start < rs || k->start >= re))
+            batch = 0; /* a bind outside the row tuples: one statement per set */
+    }
+    if (batch) {
+        if (sc_bind_plan_slice(plan, rs, re, &c->plan2) != 0)
+            return luaL_error(L, "out of memory");
+        int pending = 0;
+        for (int i = 1; i <= n; i++) {
+            if (pending == 0) {
+                c->sql.len = 0;
+                if (sc_buf_add(&c->sql, sql, rs) != 0)
+                    return luaL_error(L, "out of memory");
+            } else if (sc_buf_add(&c->sql, ",", 1) != 0) {
+                return luaL_error(L, "out of memory");
+            }
+            lua_rawgeti(L, rows, i);
+            sc_render_plan(L, &c->sql, &c->plan2, sql, lua_gettop(L), cs);
+            lua_pop(L, 1);
+            pending++;
+            if (c->sql.len >= SC_BATCH_BYTES || i == n) {
+                if (sc_buf_add(&c->sql, sql + re, len - re) != 0)
+                    return luaL_error(L, "out of memory");
+                run_batch(L, lc, sql, len, rows, i, &total, &first_id);
+                pending = 0;
+            }
+        }
+    } else {
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, rows, i);
+            c->sql.len = 0;
+            sc_render_plan(L, &c->sql, plan, sql, lua_gettop(L), cs);
+            lua_pop(L, 1);
+            run_batch(L, lc, sql, len, rows, i, &total, &first_id);
+        }
+    }
+    /* the last statement's Result, reporting the batch as a whole */
+    sc_result_set_counts(L, 4, total, first_id);
+    lua_settop(L, 4);
+    return 1;
+}
+
+/* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
+static int l_exec_driver_sql(lua_State *L, lconn *lc) /* run by guard_* */
+{
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    return run(L, lc, sql, len, sql, len, 0);
+}
+
+/* conn:render(sql [, params]) -> the statement as it would be sent */
+static int l_render(lua_State *L, lconn *lc) /* run by guard_* */
+{
+    size_t len;
+    const char *sql = sc_check_string(L, 2, "statement", &len);
+    int params = opt_params(L, 3);
+    int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+    lc->c->sql.len = 0;
+    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+    lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
+    return 1;
+}
+
+/* ---- the guarded methods ------------------------------------------------ */
+
+/* Each statement method's own wrapper (lconn.h, "the busy guard"). */
+static int guard_execute(lua_State *L)
+{
+    return sc_lconn_guarded(L, "execute", 1, l_execute);
+}
+
+static int guard_executemany(lua_State *L)
+{
+    return sc_lconn_guarded(L, "executemany", 1, l_executemany);
+}
+
+static int guard_exec_driver_sql(lua_State *L)
+{
+    return sc_lconn_guarded(L, "exec_driver_sql", 1, l_exec_driver_sql);
+}
+
+static int guard_render(lua_State *L)
+{
+    return sc_lconn_guarded(L, "render", 0, l_render);
+}
+
+int sc_lexec_is_guard(lua_CFunction f)
+{
+    return f == guard_execute || f == guard_executemany || f == guard_exec_driver_sql ||
+           f == guard_render;
+}
+
+/* The calls that hold the connection's C state while they may run Lua
+ * code: registered by sc_open_conn (lconn.c) through the guard (busy for
+ * their whole run). */
+const luaL_Reg sc_lexec_methods[] = {
+    {"execute", guard_execute},
+    {"exec_driver_sql", guard_exec_driver_sql},
+    {"executemany", guard_executemany},
+    {"render", guard_render},
+    {NULL, NULL},
+};
