@@ -117,11 +117,13 @@ FUZZ_SMOKE_TIME ?= 15
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc/core
 FUZZ_BINS = build/fuzz/fuzz_url build/fuzz/fuzz_binds
 
-build/fuzz/fuzz_url: spec/fuzz/fuzz_url.c csrc/core/url.c csrc/core/url.h csrc/core/error.c csrc/core/error.h
+build/fuzz/fuzz_url: spec/fuzz/fuzz_url.c csrc/core/url.c csrc/core/url.h csrc/core/error.c csrc/core/error.h \
+    csrc/core/chars.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_url.c csrc/core/url.c csrc/core/error.c
 
-build/fuzz/fuzz_binds: spec/fuzz/fuzz_binds.c csrc/core/binds.c csrc/core/buf.c csrc/core/binds.h csrc/core/buf.h
+build/fuzz/fuzz_binds: spec/fuzz/fuzz_binds.c csrc/core/binds.c csrc/core/buf.c csrc/core/binds.h csrc/core/buf.h \
+    csrc/core/chars.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_binds.c csrc/core/binds.c csrc/core/buf.c -lm
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "binds.h"
+#include "chars.h"
 
 static int push_tok(sc_bind_plan *p, int kind, size_t start, size_t len)
 {
@@ -26,12 +27,6 @@ static int push_tok(sc_bind_plan *p, int kind, size_t start, size_t len)
     else if (kind == SC_TOK_POSITIONAL)
         p->npositional++;
     return 0;
-}
-
-static int word_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c >= 0x80;
 }
 
 /* ---- the lexer ------------------------------------------------------------
@@ -271,11 +266,11 @@ int sc_binds_parse(const char *sql, size_t len, const sc_lex_mode *m, sc_bind_pl
                 return -1;
             i += 2;
             seg = i;
-        } else if (c == ':' && i + 1 < len && word_char((unsigned char)sql[i + 1]) &&
+        } else if (c == ':' && i + 1 < len && sc_ident_char((unsigned char)sql[i + 1]) &&
                    (unsigned char)sql[i + 1] < 0x80 && !digit(sql[i + 1]) &&
-                   (i == 0 || (!word_char((unsigned char)sql[i - 1]) && sql[i - 1] != ':'))) {
+                   (i == 0 || (!sc_ident_char((unsigned char)sql[i - 1]) && sql[i - 1] != ':'))) {
             size_t k = i + 1;
-            while (k < len && word_char((unsigned char)sql[k]) && (unsigned char)sql[k] < 0x80)
+            while (k < len && sc_ident_char((unsigned char)sql[k]) && (unsigned char)sql[k] < 0x80)
                 k++;
             if (push_tok(plan, SC_TOK_SQL, seg, i - seg) != 0 ||
                 push_tok(plan, SC_TOK_NAMED, i + 1, k - i - 1) != 0)
@@ -320,7 +315,7 @@ static int ieq(const char *a, const char *b, size_t n)
 static size_t word_at(const char *s, size_t len, size_t i)
 {
     size_t k = i;
-    while (k < len && (word_char((unsigned char)s[k]) || s[k] == '$'))
+    while (k < len && (sc_ident_char((unsigned char)s[k]) || s[k] == '$'))
         k++;
     return k - i;
 }

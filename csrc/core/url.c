@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chars.h"
 #include "url.h"
 
 /* A URL's errors are our own (code 0): the binding raises their text as an
@@ -68,11 +69,6 @@ static char *decode(const char *s, size_t n, const char *what, sc_error *err)
     return out;
 }
 
-static int is_word(int c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
 int sc_url_check_param(int which, const char *value, sc_error *err)
 {
     switch (which) {
@@ -106,7 +102,7 @@ int sc_url_check_param(int which, const char *value, sc_error *err)
         return -1;
     case SC_URL_CHARSET:
         for (const char *p = value; *p; p++)
-            if (!is_word((unsigned char)*p)) {
+            if (!sc_word_char((unsigned char)*p)) {
                 url_error(err, "invalid URL: bad charset name '%.40s'", value);
                 return -1;
             }
@@ -189,7 +185,7 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, sc_error *err)
 
     /* scheme: mysql | mariadb, optionally +driver (ignored, as the seed's
      * mysql+pymysql:// must parse as is) */
-    while (p < end && (is_word((unsigned char)*p) || *p == '+'))
+    while (p < end && (sc_word_char((unsigned char)*p) || *p == '+'))
         p++;
     if (end - p < 3 || memcmp(p, "://", 3) != 0 || p == s) {
         url_error(err, "invalid URL: expected 'mysql://...' or 'mariadb://...'");
