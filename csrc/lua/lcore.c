@@ -5,6 +5,25 @@
 
 #define SC_VERSION "scm"
 
+/* Every binding file's part of scoped.core, grouped by file as luv.c lists
+ * its functions: each open function gets the core table at the top of the
+ * stack and sets its functions and metatables into it. A new binding file
+ * (csrc/lua/lfoo.c) declares its open function in lutil.h and registers
+ * here, after the files whose metatables it uses. */
+static const struct {
+    const char *file;
+    int (*open)(lua_State *L);
+} parts[] = {
+    {"lurl.c", sc_open_url},           /* parse_url, check_url_param */
+    {"lconn.c", sc_open_conn},         /* connect, conn_methods: the RawConnection metatable,
+                                        * with lexec.c's statement methods */
+    {"lresult.c", sc_open_result},     /* result_methods: the Result metatable */
+    {"lpool.c", sc_open_pool},         /* pool_new, pool_methods: after lconn.c, as its
+                                        * checkouts hold the RawConnection metatable */
+    {"lregistry.c", sc_open_registry}, /* thread_registry, current_thread */
+    {"llease.c", sc_open_lease},       /* lease, lease_borrow, lease_return, lease_count */
+};
+
 /* core.monotonic() -> seconds on the clock the pool measures ages with */
 static int l_monotonic(lua_State *L)
 {
@@ -25,11 +44,7 @@ int luaopen_scoped_core(lua_State *L)
     lua_setfield(L, -2, "client_info");
     lua_pushcfunction(L, l_monotonic);
     lua_setfield(L, -2, "monotonic");
-    sc_open_url(L);
-    sc_open_conn(L);
-    sc_open_result(L);
-    sc_open_pool(L);
-    sc_open_registry(L);
-    sc_open_lease(L);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        parts[i].open(L);
     return 1;
 }

@@ -47,6 +47,8 @@ static inline int sc_isnull(lua_State *L, int i)
     return lua_islightuserdata(L, i) && lua_touserdata(L, i) == NULL;
 }
 
+/* Each binding file's part of scoped.core, run in order by the table in
+ * lcore.c (where a new file registers). */
 int sc_open_url(lua_State *L);
 int sc_open_conn(lua_State *L);
 int sc_open_result(lua_State *L);
