@@ -1,6 +1,6 @@
 /* The one error type of the core: every core function that can fail fills
  * an sc_error (conn, pool, url, the connector), and the binding raises it
- * as it is (csrc/lua/lutil.c, sc_push_dberror), so no layer flattens an
+ * as it is (csrc/lua/lutil.c, scl_push_dberror), so no layer flattens an
  * error into text for another to parse back. */
 #ifndef SCOPED_ERROR_H
 #define SCOPED_ERROR_H

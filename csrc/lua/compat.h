@@ -10,13 +10,13 @@
 
 #if LUA_VERSION_NUM < 502
 /* Lua 5.1 / LuaJIT */
-#define sc_rawlen(L, i) lua_objlen((L), (i))
-#define sc_setfuncs(L, l) luaL_register((L), NULL, (l))
+#define scl_rawlen(L, i) lua_objlen((L), (i))
+#define scl_setfuncs(L, l) luaL_register((L), NULL, (l))
 /* On 5.1 a userdata has an environment table instead of a user value. */
-#define sc_setuservalue(L, i) lua_setfenv((L), (i))
-#define sc_getuservalue(L, i) lua_getfenv((L), (i))
+#define scl_setuservalue(L, i) lua_setfenv((L), (i))
+#define scl_getuservalue(L, i) lua_getfenv((L), (i))
 #define SC_HAS_INTEGERS 0
-static inline void *sc_testudata(lua_State *L, int i, const char *tname)
+static inline void *scl_testudata(lua_State *L, int i, const char *tname)
 {
     void *p = lua_touserdata(L, i);
     if (p == NULL || !lua_getmetatable(L, i))
@@ -28,19 +28,19 @@ static inline void *sc_testudata(lua_State *L, int i, const char *tname)
     return p;
 }
 #else
-#define sc_rawlen(L, i) lua_rawlen((L), (i))
-#define sc_setfuncs(L, l) luaL_setfuncs((L), (l), 0)
-#define sc_setuservalue(L, i) lua_setiuservalue((L), (i), 1)
-#define sc_getuservalue(L, i) ((void)lua_getiuservalue((L), (i), 1))
+#define scl_rawlen(L, i) lua_rawlen((L), (i))
+#define scl_setfuncs(L, l) luaL_setfuncs((L), (l), 0)
+#define scl_setuservalue(L, i) lua_setiuservalue((L), (i), 1)
+#define scl_getuservalue(L, i) ((void)lua_getiuservalue((L), (i), 1))
 #define SC_HAS_INTEGERS 1
-#define sc_testudata(L, i, t) luaL_testudata((L), (i), (t))
+#define scl_testudata(L, i, t) luaL_testudata((L), (i), (t))
 #endif
 
 /* A userdata with room for one user value on both ABIs. */
 #if LUA_VERSION_NUM >= 504
-#define sc_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define scl_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 1)
 #else
-#define sc_newuserdata(L, sz) lua_newuserdata((L), (sz))
+#define scl_newuserdata(L, sz) lua_newuserdata((L), (sz))
 #endif
 
 #endif

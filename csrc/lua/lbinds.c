@@ -20,8 +20,8 @@ static const char *push_name(lua_State *L, const char *name, size_t len)
 static void bind_error(lua_State *L, const char *name, size_t namelen, int pos, const char *what)
 {
     if (name != NULL)
-        sc_argerror(L, "bind parameter '%s': %s", push_name(L, name, namelen), what);
-    sc_argerror(L, "positional bind parameter %d: %s", pos, what);
+        scl_argerror(L, "bind parameter '%s': %s", push_name(L, name, namelen), what);
+    scl_argerror(L, "positional bind parameter %d: %s", pos, what);
 }
 
 static void append_number(lua_State *L, sc_buf *b, int idx, const char *name, size_t namelen,
@@ -107,7 +107,7 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int cs, const char *n
     case LUA_TTABLE: {
         if (in_list)
             bind_error(L, name, namelen, pos, "a list inside a list cannot be bound");
-        size_t len = sc_rawlen(L, idx);
+        size_t len = scl_rawlen(L, idx);
         const char *why = len > INT_MAX ? "the list is too long" : not_a_list(L, idx, len);
         if (why != NULL)
             bind_error(L, name, namelen, pos, why);
@@ -137,27 +137,27 @@ static void append_value(lua_State *L, sc_buf *b, int idx, int cs, const char *n
         oom(L);
 }
 
-void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
+void scl_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
                     int cs)
 {
     int arity = 0;
     if (plan->npositional) {
         if (params == 0)
-            sc_argerror(L, "A value is required for positional bind parameter 1");
+            scl_argerror(L, "A value is required for positional bind parameter 1");
         lua_getfield(L, params, "n");
         if (lua_type(L, -1) == LUA_TNUMBER) {
             lua_Number n = lua_tonumber(L, -1);
             if (!(n >= 0 && n <= INT_MAX && n == floor(n)))
-                sc_argerror(L, "params.n must be a whole number from 0 to %d", INT_MAX);
+                scl_argerror(L, "params.n must be a whole number from 0 to %d", INT_MAX);
             arity = (int)n;
         } else {
-            arity = (int)sc_rawlen(L, params);
+            arity = (int)scl_rawlen(L, params);
         }
         lua_pop(L, 1);
         if ((size_t)arity < plan->npositional)
-            sc_argerror(L, "A value is required for positional bind parameter %d", arity + 1);
+            scl_argerror(L, "A value is required for positional bind parameter %d", arity + 1);
         if ((size_t)arity > plan->npositional)
-            sc_argerror(L, "%d positional bind values given for %d placeholders", arity,
+            scl_argerror(L, "%d positional bind values given for %d placeholders", arity,
                         (int)plan->npositional);
     }
     int pos = 0;
@@ -174,12 +174,12 @@ void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const cha
         } else {
             const char *name = sql + tok->start;
             if (params == 0)
-                sc_argerror(L, "A value is required for bind parameter '%s'",
+                scl_argerror(L, "A value is required for bind parameter '%s'",
                             push_name(L, name, tok->len));
             lua_pushlstring(L, name, tok->len);
             lua_gettable(L, params);
             if (lua_isnil(L, -1))
-                sc_argerror(L, "A value is required for bind parameter '%s'",
+                scl_argerror(L, "A value is required for bind parameter '%s'",
                             push_name(L, name, tok->len));
             append_value(L, b, lua_gettop(L), cs, name, tok->len, 0, 0);
             lua_pop(L, 1);

@@ -20,12 +20,12 @@ static char *dup_field(lua_State *L, int idx, const char *key)
         const char *s = lua_tolstring(L, -1, &n);
         if (memchr(s, '\0', n) != NULL) {
             lua_pop(L, 1);
-            sc_argerror(L, "URL %s contains a NUL byte", key);
+            scl_argerror(L, "URL %s contains a NUL byte", key);
         }
         v = strdup(s);
     } else if (!lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        sc_argerror(L, "URL %s must be a string", key);
+        scl_argerror(L, "URL %s must be a string", key);
     }
     lua_pop(L, 1);
     return v;
@@ -33,9 +33,9 @@ static char *dup_field(lua_State *L, int idx, const char *key)
 
 /* Strings are copied one at a time into u, which the caller frees on every
  * path; a raise half-way leaves u holding only what it owns. */
-void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
+void scl_url_from_lua(lua_State *L, int idx, sc_url *u)
 {
-    sc_check_table(L, idx, "url");
+    scl_check_table(L, idx, "url");
     u->username = dup_field(L, idx, "username");
     u->password = dup_field(L, idx, "password");
     u->host = dup_field(L, idx, "host");
@@ -50,7 +50,7 @@ void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
         for (int i = 0; i < SC_URL_NPARAMS; i++) {
             u->params[i] = dup_field(L, q, sc_url_param_names[i]);
             if (u->params[i] && sc_url_check_param(i, u->params[i], &err) != 0)
-                sc_argerror(L, "%s", err.message);
+                scl_argerror(L, "%s", err.message);
         }
     }
     lua_pop(L, 1);
@@ -58,15 +58,15 @@ void sc_url_from_lua(lua_State *L, int idx, sc_url *u)
 
 static int url_owned_gc(lua_State *L)
 {
-    sc_url_free(sc_check_meta_self(L, "__gc", "URL being read"));
+    sc_url_free(scl_check_meta_self(L, "__gc", "URL being read"));
     return 0;
 }
 
 /* An sc_url inside a userdata that frees it when collected: reading a URL
  * table may raise half-way, and the strings copied so far must not leak. */
-sc_url *sc_url_push_owned(lua_State *L)
+sc_url *scl_url_push_owned(lua_State *L)
 {
-    sc_url *u = sc_newuserdata(L, sizeof *u);
+    sc_url *u = scl_newuserdata(L, sizeof *u);
     memset(u, 0, sizeof *u);
     if (luaL_newmetatable(L, "scoped.OwnedURL")) {
         lua_pushvalue(L, -1); /* its own metatable: the finalizer checks its argument */
@@ -79,11 +79,11 @@ sc_url *sc_url_push_owned(lua_State *L)
 
 /* ---- the userdata -------------------------------------------------------- */
 
-lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx)
+lconn *scl_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx)
 {
     if (owner_idx < 0)
         owner_idx = lua_gettop(L) + owner_idx + 1;
-    lconn *lc = sc_newuserdata(L, sizeof *lc);
+    lconn *lc = scl_newuserdata(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
     lc->c = c;
     if (mt_idx != 0)
@@ -94,8 +94,8 @@ lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx)
     if (owner_idx) {
         /* the owner's own user value holds {owner}: one table shared by all
          * its connections (Lua 5.1 wants a table there), made once */
-        sc_getuservalue(L, owner_idx);
-        sc_setuservalue(L, -2);
+        scl_getuservalue(L, owner_idx);
+        scl_setuservalue(L, -2);
     }
     return lc;
 }
@@ -111,7 +111,7 @@ static int reset(lconn *lc)
     return sc_conn_reset(lc->c, lc->reset_mode, &err);
 }
 
-int sc_lconn_release(lconn *lc)
+int scl_lconn_release(lconn *lc)
 {
     if (lc->c == NULL)
         return 0;
@@ -134,13 +134,13 @@ int sc_lconn_release(lconn *lc)
 
 static lconn *check_conn(lua_State *L)
 {
-    return sc_check_self(L, "connection");
+    return scl_check_self(L, "connection");
 }
 
 static lconn *check_open(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    sc_lconn_need_open(L, lc);
+    scl_lconn_need_open(L, lc);
     return lc;
 }
 
@@ -153,7 +153,7 @@ static lconn *check_open(lua_State *L)
  * Session). Such code re-entering the connection freed the result being
  * read, grew the buffer being written, or closed the connection under the
  * caller's feet. So the calls that hold that state (execute, executemany,
- * exec_driver_sql, render: lexec.c, run through sc_lconn_guarded in
+ * exec_driver_sql, render: lexec.c, run through scl_lconn_guarded in
  * lconn.h) mark the connection busy for their whole run, and every call that would touch its C state (those, commit,
  * rollback, finish, close, ping, reset, _check_idle, core.lease and
  * lease_return, a __gc called by hand) raises InvalidRequestError on a busy
@@ -216,7 +216,7 @@ static int busy_call_running(lua_State *L, const lconn *lc)
             return 1; /* cannot look: refuse, the safe answer */
         if (!lua_getinfo(T, "f", &ar))
             continue;
-        int guard = sc_lexec_is_guard(lua_tocfunction(T, -1));
+        int guard = scl_lexec_is_guard(lua_tocfunction(T, -1));
         lua_pop(T, 1);
         if (!guard)
             continue;
@@ -232,7 +232,7 @@ static int busy_call_running(lua_State *L, const lconn *lc)
 
 static void push_busy(lua_State *L, const lconn *lc, const char *what)
 {
-    sc_push_error(L, "InvalidRequestError",
+    scl_push_error(L, "InvalidRequestError",
                   "This connection is busy: %s() is running on it, and %s() cannot use it until "
                   "that returns (it was called from inside: a finalizer, a metamethod of the "
                   "parameters, an event hook); use another connection",
@@ -251,7 +251,7 @@ static int is_busy(lua_State *L, lconn *lc)
     return 0;
 }
 
-void sc_lconn_check_busy(lua_State *L, lconn *lc, const char *what)
+void scl_lconn_check_busy(lua_State *L, lconn *lc, const char *what)
 {
     if (is_busy(L, lc)) {
         push_busy(L, lc, what);
@@ -263,7 +263,7 @@ void sc_lconn_check_busy(lua_State *L, lconn *lc, const char *what)
 static lconn *check_idle(lua_State *L, const char *what)
 {
     lconn *lc = check_open(L);
-    sc_lconn_check_idle(L, lc, what);
+    scl_lconn_check_idle(L, lc, what);
     return lc;
 }
 
@@ -285,7 +285,7 @@ static void drop_owner(lua_State *L, lconn *lc)
  * to the server; a Connection or Session then checks out a new one). */
 static int raise_forked_pid(lua_State *L, pid_t owner)
 {
-    return sc_raise(L, "InvalidRequestError",
+    return scl_raise(L, "InvalidRequestError",
                     "This connection belongs to process %d, and this is process %d, a fork of it: "
                     "the child must not use the parent's connection (they share its socket). "
                     "In the child, let it go (rollback(), close(), Session:close(): nothing is sent), "
@@ -294,7 +294,7 @@ static int raise_forked_pid(lua_State *L, pid_t owner)
                     (int)owner, (int)sc_getpid());
 }
 
-int sc_lconn_raise_forked(lua_State *L, lconn *lc)
+int scl_lconn_raise_forked(lua_State *L, lconn *lc)
 {
     lc->invalidated = 1;
     return raise_forked_pid(L, lc->c->pid);
@@ -303,7 +303,7 @@ int sc_lconn_raise_forked(lua_State *L, lconn *lc)
 static lconn *check_live(lua_State *L)
 {
     lconn *lc = check_conn(L);
-    sc_lconn_need_live(L, lc);
+    scl_lconn_need_live(L, lc);
     return lc;
 }
 
@@ -314,7 +314,7 @@ static lconn *check_live(lua_State *L)
 static int end_transaction(lua_State *L, int commit)
 {
     lconn *lc = check_idle(L, commit ? "commit" : "rollback");
-    if (!commit && sc_lconn_forked(lc)) {
+    if (!commit && scl_lconn_forked(lc)) {
         /* the parent's transaction is the parent's: the child lets it go */
         lc->invalidated = 1;
         return 0;
@@ -322,7 +322,7 @@ static int end_transaction(lua_State *L, int commit)
     check_live(L);
     sc_error err;
     if (sc_conn_end(lc->c, commit, &err) != 0)
-        return sc_lconn_raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
+        return scl_lconn_raise_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
     return 0;
 }
 
@@ -354,7 +354,7 @@ static void keep_spare(lua_State *L, lconn *lc)
     if (!lc->spare)
         return;
     lc->spare = 0;
-    sc_getuservalue(L, 1); /* {pool, spares}, shared with the pool */
+    scl_getuservalue(L, 1); /* {pool, spares}, shared with the pool */
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return;
@@ -367,7 +367,7 @@ static void keep_spare(lua_State *L, lconn *lc)
         lua_rawseti(L, -3, SC_SPARES_SLOT);
     }
     lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, (int)sc_rawlen(L, -2) + 1);
+    lua_rawseti(L, -2, (int)scl_rawlen(L, -2) + 1);
     lua_pop(L, 2);
 }
 
@@ -385,11 +385,11 @@ static int l_finish(lua_State *L)
             return 1;
         return lua_error(L);
     }
-    if (sc_lconn_forked(lc)) {
+    if (scl_lconn_forked(lc)) {
         /* a child ending a unit of work it inherited: nothing is sent, the
          * pool discards the connection; a COMMIT is refused */
         pid_t owner = lc->c->pid;
-        sc_lconn_release(lc);
+        scl_lconn_release(lc);
         if (reuse)
             keep_spare(L, lc);
         if (commit)
@@ -399,22 +399,22 @@ static int l_finish(lua_State *L)
     if (lc->invalidated || lc->c->broken) {
         /* the transaction died with the connection: nothing to roll back;
          * a COMMIT cannot succeed (SQLAlchemy's rule, as check_live) */
-        sc_lconn_release(lc);
+        scl_lconn_release(lc);
         if (reuse)
             keep_spare(L, lc);
         if (commit)
-            sc_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
+            scl_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
         return 0;
     }
     sc_error err;
     if (sc_conn_end(lc->c, commit, &err) != 0) {
-        sc_lconn_push_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
-        sc_lconn_release(lc);
+        scl_lconn_push_dberror(L, lc, &err, commit ? "COMMIT" : "ROLLBACK", commit ? 6 : 8, 0);
+        scl_lconn_release(lc);
         if (reuse)
             keep_spare(L, lc);
         return lua_error(L);
     }
-    sc_lconn_release(lc);
+    scl_lconn_release(lc);
     if (reuse)
         keep_spare(L, lc);
     return 0;
@@ -428,7 +428,7 @@ static int l_check_idle(lua_State *L)
 {
     lconn *lc = check_conn(L);
     const char *what = lua_tostring(L, 2);
-    sc_lconn_check_idle(L, lc, what != NULL ? what : "_check_idle");
+    scl_lconn_check_idle(L, lc, what != NULL ? what : "_check_idle");
     return 0;
 }
 
@@ -444,8 +444,8 @@ static int l_pin(lua_State *L)
 static int l_ping(lua_State *L)
 {
     lconn *lc = check_idle(L, "ping");
-    if (sc_lconn_forked(lc))
-        return sc_lconn_raise_forked(L, lc);
+    if (scl_lconn_forked(lc))
+        return scl_lconn_raise_forked(L, lc);
     lua_pushboolean(L, sc_conn_ping(lc->c) == 0);
     return 1;
 }
@@ -459,13 +459,13 @@ static int l_close(lua_State *L)
     lconn *lc = check_conn(L);
     if (lc->c == NULL)
         return 0;
-    sc_lconn_check_idle(L, lc, "close");
-    if (lua_toboolean(L, 2) && !lc->invalidated && !lc->c->broken && !sc_lconn_forked(lc)) {
+    scl_lconn_check_idle(L, lc, "close");
+    if (lua_toboolean(L, 2) && !lc->invalidated && !lc->c->broken && !scl_lconn_forked(lc)) {
         sc_error err;
         if (sc_conn_end(lc->c, 0, &err) != 0)
             lc->invalidated = 1;
     }
-    sc_lconn_release(lc);
+    scl_lconn_release(lc);
     return 0;
 }
 
@@ -484,15 +484,15 @@ static int l_reset(lua_State *L)
 
 static int l_gc(lua_State *L)
 {
-    lconn *lc = sc_check_meta_self(L, "__gc", "connection");
+    lconn *lc = scl_check_meta_self(L, "__gc", "connection");
     /* the collector never finalizes a busy connection (the busy call's
      * frame holds it): only a __gc called by hand meets this */
-    sc_lconn_check_idle(L, lc, "__gc");
+    scl_lconn_check_idle(L, lc, "__gc");
     drop_owner(L, lc);
     if (lc->c != NULL && lc->pool != NULL) {
         /* still checked out: the engine's hook, if any, fires its events
          * and gives the connection back (errors in a finalizer go nowhere) */
-        sc_getuservalue(L, 1);
+        scl_getuservalue(L, 1);
         if (lua_istable(L, -1)) {
             lua_rawgeti(L, -1, SC_GC_HOOK_SLOT);
             if (lua_isfunction(L, -1)) {
@@ -502,7 +502,7 @@ static int l_gc(lua_State *L)
         }
         lua_settop(L, 1);
     }
-    sc_lconn_release(lc);
+    scl_lconn_release(lc);
     return 0;
 }
 
@@ -513,7 +513,7 @@ static int l_invalidation_error(lua_State *L)
     lconn *lc = check_conn(L);
     if (lc->c == NULL || !lc->c->broken)
         return 0;
-    sc_push_dberror(L, &lc->c->gone, NULL, 0, 0, 1);
+    scl_push_dberror(L, &lc->c->gone, NULL, 0, 0, 1);
     return 1;
 }
 
@@ -576,16 +576,16 @@ static int l_tostring(lua_State *L)
 static int l_connect(lua_State *L)
 {
     sc_error err;
-    sc_check_table(L, 1, "url");
-    sc_url *owned = sc_url_push_owned(L);
-    sc_url_from_lua(L, 1, owned);
+    scl_check_table(L, 1, "url");
+    sc_url *owned = scl_url_push_owned(L);
+    scl_url_from_lua(L, 1, owned);
     sc_conn *c = sc_conn_open(owned, NULL, &err);
     sc_url_free(owned);
     if (c == NULL) {
-        sc_push_dberror(L, &err, NULL, 0, 0, 0);
+        scl_push_dberror(L, &err, NULL, 0, 0, 0);
         return lua_error(L);
     }
-    sc_lconn_push(L, c, 0, 0);
+    scl_lconn_push(L, c, 0, 0);
     return 1;
 }
 
@@ -608,11 +608,11 @@ static const luaL_Reg conn_methods[] = {
     {NULL, NULL},
 };
 
-int sc_open_conn(lua_State *L)
+int scl_open_conn(lua_State *L)
 {
     luaL_newmetatable(L, SC_CONN_MT);
     lua_newtable(L);
-    sc_setmethods(L, -2, conn_methods);
+    scl_setmethods(L, -2, conn_methods);
     lua_newtable(L); /* the owners of busy marks (guarded()), values weak */
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "v");
@@ -621,7 +621,7 @@ int sc_open_conn(lua_State *L)
     lua_pushlightuserdata(L, &owners_key);
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
-    for (const luaL_Reg *g = sc_lexec_methods; g->name != NULL; g++) {
+    for (const luaL_Reg *g = scl_lexec_methods; g->name != NULL; g++) {
         lua_pushvalue(L, -3);                     /* 1: the metatable */
         lua_pushvalue(L, -2);                     /* 2: the owners */
         lua_pushcclosure(L, g->func, 2);

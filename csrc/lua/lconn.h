@@ -32,7 +32,7 @@ typedef struct lconn {
     const char *busy;      /* the call running on it ("execute", ...), NULL when none:
                             * Lua code it runs (a params metamethod, a finalizer the
                             * collector runs while rows are built, a hook) must not
-                            * touch the connection meanwhile (sc_lconn_check_idle) */
+                            * touch the connection meanwhile (scl_lconn_check_idle) */
     lconn_owner owner;     /* the thread of its busy calls (lconn.c): belongs to the
                             * userdata, not to the connection, so whoever moves or
                             * clears the fields above keeps it as it was */
@@ -51,41 +51,41 @@ typedef struct lconn {
  * the pool outlives its connections. mt_idx: where the RawConnection
  * metatable is on the stack (an upvalue of the caller), or 0 to look it up
  * in the registry. */
-lconn *sc_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx);
+lconn *scl_lconn_push(lua_State *L, sc_conn *c, int owner_idx, int mt_idx);
 /* Returns the connection to its pool (reset first) or closes it. Safe to
  * call twice. Returns the reset outcome: 0 fine, -1 discarded. */
-int sc_lconn_release(lconn *lc);
+int scl_lconn_release(lconn *lc);
 /* SQLAlchemy 2.0's text for every "rollback first" refusal
  * (scoped/exc.lua's pending_rollback raises the same) */
 #define PENDING_ROLLBACK_TEXT                                                                      \
     "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully before "  \
     "proceeding"
 
-/* The slow half of sc_lconn_check_idle (lconn.c): lc->busy is set; raises
+/* The slow half of scl_lconn_check_idle (lconn.c): lc->busy is set; raises
  * unless the call that set it is gone (see "busy" in lconn.c). */
-void sc_lconn_check_busy(lua_State *L, lconn *lc, const char *what);
+void scl_lconn_check_busy(lua_State *L, lconn *lc, const char *what);
 
 /* Raises InvalidRequestError ("This connection is busy: ...") when a call
  * is running on lc (lc->busy): what, the function that was refused, is
  * named in the message. Every call that touches the connection's C state
  * checks this first (csrc/lua/llease.c too). Inline: one load when idle. */
-static inline void sc_lconn_check_idle(lua_State *L, lconn *lc, const char *what)
+static inline void scl_lconn_check_idle(lua_State *L, lconn *lc, const char *what)
 {
     if (lc->busy != NULL)
-        sc_lconn_check_busy(L, lc, what);
+        scl_lconn_check_busy(L, lc, what);
 }
 
 /* Raises ResourceClosedError on a closed connection. */
-static inline void sc_lconn_need_open(lua_State *L, const lconn *lc)
+static inline void scl_lconn_need_open(lua_State *L, const lconn *lc)
 {
     if (lc->c == NULL)
-        sc_raise(L, "ResourceClosedError", "This Connection is closed");
+        scl_raise(L, "ResourceClosedError", "This Connection is closed");
 }
 
 /* Whether the connection was opened by another process: this is a child
  * of the process that checked it out (fork), and the socket is shared with
  * the parent, which may be using it right now. sc_getpid is a cached load. */
-static inline int sc_lconn_forked(const lconn *lc)
+static inline int scl_lconn_forked(const lconn *lc)
 {
     return lc->c->pid != sc_getpid();
 }
@@ -93,19 +93,19 @@ static inline int sc_lconn_forked(const lconn *lc)
 /* What a child meets when it runs a statement on a connection it
  * inherited (lconn.c): the connection is invalidated, InvalidRequestError
  * says what to do. */
-int sc_lconn_raise_forked(lua_State *L, lconn *lc);
+int scl_lconn_raise_forked(lua_State *L, lconn *lc);
 
 /* For statements: an open connection that has not died, of this process.
  * A statement on a dead one would fail anyway; this error says what to do
  * instead (the SQLAlchemy rule the Connection in engine.lua follows: roll
  * back, then the next statement gets a new connection). */
-static inline void sc_lconn_need_live(lua_State *L, lconn *lc)
+static inline void scl_lconn_need_live(lua_State *L, lconn *lc)
 {
-    sc_lconn_need_open(L, lc);
-    if (sc_lconn_forked(lc))
-        sc_lconn_raise_forked(L, lc);
+    scl_lconn_need_open(L, lc);
+    if (scl_lconn_forked(lc))
+        scl_lconn_raise_forked(L, lc);
     if (lc->invalidated || lc->c->broken)
-        sc_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
+        scl_raise(L, "PendingRollbackError", PENDING_ROLLBACK_TEXT);
 }
 
 /* ---- the busy guard (the design is under "busy" in lconn.c) --------------
@@ -114,15 +114,15 @@ static inline void sc_lconn_need_live(lua_State *L, lconn *lc)
  * (lexec.c: execute, executemany, exec_driver_sql, render) each have a
  * wrapper of their own (guard_*, in lexec.c next to its body, so that the
  * body is a direct call the compiler may inline) that runs the body
- * through sc_lconn_guarded. lconn.c registers them (sc_lexec_methods) as
+ * through scl_lconn_guarded. lconn.c registers them (scl_lexec_methods) as
  * closures with upvalue 1 the RawConnection metatable and upvalue 2 the
  * weak table of owners, and recognises their frames on a stack
- * (sc_lexec_is_guard) to tell a running busy call from a dead one. */
+ * (scl_lexec_is_guard) to tell a running busy call from a dead one. */
 
 /* Records L as the thread of lc's busy call, before it starts: one write
  * into the weak table (at index owners) for a coroutine; for the main
  * thread, which never goes, once. */
-static inline void sc_lconn_set_owner(lua_State *L, lconn *lc, int owners)
+static inline void scl_lconn_set_owner(lua_State *L, lconn *lc, int owners)
 {
     lua_pushlightuserdata(L, lc);
     int main = lua_pushthread(L);
@@ -131,23 +131,23 @@ static inline void sc_lconn_set_owner(lua_State *L, lconn *lc, int owners)
     lc->owner.set = 1;
 }
 
-typedef int (*sc_guarded_body)(lua_State *L, lconn *lc);
+typedef int (*scl_guarded_body)(lua_State *L, lconn *lc);
 
 /* Runs body on the connection at 1, marked busy with name (the method's
  * name, for the busy error) for the whole run. statement: the connection
- * must be live (sc_lconn_need_live), else only open. No lua_pcall clears
+ * must be live (scl_lconn_need_live), else only open. No lua_pcall clears
  * the mark on an error: lconn.c's is_busy drops a mark whose call is gone. */
-static inline int sc_lconn_guarded(lua_State *L, const char *name, int statement,
-                                   sc_guarded_body body)
+static inline int scl_lconn_guarded(lua_State *L, const char *name, int statement,
+                                   scl_guarded_body body)
 {
-    lconn *lc = sc_check_self(L, "connection");
-    sc_lconn_check_idle(L, lc, name);
+    lconn *lc = scl_check_self(L, "connection");
+    scl_lconn_check_idle(L, lc, name);
     if (lc->owner.main != L)
-        sc_lconn_set_owner(L, lc, lua_upvalueindex(2)); /* no allocation once the key is there */
+        scl_lconn_set_owner(L, lc, lua_upvalueindex(2)); /* no allocation once the key is there */
     if (statement)
-        sc_lconn_need_live(L, lc);
+        scl_lconn_need_live(L, lc);
     else
-        sc_lconn_need_open(L, lc);
+        scl_lconn_need_open(L, lc);
     lc->busy = name;
     int n = body(L, lc);
     lc->busy = NULL;
@@ -155,31 +155,31 @@ static inline int sc_lconn_guarded(lua_State *L, const char *name, int statement
 }
 
 /* lexec.c: the guarded methods, {name, guard_*} ending with {NULL, NULL}. */
-extern const luaL_Reg sc_lexec_methods[];
+extern const luaL_Reg scl_lexec_methods[];
 /* lexec.c: whether f is one of their guard_* wrappers. */
-int sc_lexec_is_guard(lua_CFunction f);
+int scl_lexec_is_guard(lua_CFunction f);
 
 /* lexec.c: pushes the DBAPIError for err on lc (invalidating lc when the
  * connection is gone; with hide_parameters, without the bound values), for
  * the statement sql[0..len) run with the parameters at index params (0:
- * none). sc_lconn_raise_dberror raises it, and clears lc->busy first (the
+ * none). scl_lconn_raise_dberror raises it, and clears lc->busy first (the
  * statement is over). */
-void sc_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+void scl_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
                            size_t len, int params);
-int sc_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+int scl_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
                            size_t len, int params);
 
 /* Appends sql, parsed into plan (see binds.h), rendered with the params at
  * index params (0: none) to b, strings written for a client charset of
  * class cs (SC_CS_*); raises ArgumentError naming a missing or unsupported
  * bind. */
-void sc_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
+void scl_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
                     int cs);
 
 /* Builds an sc_url from the Lua URL table at idx (fields as core.parse_url
  * returns them); raises ArgumentError on a bad field. */
-void sc_url_from_lua(lua_State *L, int idx, sc_url *u);
+void scl_url_from_lua(lua_State *L, int idx, sc_url *u);
 /* Pushes an empty sc_url owned by a userdata that frees it when collected. */
-sc_url *sc_url_push_owned(lua_State *L);
+sc_url *scl_url_push_owned(lua_State *L);
 
 #endif

@@ -14,14 +14,14 @@ static const struct {
     const char *file;
     int (*open)(lua_State *L);
 } parts[] = {
-    {"lurl.c", sc_open_url},           /* parse_url, check_url_param */
-    {"lconn.c", sc_open_conn},         /* connect, conn_methods: the RawConnection metatable,
+    {"lurl.c", scl_open_url},           /* parse_url, check_url_param */
+    {"lconn.c", scl_open_conn},         /* connect, conn_methods: the RawConnection metatable,
                                         * with lexec.c's statement methods */
-    {"lresult.c", sc_open_result},     /* result_methods: the Result metatable */
-    {"lpool.c", sc_open_pool},         /* pool_new, pool_methods: after lconn.c, as its
+    {"lresult.c", scl_open_result},     /* result_methods: the Result metatable */
+    {"lpool.c", scl_open_pool},         /* pool_new, pool_methods: after lconn.c, as its
                                         * checkouts hold the RawConnection metatable */
-    {"lregistry.c", sc_open_registry}, /* thread_registry, current_thread */
-    {"llease.c", sc_open_lease},       /* lease, lease_borrow, lease_return, lease_count */
+    {"lregistry.c", scl_open_registry}, /* thread_registry, current_thread */
+    {"llease.c", scl_open_lease},       /* lease, lease_borrow, lease_return, lease_count */
 };
 
 /* core.monotonic() -> seconds on the clock the pool measures ages with */

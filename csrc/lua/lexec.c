@@ -1,7 +1,7 @@
 /* Statements on a RawConnection (lconn.h): execute, executemany,
  * exec_driver_sql and render, from the text and parameters to a Result
  * (lresult.c) or a DBAPIError. Each runs through the busy guard
- * (sc_lconn_guarded, lconn.h): its guard_* wrapper is here, beside it, so
+ * (scl_lconn_guarded, lconn.h): its guard_* wrapper is here, beside it, so
  * that the body is a direct call. The connection's userdata, its open and
  * close, finish and the busy mark itself are lconn.c's. */
 #include <stdio.h>
@@ -14,8 +14,8 @@ static int l_executemany(lua_State *L, lconn *lc);
 
 /* ---- errors ------------------------------------------------------------- */
 
-/* Pushes the DBAPIError for err (sc_lconn_raise_dberror raises it). */
-void sc_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+/* Pushes the DBAPIError for err (scl_lconn_raise_dberror raises it). */
+void scl_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
                            size_t len, int params)
 {
     int gone = lc->c->broken;
@@ -25,9 +25,9 @@ void sc_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const c
     if (hidden != NULL) {
         sc_error shown = *err;
         snprintf(shown.message, sizeof shown.message, "%s", hidden);
-        sc_push_dberror(L, &shown, sql, len, 0, gone);
+        scl_push_dberror(L, &shown, sql, len, 0, gone);
     } else {
-        sc_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+        scl_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
     }
     if (lc->hide_parameters && params) {
         /* the server's own message may quote bound values ("near '...'",
@@ -48,10 +48,10 @@ void sc_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const c
     }
 }
 
-int sc_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
+int scl_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const char *sql,
                            size_t len, int params)
 {
-    sc_lconn_push_dberror(L, lc, err, sql, len, params);
+    scl_lconn_push_dberror(L, lc, err, sql, len, params);
     lc->busy = NULL; /* the statement is over (saves the next call a look at the stack) */
     return lua_error(L);
 }
@@ -68,15 +68,15 @@ static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, 
         return;
     sc_error err;
     sc_conn_refuse_charset(lc->c, &err);
-    sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+    scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
 }
 
 static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *sql, size_t len,
                int params)
 {
     sc_error err;
-    if (sc_conn_query(lc->c, q, qlen, &err) != 0 || sc_result_collect(L, lc->c, &err) != 0)
-        return sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+    if (sc_conn_query(lc->c, q, qlen, &err) != 0 || scl_result_collect(L, lc->c, &err) != 0)
+        return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
     check_charset(L, lc, sql, len, params);
     return 1;
 }
@@ -96,19 +96,19 @@ static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char 
     int cs = sc_conn_charset(c);
     if (cs == SC_CS_UNSAFE) {
         sc_conn_refuse_charset(c, &err);
-        sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+        scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
     }
     sc_lex_mode m = {0, 0, cs == SC_CS_LATIN1, c->server_version};
     if (sc_binds_parse(sql, len, &m, plan) != 0)
         luaL_error(L, "out of memory building a statement");
     if (plan->flags & (SC_PLAN_MODE_DEPENDENT | SC_PLAN_CHARSET_DEPENDENT)) {
         if (sc_conn_ask_lex_mode(c, &m, &err) != 0)
-            sc_lconn_raise_dberror(L, lc, &err, sql, len, params);
+            scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
         if (sc_binds_parse(sql, len, &m, plan) != 0) /* in the server's mode */
             luaL_error(L, "out of memory building a statement");
     }
     if (plan->nnamed && plan->npositional)
-        sc_argerror(L, "a statement cannot mix :name and ? bind parameters");
+        scl_argerror(L, "a statement cannot mix :name and ? bind parameters");
     return cs;
 }
 
@@ -117,7 +117,7 @@ static int opt_params(lua_State *L, int i)
 {
     if (lua_isnoneornil(L, i))
         return 0;
-    sc_check_table(L, i, "parameters");
+    scl_check_table(L, i, "parameters");
     return i;
 }
 
@@ -125,7 +125,7 @@ static int opt_params(lua_State *L, int i)
 static int l_execute(lua_State *L, lconn *lc) /* run by guard_* */
 {
     size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
+    const char *sql = scl_check_string(L, 2, "statement", &len);
     int params = opt_params(L, 3);
     /* no binds and nothing that looks like one: send the text as it is */
     if (!params && memchr(sql, ':', len) == NULL && memchr(sql, '?', len) == NULL)
@@ -145,7 +145,7 @@ static int l_execute(lua_State *L, lconn *lc) /* run by guard_* */
     }
     int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
     lc->c->sql.len = 0;
-    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+    scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
     return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
 }
 
@@ -160,9 +160,9 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
 {
     sc_error err;
     if (sc_conn_query(lc->c, lc->c->sql.data, lc->c->sql.len, &err) != 0 ||
-        sc_result_collect(L, lc->c, &err) != 0) {
+        scl_result_collect(L, lc->c, &err) != 0) {
         lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
-        sc_lconn_raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
+        scl_lconn_raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
     }
     check_charset(L, lc, sql, len, 0);
     lua_getfield(L, -1, "rowcount");
@@ -188,16 +188,16 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
 static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
 {
     size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
-    sc_check_table(L, 3, "parameter sets");
+    const char *sql = scl_check_string(L, 2, "statement", &len);
+    scl_check_table(L, 3, "parameter sets");
     int rows = 3;
-    int n = (int)sc_rawlen(L, rows);
+    int n = (int)scl_rawlen(L, rows);
     if (n == 0)
-        return sc_argerror(L, "executemany needs at least one parameter set");
+        return scl_argerror(L, "executemany needs at least one parameter set");
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, rows, i);
         if (!lua_istable(L, -1))
-            return sc_argerror(L, "parameter set %d must be a table, got %s", i, luaL_typename(L, -1));
+            return scl_argerror(L, "parameter set %d must be a table, got %s", i, luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     lua_settop(L, 3);
@@ -232,7 +232,7 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
                 return luaL_error(L, "out of memory");
             }
             lua_rawgeti(L, rows, i);
-            sc_render_plan(L, &c->sql, &c->plan2, sql, lua_gettop(L), cs);
+            scl_render_plan(L, &c->sql, &c->plan2, sql, lua_gettop(L), cs);
             lua_pop(L, 1);
             pending++;
             if (c->sql.len >= SC_BATCH_BYTES || i == n) {
@@ -246,13 +246,13 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
         for (int i = 1; i <= n; i++) {
             lua_rawgeti(L, rows, i);
             c->sql.len = 0;
-            sc_render_plan(L, &c->sql, plan, sql, lua_gettop(L), cs);
+            scl_render_plan(L, &c->sql, plan, sql, lua_gettop(L), cs);
             lua_pop(L, 1);
             run_batch(L, lc, sql, len, rows, i, &total, &first_id);
         }
     }
     /* the last statement's Result, reporting the batch as a whole */
-    sc_result_set_counts(L, 4, total, first_id);
+    scl_result_set_counts(L, 4, total, first_id);
     lua_settop(L, 4);
     return 1;
 }
@@ -261,7 +261,7 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
 static int l_exec_driver_sql(lua_State *L, lconn *lc) /* run by guard_* */
 {
     size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
+    const char *sql = scl_check_string(L, 2, "statement", &len);
     return run(L, lc, sql, len, sql, len, 0);
 }
 
@@ -269,11 +269,11 @@ static int l_exec_driver_sql(lua_State *L, lconn *lc) /* run by guard_* */
 static int l_render(lua_State *L, lconn *lc) /* run by guard_* */
 {
     size_t len;
-    const char *sql = sc_check_string(L, 2, "statement", &len);
+    const char *sql = scl_check_string(L, 2, "statement", &len);
     int params = opt_params(L, 3);
     int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
     lc->c->sql.len = 0;
-    sc_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+    scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
     lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
     return 1;
 }
@@ -283,34 +283,34 @@ static int l_render(lua_State *L, lconn *lc) /* run by guard_* */
 /* Each statement method's own wrapper (lconn.h, "the busy guard"). */
 static int guard_execute(lua_State *L)
 {
-    return sc_lconn_guarded(L, "execute", 1, l_execute);
+    return scl_lconn_guarded(L, "execute", 1, l_execute);
 }
 
 static int guard_executemany(lua_State *L)
 {
-    return sc_lconn_guarded(L, "executemany", 1, l_executemany);
+    return scl_lconn_guarded(L, "executemany", 1, l_executemany);
 }
 
 static int guard_exec_driver_sql(lua_State *L)
 {
-    return sc_lconn_guarded(L, "exec_driver_sql", 1, l_exec_driver_sql);
+    return scl_lconn_guarded(L, "exec_driver_sql", 1, l_exec_driver_sql);
 }
 
 static int guard_render(lua_State *L)
 {
-    return sc_lconn_guarded(L, "render", 0, l_render);
+    return scl_lconn_guarded(L, "render", 0, l_render);
 }
 
-int sc_lexec_is_guard(lua_CFunction f)
+int scl_lexec_is_guard(lua_CFunction f)
 {
     return f == guard_execute || f == guard_executemany || f == guard_exec_driver_sql ||
            f == guard_render;
 }
 
 /* The calls that hold the connection's C state while they may run Lua
- * code: registered by sc_open_conn (lconn.c) through the guard (busy for
+ * code: registered by scl_open_conn (lconn.c) through the guard (busy for
  * their whole run). */
-const luaL_Reg sc_lexec_methods[] = {
+const luaL_Reg scl_lexec_methods[] = {
     {"execute", guard_execute},
     {"exec_driver_sql", guard_exec_driver_sql},
     {"executemany", guard_executemany},

@@ -110,14 +110,14 @@ static void move_conn(lconn *to, lconn *from)
 
 static lconn *check_conn_arg(lua_State *L, int i)
 {
-    return sc_check_udata(L, i, SC_CONN_MT, "connection");
+    return scl_check_udata(L, i, SC_CONN_MT, "connection");
 }
 
 static double check_id(lua_State *L, int i)
 {
-    double id = sc_check_number(L, i, "lease id");
+    double id = scl_check_number(L, i, "lease id");
     if (!(id >= 1 && id <= 9007199254740992.0) || id != (double)(long long)id)
-        sc_argerror(L, "lease id must be a positive whole number");
+        scl_argerror(L, "lease id must be a positive whole number");
     return id;
 }
 
@@ -127,18 +127,18 @@ static int l_lease(lua_State *L)
 {
     lconn *lc = check_conn_arg(L, 1);
     if (lc->c == NULL)
-        return sc_raise(L, "ResourceClosedError", "This Connection is closed");
-    sc_lconn_check_idle(L, lc, "lease");
+        return scl_raise(L, "ResourceClosedError", "This Connection is closed");
+    scl_lconn_check_idle(L, lc, "lease");
     /* allocate everything before the connection moves: a raise after it
      * would lose it */
-    llease *le = sc_newuserdata(L, sizeof *le);
+    llease *le = scl_newuserdata(L, sizeof *le);
     le->slot = NULL;
     le->id = 0;
     luaL_getmetatable(L, SC_LEASE_MT);
     lua_setmetatable(L, -2);
-    sc_getuservalue(L, 1); /* {pool}: the pool outlives the lease */
+    scl_getuservalue(L, 1); /* {pool}: the pool outlives the lease */
     if (lua_istable(L, -1))
-        sc_setuservalue(L, -2);
+        scl_setuservalue(L, -2);
     else
         lua_pop(L, 1);
     lease_slot *s = calloc(1, sizeof *s);
@@ -162,7 +162,7 @@ static int l_lease(lua_State *L)
 
 static llease *check_lease(lua_State *L)
 {
-    return sc_check_self(L, "lease");
+    return scl_check_self(L, "lease");
 }
 
 static int l_lease_id(lua_State *L)
@@ -184,23 +184,23 @@ static int l_lease_restore(lua_State *L)
     llease *le = check_lease(L);
     lconn *lc = check_conn_arg(L, 2);
     if (le->slot == NULL)
-        return sc_raise(L, "InvalidRequestError", "This lease has been restored already");
+        return scl_raise(L, "InvalidRequestError", "This lease has been restored already");
     if (lc->c != NULL)
-        return sc_argerror(L, "lease:restore() needs a closed connection to restore into");
+        return scl_argerror(L, "lease:restore() needs a closed connection to restore into");
     pthread_mutex_lock(&g_mu);
     lease_slot *s = le->slot;
     if (s->state != SLOT_PARKED) {
         pthread_mutex_unlock(&g_mu);
-        return sc_raise(L, "InvalidRequestError",
+        return scl_raise(L, "InvalidRequestError",
                         "This connection is busy: a statement is still running on it in a worker thread");
     }
     unlink_slot(s);
     pthread_mutex_unlock(&g_mu);
     /* the RawConnection restored into holds the pool from now on (the one
      * it was leased from holds it already; any other gets the Lease's) */
-    sc_getuservalue(L, 1);
+    scl_getuservalue(L, 1);
     if (lua_istable(L, -1))
-        sc_setuservalue(L, 2);
+        scl_setuservalue(L, 2);
     else
         lua_pop(L, 1);
     move_conn(lc, &s->held);
@@ -224,7 +224,7 @@ static int l_lease_busy(lua_State *L)
 
 static int l_lease_gc(lua_State *L)
 {
-    llease *le = sc_check_meta_self(L, "__gc", "lease");
+    llease *le = scl_check_meta_self(L, "__gc", "lease");
     lease_slot *s = le->slot;
     if (s == NULL)
         return 0;
@@ -241,7 +241,7 @@ static int l_lease_gc(lua_State *L)
     }
     pthread_mutex_unlock(&g_mu);
     if (s != NULL) {
-        sc_lconn_release(&orphan); /* reset and check in, outside the lock */
+        scl_lconn_release(&orphan); /* reset and check in, outside the lock */
         slot_free(s);              /* then the pool may go */
     }
     return 0;
@@ -252,15 +252,15 @@ static int l_lease_gc(lua_State *L)
 static int l_borrow(lua_State *L)
 {
     double id = check_id(L, 1);
-    lconn *lc = sc_lconn_push(L, NULL, 0, 0); /* empty until the move below */
+    lconn *lc = scl_lconn_push(L, NULL, 0, 0); /* empty until the move below */
     pthread_mutex_lock(&g_mu);
     lease_slot *s = find_slot(id, NULL);
     if (s == NULL || s->state != SLOT_PARKED) {
         int state = s ? s->state : -1;
         pthread_mutex_unlock(&g_mu);
         if (state == SLOT_AWAY)
-            return sc_raise(L, "InvalidRequestError", "lease %d is borrowed already", (int)id);
-        return sc_raise(L, "InvalidRequestError", "no lease %d to borrow (given up by its owner?)", (int)id);
+            return scl_raise(L, "InvalidRequestError", "lease %d is borrowed already", (int)id);
+        return scl_raise(L, "InvalidRequestError", "no lease %d to borrow (given up by its owner?)", (int)id);
     }
     s->state = SLOT_AWAY;
     move_conn(lc, &s->held);
@@ -275,7 +275,7 @@ static int l_return(lua_State *L)
 {
     double id = check_id(L, 1);
     lconn *lc = check_conn_arg(L, 2);
-    sc_lconn_check_idle(L, lc, "lease_return");
+    scl_lconn_check_idle(L, lc, "lease_return");
     lconn orphan;
     memset(&orphan, 0, sizeof orphan);
     pthread_mutex_lock(&g_mu);
@@ -283,7 +283,7 @@ static int l_return(lua_State *L)
     lease_slot *s = find_slot(id, &link);
     if (s == NULL || s->state == SLOT_PARKED) {
         pthread_mutex_unlock(&g_mu);
-        return sc_raise(L, "InvalidRequestError", "lease %d is not borrowed", (int)id);
+        return scl_raise(L, "InvalidRequestError", "lease %d is not borrowed", (int)id);
     }
     if (s->state == SLOT_AWAY) {
         move_conn(&s->held, lc);
@@ -295,7 +295,7 @@ static int l_return(lua_State *L)
     }
     pthread_mutex_unlock(&g_mu);
     if (s != NULL) {
-        sc_lconn_release(&orphan); /* into the pool the slot kept alive */
+        scl_lconn_release(&orphan); /* into the pool the slot kept alive */
         slot_free(s);
     }
     return 0;
@@ -320,11 +320,11 @@ static const luaL_Reg lease_methods[] = {
     {NULL, NULL},
 };
 
-int sc_open_lease(lua_State *L)
+int scl_open_lease(lua_State *L)
 {
     luaL_newmetatable(L, SC_LEASE_MT);
     lua_newtable(L);
-    sc_setmethods(L, -2, lease_methods);
+    scl_setmethods(L, -2, lease_methods);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, -1); /* the finalizer checks its argument against it */
     lua_pushcclosure(L, l_lease_gc, 1);

@@ -34,7 +34,7 @@ static const char *const isolation_levels[] = {
  * own failure (SC_ERR_CANNOT_CONNECT). */
 static int raise_open_error(lua_State *L, const sc_error *err)
 {
-    sc_push_dberror(L, err, NULL, 0, 0, 0);
+    scl_push_dberror(L, err, NULL, 0, 0, 0);
     return lua_error(L);
 }
 
@@ -43,7 +43,7 @@ static int raise_open_error(lua_State *L, const sc_error *err)
 static double opt_number(lua_State *L, int opts, const char *key, double dflt)
 {
     lua_getfield(L, opts, key);
-    double v = lua_isnil(L, -1) ? dflt : sc_check_number(L, -1, key);
+    double v = lua_isnil(L, -1) ? dflt : scl_check_number(L, -1, key);
     lua_pop(L, 1);
     return v;
 }
@@ -55,7 +55,7 @@ static int opt_int(lua_State *L, int opts, const char *key, int dflt)
 {
     double v = opt_number(L, opts, key, dflt);
     if (!(v >= -2147483648.0 && v <= 2147483647.0) || v != (double)(int)v)
-        sc_argerror(L, "%s must be a whole number that fits an int", key);
+        scl_argerror(L, "%s must be a whole number that fits an int", key);
     return (int)v;
 }
 
@@ -69,8 +69,8 @@ static int opt_bool(lua_State *L, int opts, const char *key)
 
 static int l_pool_new(lua_State *L)
 {
-    sc_check_table(L, 1, "url");
-    sc_check_table(L, 2, "options");
+    scl_check_table(L, 1, "url");
+    scl_check_table(L, 2, "options");
     sc_pool_config cfg;
     cfg.pool_size = opt_int(L, 2, "pool_size", 5);
     cfg.max_overflow = opt_int(L, 2, "max_overflow", 10);
@@ -80,30 +80,30 @@ static int l_pool_new(lua_State *L)
     cfg.use_lifo = opt_bool(L, 2, "pool_use_lifo");
     cfg.null_pool = opt_bool(L, 2, "null_pool");
     if (cfg.pool_size < 0)
-        return sc_argerror(L, "pool_size must be >= 0");
+        return scl_argerror(L, "pool_size must be >= 0");
     if (cfg.max_overflow < -1)
-        return sc_argerror(L, "max_overflow must be >= -1");
+        return scl_argerror(L, "max_overflow must be >= -1");
     if (cfg.timeout < 0)
-        return sc_argerror(L, "pool_timeout must be >= 0");
+        return scl_argerror(L, "pool_timeout must be >= 0");
     lua_getfield(L, 2, "shared");
     const char *shared = lua_tostring(L, -1);
     lua_getfield(L, 2, "shared_key");
     const char *key = lua_tostring(L, -1);
 
-    lpool *lp = sc_newuserdata(L, sizeof *lp);
+    lpool *lp = scl_newuserdata(L, sizeof *lp);
     memset(lp, 0, sizeof *lp);
     luaL_getmetatable(L, SC_POOL_MT);
     lua_setmetatable(L, -2);
     /* {pool, spares}: the user value every checked-out connection shares,
-     * so that the pool outlives its connections (see sc_lconn_push); slot 2
+     * so that the pool outlives its connections (see scl_lconn_push); slot 2
      * will hold the spare userdata of checkout_spare */
     lua_createtable(L, 3, 0);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 1);
-    sc_setuservalue(L, -2);
+    scl_setuservalue(L, -2);
 
-    sc_url *owned = sc_url_push_owned(L);
-    sc_url_from_lua(L, 1, owned);
+    sc_url *owned = scl_url_push_owned(L);
+    scl_url_from_lua(L, 1, owned);
     lua_getfield(L, 2, "isolation_level");
     const char *iso = lua_tostring(L, -1);
     int level = -1;
@@ -111,7 +111,7 @@ static int l_pool_new(lua_State *L)
         if (strcmp(iso, isolation_levels[i]) == 0)
             level = i;
     if (iso != NULL && level < 0)
-        return sc_argerror(L, "isolation_level must be one of READ COMMITTED, REPEATABLE READ, "
+        return scl_argerror(L, "isolation_level must be one of READ COMMITTED, REPEATABLE READ, "
                               "READ UNCOMMITTED, SERIALIZABLE, AUTOCOMMIT");
     lua_pop(L, 1);
     /* Pooled connections run with autocommit off, as a DB-API connection
@@ -132,7 +132,7 @@ static int l_pool_new(lua_State *L)
         sc_error err;
         lp->pool = sc_pool_shared_acquire(shared, key ? key : "", &cfg, &conn, &err);
         if (lp->pool == NULL)
-            return sc_argerror(L, "%s", err.message);
+            return scl_argerror(L, "%s", err.message);
         lp->shared = 1;
     } else {
         lp->pool = sc_pool_new(&cfg, &conn);
@@ -150,7 +150,7 @@ static int l_pool_new(lua_State *L)
     else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
         lp->reset_mode = SC_RESET_NONE;
     else
-        return sc_argerror(L, "pool_reset_on_return must be 'rollback', 'commit', 'reset_connection' or false");
+        return scl_argerror(L, "pool_reset_on_return must be 'rollback', 'commit', 'reset_connection' or false");
     lua_pop(L, 1);
     lp->hide_parameters = opt_bool(L, 2, "hide_parameters");
     return 1;
@@ -158,9 +158,9 @@ static int l_pool_new(lua_State *L)
 
 static lpool *check_pool(lua_State *L)
 {
-    lpool *lp = sc_check_self(L, "pool");
+    lpool *lp = scl_check_self(L, "pool");
     if (lp->pool == NULL)
-        sc_raise(L, "InvalidRequestError", "This pool has been freed");
+        scl_raise(L, "InvalidRequestError", "This pool has been freed");
     return lp;
 }
 
@@ -171,7 +171,7 @@ static lpool *check_pool(lua_State *L)
  * and try_checkout is the RawConnection metatable. */
 static lconn *push_empty(lua_State *L)
 {
-    return sc_lconn_push(L, NULL, 1, lua_upvalueindex(2));
+    return scl_lconn_push(L, NULL, 1, lua_upvalueindex(2));
 }
 
 /* Fills lc (from push_empty) with the checked-out entry and pushes fresh. */
@@ -194,7 +194,7 @@ static int raise_timeout(lua_State *L, lpool *lp)
     const sc_pool_config *cfg = sc_pool_get_config(lp->pool);
     char timeout[32]; /* lua_pushfstring has no precision on Lua 5.1 */
     snprintf(timeout, sizeof timeout, "%.2f", cfg->timeout);
-    return sc_raise(L, "TimeoutError",
+    return scl_raise(L, "TimeoutError",
                     "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %s",
                     cfg->pool_size, cfg->max_overflow, timeout);
 }
@@ -227,9 +227,9 @@ static int l_checkout_spare(lua_State *L)
     sc_error err;
     /* the userdata first (see push_empty): a spare, or a new one */
     lconn *lc = NULL;
-    sc_getuservalue(L, 1); /* {pool, spares} */
+    scl_getuservalue(L, 1); /* {pool, spares} */
     lua_rawgeti(L, -1, SC_SPARES_SLOT);
-    int n = lua_istable(L, -1) ? (int)sc_rawlen(L, -1) : 0;
+    int n = lua_istable(L, -1) ? (int)scl_rawlen(L, -1) : 0;
     if (n > 0) {
         lua_rawgeti(L, -1, n);
         lc = lua_touserdata(L, -1);
@@ -267,7 +267,7 @@ static void ticket_cancel(lticket *t)
 
 static int ticket_gc(lua_State *L)
 {
-    ticket_cancel(sc_check_meta_self(L, "__gc", "pool ticket"));
+    ticket_cancel(scl_check_meta_self(L, "__gc", "pool ticket"));
     return 0;
 }
 
@@ -280,9 +280,9 @@ static int l_try_checkout(lua_State *L)
     lticket *t = NULL;
     sc_waiter *w = NULL;
     if (!lua_isnoneornil(L, 2)) {
-        t = sc_check_udata(L, 2, SC_TICKET_MT, "ticket");
+        t = scl_check_udata(L, 2, SC_TICKET_MT, "ticket");
         if (t->w == NULL)
-            return sc_argerror(L, "this ticket has been used up");
+            return scl_argerror(L, "this ticket has been used up");
         w = t->w;
     }
     sc_pool_entry *e = NULL;
@@ -297,7 +297,7 @@ static int l_try_checkout(lua_State *L)
         return 2;
     case SC_POOL_WAIT:
         if (t == NULL) {
-            t = sc_newuserdata(L, sizeof *t);
+            t = scl_newuserdata(L, sizeof *t);
             t->w = w;
             t->pool = lp->pool;
             luaL_getmetatable(L, SC_TICKET_MT);
@@ -305,7 +305,7 @@ static int l_try_checkout(lua_State *L)
             lua_createtable(L, 1, 0); /* the ticket keeps its pool alive */
             lua_pushvalue(L, 1);
             lua_rawseti(L, -2, 1);
-            sc_setuservalue(L, -2);
+            scl_setuservalue(L, -2);
         } else {
             lua_pushvalue(L, 2);
         }
@@ -321,14 +321,14 @@ static int l_try_checkout(lua_State *L)
 
 static int l_ticket_remaining(lua_State *L)
 {
-    lticket *t = sc_check_udata(L, 1, SC_TICKET_MT, "ticket");
+    lticket *t = scl_check_udata(L, 1, SC_TICKET_MT, "ticket");
     lua_pushnumber(L, t->w ? sc_waiter_remaining(t->w) : 0);
     return 1;
 }
 
 static int l_ticket_cancel(lua_State *L)
 {
-    ticket_cancel(sc_check_udata(L, 1, SC_TICKET_MT, "ticket"));
+    ticket_cancel(scl_check_udata(L, 1, SC_TICKET_MT, "ticket"));
     return 0;
 }
 
@@ -371,8 +371,8 @@ static int l_set_gc_hook(lua_State *L)
 {
     check_pool(L);
     if (!lua_isnil(L, 2) && !lua_isfunction(L, 2))
-        return sc_argerror(L, "gc hook must be a function or nil");
-    sc_getuservalue(L, 1);
+        return scl_argerror(L, "gc hook must be a function or nil");
+    scl_getuservalue(L, 1);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, SC_GC_HOOK_SLOT);
     return 0;
@@ -387,7 +387,7 @@ static int l_dispose(lua_State *L)
 
 static int l_pool_gc(lua_State *L)
 {
-    lpool *lp = sc_check_meta_self(L, "__gc", "pool");
+    lpool *lp = scl_check_meta_self(L, "__gc", "pool");
     if (lp->pool != NULL) {
         if (lp->shared)
             sc_pool_shared_release(lp->pool);
@@ -412,13 +412,13 @@ static const luaL_Reg ticket_methods[] = {
     {NULL, NULL},
 };
 
-int sc_open_pool(lua_State *L)
+int scl_open_pool(lua_State *L)
 {
     luaL_newmetatable(L, SC_POOL_MT);
     lua_newtable(L);
-    sc_setmethods(L, -2, pool_methods);
+    scl_setmethods(L, -2, pool_methods);
     /* the three that make connections also hold the RawConnection metatable
-     * (sc_open_conn ran first) */
+     * (scl_open_conn ran first) */
     static const luaL_Reg checkouts[] = {
         {"checkout", l_checkout}, {"try_checkout", l_try_checkout}, {"checkout_spare", l_checkout_spare}};
     for (int i = 0; i < 3; i++) {
@@ -436,7 +436,7 @@ int sc_open_pool(lua_State *L)
     lua_pop(L, 1);
     luaL_newmetatable(L, SC_TICKET_MT);
     lua_newtable(L);
-    sc_setfuncs(L, ticket_methods);
+    scl_setfuncs(L, ticket_methods);
     lua_setfield(L, -2, "__index");
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, ticket_gc, 1);

@@ -144,7 +144,7 @@ static int thread_registry(lua_State *L)
 {
     if (!lua_isnoneornil(L, 1)) {
         if (lua_type(L, 1) != LUA_TBOOLEAN)
-            return sc_argerror(L, "thread_registry: owned must be a boolean, got %s", luaL_typename(L, 1));
+            return scl_argerror(L, "thread_registry: owned must be a boolean, got %s", luaL_typename(L, 1));
         if (lua_toboolean(L, 1))
             return thread_registry_owned(L);
     }
@@ -164,7 +164,7 @@ static int thread_registry(lua_State *L)
     return 4; /* get, set, clear, and the map for introspection */
 }
 
-int sc_open_registry(lua_State *L)
+int scl_open_registry(lua_State *L)
 {
     lua_pushcfunction(L, thread_registry);
     lua_setfield(L, -2, "thread_registry");

@@ -62,7 +62,7 @@ static void store_sets(lua_State *L, int ud, const lresult *r)
     lua_insert(L, -(2 * nsets) - 1);
     for (int i = 2 * nsets; i >= 1; i--)
         lua_rawseti(L, -(i + 1), i); /* the list sits below the i values left */
-    sc_setuservalue(L, ud);
+    scl_setuservalue(L, ud);
 }
 
 /* Pushes the rows list (part 0) or the cols (part 1) of set i. */
@@ -83,7 +83,7 @@ static void push_set_part(lua_State *L, int ud, const lresult *r, int i, int par
         return;
     }
 #endif
-    sc_getuservalue(L, ud);
+    scl_getuservalue(L, ud);
     lua_rawgeti(L, -1, 2 * i + 1 + part);
     lua_remove(L, -2);
 }
@@ -213,7 +213,7 @@ static int row_index(lua_State *L)
     lua_rawget(L, lua_upvalueindex(1));
     if (lua_type(L, -1) == LUA_TNUMBER) {
         if (lua_type(L, 1) != LUA_TTABLE) /* getmetatable(row).__index(something else, name) */
-            return sc_argerror(L, "__index of a row called with a %s", luaL_typename(L, 1));
+            return scl_argerror(L, "__index of a row called with a %s", luaL_typename(L, 1));
         lua_rawget(L, 1); /* the column's position: the value */
     }
     return 1;
@@ -222,7 +222,7 @@ static int row_index(lua_State *L)
 static int row_asdict(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    int n = (int)sc_rawlen(L, lua_upvalueindex(1));
+    int n = (int)scl_rawlen(L, lua_upvalueindex(1));
     lua_createtable(L, 0, n);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, lua_upvalueindex(1), i);
@@ -244,7 +244,7 @@ static int row_asdict(lua_State *L)
 static char cols_cache_key; /* its address keys the cache in the registry */
 static char result_mt_key;  /* and this one the Result metatable (also under SC_RESULT_MT) */
 
-static uint32_t names_hash(const sc_column *f, unsigned n)
+static uint32_t names_hash(const scl_column *f, unsigned n)
 {
     uint32_t h = 2166136261u; /* FNV-1a over each length and name */
     for (unsigned i = 0; i < n; i++) {
@@ -257,7 +257,7 @@ static uint32_t names_hash(const sc_column *f, unsigned n)
 
 /* The blob is each name as a 4-byte length and its bytes: a name may hold
  * any byte, and no two lists of names give the same blob. */
-static int blob_matches(const char *b, size_t blen, const sc_column *f, unsigned n)
+static int blob_matches(const char *b, size_t blen, const scl_column *f, unsigned n)
 {
     size_t p = 0;
     for (unsigned i = 0; i < n; i++) {
@@ -273,7 +273,7 @@ static int blob_matches(const char *b, size_t blen, const sc_column *f, unsigned
 }
 
 /* Pushes a new cols entry {mt, names, blob} for these columns. */
-static void build_cols(lua_State *L, const sc_column *f, unsigned n)
+static void build_cols(lua_State *L, const scl_column *f, unsigned n)
 {
     lua_createtable(L, 3, 0);          /* entry */
     lua_createtable(L, 0, 2);          /* mt */
@@ -324,7 +324,7 @@ static void build_cols(lua_State *L, const sc_column *f, unsigned n)
 }
 
 /* Pushes the cols entry for these columns, from the cache or made anew. */
-static void push_cols(lua_State *L, const sc_column *f, unsigned n)
+static void push_cols(lua_State *L, const scl_column *f, unsigned n)
 {
     int slot = (int)(names_hash(f, n) % SC_COLS_SLOTS) + 1;
     lua_pushlightuserdata(L, &cols_cache_key);
@@ -374,7 +374,7 @@ static unsigned char kind_of(const MYSQL_FIELD *f)
 #define SC_COLS_ON_STACK 64
 
 /* Pushes the list of every row of res, each with the metatable at mt. */
-static int push_rows(lua_State *L, MYSQL_RES *res, const sc_column *cols, unsigned n, int mt)
+static int push_rows(lua_State *L, MYSQL_RES *res, const scl_column *cols, unsigned n, int mt)
 {
     /* room for one row: mysql_use_result cannot tell how many will come,
      * and most statements a request runs return one (an empty list grows
@@ -416,7 +416,7 @@ static lresult *push_result(lua_State *L)
 
 /* ---- collecting a statement's results -------------------------------------- */
 
-int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
+int scl_result_collect(lua_State *L, sc_conn *c, sc_error *err)
 {
     /* The first result is taken before anything is allocated: a Lua error
      * in an allocation (out of memory, or on LuaJIT a finalizer's error,
@@ -440,8 +440,8 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
             luaL_checkstack(L, 8, "too many result sets");
             unsigned n = mysql_num_fields(res);
             const MYSQL_FIELD *f = mysql_fetch_fields(res);
-            sc_column on_stack[SC_COLS_ON_STACK];
-            sc_column *cols = on_stack;
+            scl_column on_stack[SC_COLS_ON_STACK];
+            scl_column *cols = on_stack;
             if (n > SC_COLS_ON_STACK)
                 cols = lua_newuserdata(L, n * sizeof *cols);
             for (unsigned i = 0; i < n; i++) {
@@ -488,7 +488,7 @@ int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err)
     return 0;
 }
 
-void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid)
+void scl_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid)
 {
     lresult *r = lua_touserdata(L, idx);
     r->rowcount = rowcount;
@@ -503,7 +503,7 @@ static lua_Number number_field(lua_State *L, int t, const char *name, lua_Number
     lua_Number v = dflt;
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TNUMBER)
-            sc_argerror(L, "%s must be a number, got %s", name, luaL_typename(L, -1));
+            scl_argerror(L, "%s must be a number, got %s", name, luaL_typename(L, -1));
         v = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
@@ -514,47 +514,47 @@ static lua_Number number_field(lua_State *L, int t, const char *name, lua_Number
  * rows = {row, ...}}, ...}} -> Result. Rows decoded in another Lua state
  * arrive as plain tables (a pool thread of the offload path, scoped/ngx.lua:
  * only plain tables cross between states); this makes them the Result
- * sc_result_collect would have made, with the same row metatables (from
+ * scl_result_collect would have made, with the same row metatables (from
  * the same cache), methods and errors. The row tables are taken over (each
  * gets its metatable); the lists holding them are new. */
 static int l_result_from_tables(lua_State *L)
 {
-    sc_check_table(L, 1, "result");
+    scl_check_table(L, 1, "result");
     lua_settop(L, 1);
     lresult *r = push_result(L); /* 2 */
     lua_Number rowcount = number_field(L, 1, "rowcount", -1);
     r->rowcount = rowcount < 0 ? -1 : (long long)rowcount;
     lua_getfield(L, 1, "lastrowid");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TNUMBER)
-        return sc_argerror(L, "lastrowid must be a number, got %s", luaL_typename(L, -1));
+        return scl_argerror(L, "lastrowid must be a number, got %s", luaL_typename(L, -1));
     r->lastrowid = (unsigned long long)lua_tointeger(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "sets"); /* 3 */
     int nsets = 0;
     if (!lua_isnil(L, 3)) {
         if (!lua_istable(L, 3))
-            return sc_argerror(L, "sets must be a table, got %s", luaL_typename(L, 3));
-        nsets = (int)sc_rawlen(L, 3);
+            return scl_argerror(L, "sets must be a table, got %s", luaL_typename(L, 3));
+        nsets = (int)scl_rawlen(L, 3);
     }
     luaL_checkstack(L, 2 * nsets + 8, "too many result sets");
     for (int s = 1; s <= nsets; s++) {
         lua_rawgeti(L, 3, s);
         int set = lua_gettop(L);
         if (!lua_istable(L, set))
-            return sc_argerror(L, "set %d must be a table, got %s", s, luaL_typename(L, set));
+            return scl_argerror(L, "set %d must be a table, got %s", s, luaL_typename(L, set));
         lua_getfield(L, set, "keys"); /* set + 1 */
         if (!lua_istable(L, set + 1))
-            return sc_argerror(L, "set %d: keys must be a table, got %s", s,
+            return scl_argerror(L, "set %d: keys must be a table, got %s", s,
                                luaL_typename(L, set + 1));
-        unsigned n = (unsigned)sc_rawlen(L, set + 1);
-        sc_column on_stack[SC_COLS_ON_STACK];
-        sc_column *cols = on_stack;
+        unsigned n = (unsigned)scl_rawlen(L, set + 1);
+        scl_column on_stack[SC_COLS_ON_STACK];
+        scl_column *cols = on_stack;
         if (n > SC_COLS_ON_STACK)
             cols = lua_newuserdata(L, n * sizeof *cols);
         for (unsigned i = 0; i < n; i++) {
             lua_rawgeti(L, set + 1, (int)i + 1);
             if (lua_type(L, -1) != LUA_TSTRING)
-                return sc_argerror(L, "set %d: column name %d must be a string, got %s", s, (int)i + 1,
+                return scl_argerror(L, "set %d: column name %d must be a string, got %s", s, (int)i + 1,
                                    luaL_typename(L, -1));
             /* the keys table keeps the string alive while cols points into it */
             cols[i].name = lua_tolstring(L, -1, &cols[i].name_length);
@@ -566,19 +566,19 @@ static int l_result_from_tables(lua_State *L)
         lua_rawgeti(L, entry, 1); /* the row metatable */
         lua_getfield(L, set, "rows");
         if (!lua_istable(L, -1))
-            return sc_argerror(L, "set %d: rows must be a table, got %s", s, luaL_typename(L, -1));
-        int nrows = (int)sc_rawlen(L, -1);
+            return scl_argerror(L, "set %d: rows must be a table, got %s", s, luaL_typename(L, -1));
+        int nrows = (int)scl_rawlen(L, -1);
         lua_createtable(L, nrows, 0);
         for (int j = 1; j <= nrows; j++) {
             lua_rawgeti(L, -2, j);
             if (!lua_istable(L, -1))
-                return sc_argerror(L, "set %d: row %d must be a table, got %s", s, j,
+                return scl_argerror(L, "set %d: row %d must be a table, got %s", s, j,
                                    luaL_typename(L, -1));
             lua_pushvalue(L, entry + 1);
             lua_setmetatable(L, -2);
             lua_rawseti(L, -2, j);
         }
-        /* leave rows, cols in the set's two slots, as sc_result_collect does */
+        /* leave rows, cols in the set's two slots, as scl_result_collect does */
         lua_pushvalue(L, entry);
         lua_replace(L, set + 1);
         lua_replace(L, set);
@@ -596,7 +596,7 @@ static int l_result_from_tables(lua_State *L)
 
 static lresult *check_result(lua_State *L)
 {
-    return sc_check_self(L, "result");
+    return scl_check_self(L, "result");
 }
 
 static void check_rows(lua_State *L, const lresult *r)
@@ -604,8 +604,8 @@ static void check_rows(lua_State *L, const lresult *r)
     if (r->cur < r->nsets)
         return;
     if (r->closed)
-        sc_raise(L, "ResourceClosedError", "This result object is closed.");
-    sc_raise(L, "ResourceClosedError",
+        scl_raise(L, "ResourceClosedError", "This result object is closed.");
+    scl_raise(L, "ResourceClosedError",
              "This result object does not return rows. It has been closed automatically.");
 }
 
@@ -665,9 +665,9 @@ static int l_fetchall(lua_State *L)
 static int l_fetchmany(lua_State *L)
 {
     lresult *r = check_result(L);
-    lua_Number n = lua_isnoneornil(L, 2) ? 1 : sc_check_number(L, 2, "size");
+    lua_Number n = lua_isnoneornil(L, 2) ? 1 : scl_check_number(L, 2, "size");
     if (n < 0 || n != n)
-        return sc_argerror(L, "size must be a non-negative number");
+        return scl_argerror(L, "size must be a non-negative number");
     return fetch_many(L, r, n > 1e15 ? -1 : (long long)n);
 }
 
@@ -680,7 +680,7 @@ static int l_keys(lua_State *L)
     }
     push_set_part(L, 1, r, r->cur, 1);
     lua_rawgeti(L, -1, 2); /* the shared names: the caller gets a copy */
-    int n = (int)sc_rawlen(L, -1);
+    int n = (int)scl_rawlen(L, -1);
     lua_createtable(L, n, 0);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -2, i);
@@ -696,7 +696,7 @@ static int l_nextset(lua_State *L)
         r->cur++;
         r->pos = 1;
         push_set_part(L, 1, r, r->cur, 0);
-        r->nrows = (int)sc_rawlen(L, -1);
+        r->nrows = (int)scl_rawlen(L, -1);
         lua_pushboolean(L, 1);
     } else {
         r->cur = r->nsets;
@@ -740,7 +740,7 @@ static int l_index(lua_State *L)
     lresult *r = lua_touserdata(L, 1);
     int mine = r != NULL && lua_getmetatable(L, 1) && lua_rawequal(L, -1, lua_upvalueindex(2));
     if (!mine)
-        return sc_argerror(L, "__index of a Result called with a %s", luaL_typename(L, 1));
+        return scl_argerror(L, "__index of a Result called with a %s", luaL_typename(L, 1));
     lua_pop(L, 1);
     if (strcmp(k, "rowcount") == 0) {
         lua_pushinteger(L, (lua_Integer)(r->rowcount < 0 ? -1 : r->rowcount));
@@ -766,7 +766,7 @@ static const luaL_Reg result_methods[] = {
     {NULL, NULL},
 };
 
-int sc_open_result(lua_State *L)
+int scl_open_result(lua_State *L)
 {
     lua_pushcfunction(L, l_result_from_tables);
     lua_setfield(L, -2, "result_from_tables");
@@ -775,7 +775,7 @@ int sc_open_result(lua_State *L)
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
-    sc_setmethods(L, -2, result_methods);
+    scl_setmethods(L, -2, result_methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "result_methods"); /* core.result_methods */
     lua_pushvalue(L, -2);

@@ -17,16 +17,16 @@ enum { SC_KIND_INT, SC_KIND_UINT, SC_KIND_FLOAT, SC_KIND_STRING };
  * rows are read off a connection, from a name alone when they were decoded
  * elsewhere (core.result_from_tables: the offload path). Either way the
  * Result, its row metatables and its errors come from lresult.c. */
-typedef struct sc_column {
+typedef struct scl_column {
     const char *name;
     size_t name_length;
     unsigned char kind; /* SC_KIND_* */
-} sc_column;
+} scl_column;
 
 /* Reads every result of the statement already sent on c and pushes a
  * Result holding all its rows; on error pushes nothing and fills err. */
-int sc_result_collect(lua_State *L, sc_conn *c, sc_error *err);
+int scl_result_collect(lua_State *L, sc_conn *c, sc_error *err);
 /* Sets the rowcount and lastrowid a Result reports (executemany's totals). */
-void sc_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid);
+void scl_result_set_counts(lua_State *L, int idx, long long rowcount, unsigned long long lastrowid);
 
 #endif

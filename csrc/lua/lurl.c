@@ -15,11 +15,11 @@ static void set_opt_string(lua_State *L, const char *key, const char *v)
 static int l_parse_url(lua_State *L)
 {
     size_t len;
-    const char *s = sc_check_string(L, 1, "url", &len);
+    const char *s = scl_check_string(L, 1, "url", &len);
     sc_error err;
     sc_url u;
     if (sc_url_parse(s, len, &u, &err) != 0)
-        return sc_argerror(L, "%s", err.message);
+        return scl_argerror(L, "%s", err.message);
     lua_createtable(L, 0, 7);
     set_opt_string(L, "drivername", u.drivername);
     set_opt_string(L, "username", u.username);
@@ -42,18 +42,18 @@ static int l_parse_url(lua_State *L)
  * checks as the URL's query. */
 static int l_check_url_param(lua_State *L)
 {
-    const char *name = sc_check_string(L, 1, "parameter name", NULL);
-    const char *value = sc_check_string(L, 2, name, NULL);
+    const char *name = scl_check_string(L, 1, "parameter name", NULL);
+    const char *value = scl_check_string(L, 2, name, NULL);
     sc_error err;
     int which = sc_url_param_index(name);
     if (which < 0)
-        return sc_argerror(L, "unknown connect argument '%s'", name);
+        return scl_argerror(L, "unknown connect argument '%s'", name);
     if (sc_url_check_param(which, value, &err) != 0)
-        return sc_argerror(L, "%s", err.message);
+        return scl_argerror(L, "%s", err.message);
     return 0;
 }
 
-int sc_open_url(lua_State *L)
+int scl_open_url(lua_State *L)
 {
     lua_pushcfunction(L, l_parse_url);
     lua_setfield(L, -2, "parse_url");

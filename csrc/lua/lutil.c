@@ -19,7 +19,7 @@ static void push_verror(lua_State *L, const char *kind, const char *fmt, va_list
     set_error_mt(L);
 }
 
-void sc_push_error(lua_State *L, const char *kind, const char *fmt, ...)
+void scl_push_error(lua_State *L, const char *kind, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -27,7 +27,7 @@ void sc_push_error(lua_State *L, const char *kind, const char *fmt, ...)
     va_end(ap);
 }
 
-int sc_raise(lua_State *L, const char *kind, const char *fmt, ...)
+int scl_raise(lua_State *L, const char *kind, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -36,7 +36,7 @@ int sc_raise(lua_State *L, const char *kind, const char *fmt, ...)
     return lua_error(L);
 }
 
-void sc_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
+void scl_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
                      int params_idx, int invalidated)
 {
     if (params_idx < 0)
@@ -68,35 +68,35 @@ static const char *type_of(lua_State *L, int i)
     return lua_typename(L, lua_type(L, i));
 }
 
-const char *sc_check_string(lua_State *L, int i, const char *what, size_t *len)
+const char *scl_check_string(lua_State *L, int i, const char *what, size_t *len)
 {
     if (lua_type(L, i) != LUA_TSTRING)
-        sc_argerror(L, "%s must be a string, got %s", what, type_of(L, i));
+        scl_argerror(L, "%s must be a string, got %s", what, type_of(L, i));
     return lua_tolstring(L, i, len);
 }
 
-lua_Number sc_check_number(lua_State *L, int i, const char *what)
+lua_Number scl_check_number(lua_State *L, int i, const char *what)
 {
     if (lua_type(L, i) != LUA_TNUMBER)
-        sc_argerror(L, "%s must be a number, got %s", what, type_of(L, i));
+        scl_argerror(L, "%s must be a number, got %s", what, type_of(L, i));
     return lua_tonumber(L, i);
 }
 
-void sc_check_table(lua_State *L, int i, const char *what)
+void scl_check_table(lua_State *L, int i, const char *what)
 {
     if (lua_type(L, i) != LUA_TTABLE)
-        sc_argerror(L, "%s must be a table, got %s", what, type_of(L, i));
+        scl_argerror(L, "%s must be a table, got %s", what, type_of(L, i));
 }
 
-void *sc_check_udata(lua_State *L, int i, const char *tname, const char *what)
+void *scl_check_udata(lua_State *L, int i, const char *tname, const char *what)
 {
-    void *p = sc_testudata(L, i, tname);
+    void *p = scl_testudata(L, i, tname);
     if (p == NULL)
-        sc_argerror(L, "%s must be a %s, got %s", what, tname, type_of(L, i));
+        scl_argerror(L, "%s must be a %s, got %s", what, tname, type_of(L, i));
     return p;
 }
 
-void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l)
+void scl_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l)
 {
     if (mt_idx < 0)
         mt_idx = lua_gettop(L) + mt_idx + 1;
@@ -107,7 +107,7 @@ void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l)
     }
 }
 
-void *sc_check_self(lua_State *L, const char *what)
+void *scl_check_self(lua_State *L, const char *what)
 {
     void *p = lua_touserdata(L, 1);
     if (p != NULL && lua_getmetatable(L, 1)) {
@@ -116,11 +116,11 @@ void *sc_check_self(lua_State *L, const char *what)
         if (same)
             return p;
     }
-    return sc_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
+    return scl_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
                        luaL_typename(L, 1)), NULL;
 }
 
-void *sc_check_meta_self(lua_State *L, const char *mm, const char *what)
+void *scl_check_meta_self(lua_State *L, const char *mm, const char *what)
 {
     void *p = lua_touserdata(L, 1);
     if (p != NULL && lua_getmetatable(L, 1)) {
@@ -129,5 +129,5 @@ void *sc_check_meta_self(lua_State *L, const char *mm, const char *what)
         if (same)
             return p;
     }
-    return sc_argerror(L, "%s of a %s called with a %s", mm, what, luaL_typename(L, 1)), NULL;
+    return scl_argerror(L, "%s of a %s called with a %s", mm, what, luaL_typename(L, 1)), NULL;
 }

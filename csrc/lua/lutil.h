@@ -10,50 +10,50 @@
 #define SC_ERROR_MT "scoped.Error"
 
 /* Raises {kind = kind, message = ...} with the error metatable. */
-int sc_raise(lua_State *L, const char *kind, const char *fmt, ...);
+int scl_raise(lua_State *L, const char *kind, const char *fmt, ...);
 /* Pushes that error table without raising it. */
-void sc_push_error(lua_State *L, const char *kind, const char *fmt, ...);
-#define sc_argerror(L, ...) sc_raise((L), "ArgumentError", __VA_ARGS__)
+void scl_push_error(lua_State *L, const char *kind, const char *fmt, ...);
+#define scl_argerror(L, ...) scl_raise((L), "ArgumentError", __VA_ARGS__)
 
 /* Pushes a database error table: kind from the code, code, sqlstate,
  * message, statement, params (the value at params_idx unless 0),
  * connection_invalidated. */
-void sc_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
+void scl_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
                      int params_idx, int invalidated);
 
 /* Argument checks raising ArgumentError that names the argument. */
-const char *sc_check_string(lua_State *L, int i, const char *what, size_t *len);
-lua_Number sc_check_number(lua_State *L, int i, const char *what);
-void sc_check_table(lua_State *L, int i, const char *what);
+const char *scl_check_string(lua_State *L, int i, const char *what, size_t *len);
+lua_Number scl_check_number(lua_State *L, int i, const char *what);
+void scl_check_table(lua_State *L, int i, const char *what);
 /* Returns the userdata at i if it has metatable tname, else raises. */
-void *sc_check_udata(lua_State *L, int i, const char *tname, const char *what);
+void *scl_check_udata(lua_State *L, int i, const char *tname, const char *what);
 
 /* Sets the functions of l into the table at the top of the stack as
- * closures over the metatable at mt_idx, for sc_check_self. */
-void sc_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l);
+ * closures over the metatable at mt_idx, for scl_check_self. */
+void scl_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l);
 /* The method's self (argument 1) if its metatable is the one the method
  * closes over: an identity check, where luaL_testudata hashes the type name
  * into the registry on every call (the hot path calls this per statement). */
-void *sc_check_self(lua_State *L, const char *what);
+void *scl_check_self(lua_State *L, const char *what);
 /* The same identity check for a metamethod (__gc, __index, ...), which
  * getmetatable() hands to anyone: the userdata at 1 if its metatable is
  * upvalue 1, else ArgumentError naming the metamethod. A finalizer passes
  * on its own type whatever state the object is in. */
-void *sc_check_meta_self(lua_State *L, const char *mm, const char *what);
+void *scl_check_meta_self(lua_State *L, const char *mm, const char *what);
 
 /* The NULL lightuserdata: scoped.null == ngx.null == cjson.null */
-static inline int sc_isnull(lua_State *L, int i)
+static inline int scl_isnull(lua_State *L, int i)
 {
     return lua_islightuserdata(L, i) && lua_touserdata(L, i) == NULL;
 }
 
 /* Each binding file's part of scoped.core, run in order by the table in
  * lcore.c (where a new file registers). */
-int sc_open_url(lua_State *L);
-int sc_open_conn(lua_State *L);
-int sc_open_result(lua_State *L);
-int sc_open_pool(lua_State *L);
-int sc_open_registry(lua_State *L);
-int sc_open_lease(lua_State *L);
+int scl_open_url(lua_State *L);
+int scl_open_conn(lua_State *L);
+int scl_open_result(lua_State *L);
+int scl_open_pool(lua_State *L);
+int scl_open_registry(lua_State *L);
+int scl_open_lease(lua_State *L);
 
 #endif
