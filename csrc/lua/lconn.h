@@ -176,10 +176,4 @@ int scl_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const 
 void scl_render_plan(lua_State *L, sc_buf *b, const sc_bind_plan *plan, const char *sql, int params,
                     int cs);
 
-/* Builds an sc_url from the Lua URL table at idx (fields as core.parse_url
- * returns them); raises ArgumentError on a bad field. */
-void scl_url_from_lua(lua_State *L, int idx, sc_url *u);
-/* Pushes an empty sc_url owned by a userdata that frees it when collected. */
-sc_url *scl_url_push_owned(lua_State *L);
-
 #endif

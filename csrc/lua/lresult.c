@@ -435,7 +435,7 @@ int scl_result_collect(lua_State *L, sc_conn *c, sc_error *err)
              * between (out of memory, a finalizer's on LuaJIT) leaves it,
              * and its unread rows, for sc_conn_drop_pending. (A finalizer
              * that uses this connection meanwhile finds it busy: see
-             * guarded() in lconn.c.) */
+             * scl_lconn_guarded in lconn.h.) */
             c->pending = res;
             luaL_checkstack(L, 8, "too many result sets");
             unsigned n = mysql_num_fields(res);

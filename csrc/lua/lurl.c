@@ -1,8 +1,82 @@
-/* core.parse_url(s) -> {drivername, username, password, host, port,
- * database, query = {...}}; the Lua layer (scoped/url.lua) makes the URL
- * object around it. */
+/* URLs between Lua and the core: core.parse_url(s) -> {drivername,
+ * username, password, host, port, database, query = {...}}, around which
+ * the Lua layer (scoped/url.lua) makes the URL object; and back, such a
+ * table to the sc_url that core.connect and core.pool_new open with. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "lutil.h"
 #include "url.h"
+
+/* ---- URL tables to sc_url ---------------------------------------------- */
+
+static char *dup_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    char *v = NULL;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (memchr(s, '\0', n) != NULL) {
+            lua_pop(L, 1);
+            scl_argerror(L, "URL %s contains a NUL byte", key);
+        }
+        v = strdup(s);
+    } else if (!lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        scl_argerror(L, "URL %s must be a string", key);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Strings are copied one at a time into u, which the caller frees on every
+ * path; a raise half-way leaves u holding only what it owns. */
+void scl_url_from_lua(lua_State *L, int idx, sc_url *u)
+{
+    scl_check_table(L, idx, "url");
+    u->username = dup_field(L, idx, "username");
+    u->password = dup_field(L, idx, "password");
+    u->host = dup_field(L, idx, "host");
+    u->database = dup_field(L, idx, "database");
+    lua_getfield(L, idx, "port");
+    u->port = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "query");
+    if (lua_istable(L, -1)) {
+        int q = lua_gettop(L);
+        sc_error err;
+        for (int i = 0; i < SC_URL_NPARAMS; i++) {
+            u->params[i] = dup_field(L, q, sc_url_param_names[i]);
+            if (u->params[i] && sc_url_check_param(i, u->params[i], &err) != 0)
+                scl_argerror(L, "%s", err.message);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static int url_owned_gc(lua_State *L)
+{
+    sc_url_free(scl_check_meta_self(L, "__gc", "URL being read"));
+    return 0;
+}
+
+/* An sc_url inside a userdata that frees it when collected: reading a URL
+ * table may raise half-way, and the strings copied so far must not leak. */
+sc_url *scl_url_push_owned(lua_State *L)
+{
+    sc_url *u = scl_newuserdata(L, sizeof *u);
+    memset(u, 0, sizeof *u);
+    if (luaL_newmetatable(L, "scoped.OwnedURL")) {
+        lua_pushvalue(L, -1); /* its own metatable: the finalizer checks its argument */
+        lua_pushcclosure(L, url_owned_gc, 1);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return u;
+}
+
+/* ---- core.parse_url ------------------------------------------------------- */
 
 static void set_opt_string(lua_State *L, const char *key, const char *v)
 {

@@ -107,7 +107,9 @@ void scl_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l)
     }
 }
 
-void *scl_check_self(lua_State *L, const char *what)
+/* The userdata at 1 if its metatable is upvalue 1 (the one the function
+ * closes over), else NULL. */
+static inline void *upvalue_self(lua_State *L)
 {
     void *p = lua_touserdata(L, 1);
     if (p != NULL && lua_getmetatable(L, 1)) {
@@ -116,18 +118,22 @@ void *scl_check_self(lua_State *L, const char *what)
         if (same)
             return p;
     }
-    return scl_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
-                       luaL_typename(L, 1)), NULL;
+    return NULL;
+}
+
+void *scl_check_self(lua_State *L, const char *what)
+{
+    void *p = upvalue_self(L);
+    if (p == NULL)
+        scl_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
+                     luaL_typename(L, 1));
+    return p;
 }
 
 void *scl_check_meta_self(lua_State *L, const char *mm, const char *what)
 {
-    void *p = lua_touserdata(L, 1);
-    if (p != NULL && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-        lua_pop(L, 1);
-        if (same)
-            return p;
-    }
-    return scl_argerror(L, "%s of a %s called with a %s", mm, what, luaL_typename(L, 1)), NULL;
+    void *p = upvalue_self(L);
+    if (p == NULL)
+        scl_argerror(L, "%s of a %s called with a %s", mm, what, luaL_typename(L, 1));
+    return p;
 }

@@ -41,6 +41,14 @@ void *scl_check_self(lua_State *L, const char *what);
  * on its own type whatever state the object is in. */
 void *scl_check_meta_self(lua_State *L, const char *mm, const char *what);
 
+/* URL tables (lurl.c). Builds an sc_url from the Lua URL table at idx
+ * (fields as core.parse_url returns them); raises ArgumentError on a bad
+ * field. */
+void scl_url_from_lua(lua_State *L, int idx, sc_url *u);
+/* Pushes an empty sc_url owned by a userdata that frees it when collected
+ * (reading a URL table may raise half-way). */
+sc_url *scl_url_push_owned(lua_State *L);
+
 /* The NULL lightuserdata: scoped.null == ngx.null == cjson.null */
 static inline int scl_isnull(lua_State *L, int i)
 {
