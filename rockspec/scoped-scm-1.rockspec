@@ -36,6 +36,7 @@ build = {
     ["scoped.session"] = "lua/scoped/session.lua",
     ["scoped.scoping"] = "lua/scoped/scoping.lua",
     ["scoped.ngx"] = "lua/scoped/ngx.lua",
+    ["scoped.metrics"] = "lua/scoped/metrics.lua",
     ["scoped.core"] = {
       sources = {
         "csrc/core/binds.c", "csrc/core/buf.c", "csrc/core/clock.c", "csrc/core/conn.c",

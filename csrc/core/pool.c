@@ -69,6 +69,7 @@ struct sc_pool {
     /* process-wide list (g_mu): atfork locking and the shared registry */
     sc_pool *g_next, *g_prev;
     int g_linked;
+    sc_pool_counters n;   /* what stats() reports beside the state above */
     char *name, *key;     /* shared pools only */
     int refs;             /* owners (g_mu): engines sharing it, leases away with a connection */
 };
@@ -297,6 +298,7 @@ static void fork_check_locked(sc_pool *p, pid_t me)
     p->generation++;
     p->epoch++;
     p->pid = me;
+    memset(&p->n, 0, sizeof p->n); /* the child's pool counts its own */
 }
 
 static void lock_pool(sc_pool *p, pid_t me)
@@ -523,12 +525,36 @@ static int open_conn(sc_pool *p, sc_pool_entry *e, pid_t me, sc_error *err)
     return 0;
 }
 
-static int fail_slot(sc_pool *p, unsigned gen, pid_t me)
+/* Why finish_checkout opened a connection, for the counters. */
+enum { OPEN_NEW, OPEN_RECYCLED, OPEN_PING_FAILED };
+
+static void count_replaced_locked(sc_pool *p, int why)
+{
+    if (why == OPEN_RECYCLED)
+        p->n.recycles++;
+    else if (why == OPEN_PING_FAILED)
+        p->n.preping_failures++;
+}
+
+/* A checkout that could not open its connection: the slot goes to the
+ * next waiter, and the checkout counted when it was granted did not happen. */
+static int fail_slot(sc_pool *p, unsigned gen, pid_t me, int why)
 {
     lock_pool(p, me);
     release_slot_locked(p, gen, sc_monotonic());
+    p->n.checkouts--;
+    p->n.connect_failures++;
+    count_replaced_locked(p, why);
     unlock_pool(p);
     return SC_POOL_ERROR;
+}
+
+static void count_open(sc_pool *p, pid_t me, int why)
+{
+    lock_pool(p, me);
+    p->n.connects++;
+    count_replaced_locked(p, why);
+    unlock_pool(p);
 }
 
 /* The unlocked half of every checkout: open what needs opening, recycle or
@@ -542,28 +568,30 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
         e = calloc(1, sizeof *e);
         if (e == NULL) {
             pool_error(err, "out of memory");
-            return fail_slot(p, g.slot_gen, me);
+            return fail_slot(p, g.slot_gen, me, OPEN_NEW);
         }
         e->generation = g.slot_gen;
         if (open_conn(p, e, me, err) != 0) {
             free(e);
-            return fail_slot(p, g.slot_gen, me);
+            return fail_slot(p, g.slot_gen, me, OPEN_NEW);
         }
+        count_open(p, me, OPEN_NEW);
         fresh = 1;
     } else {
-        int replace = 0;
+        int why = OPEN_NEW;
         if (p->cfg.recycle >= 0 && sc_monotonic() - e->created_at > p->cfg.recycle)
-            replace = 1;
+            why = OPEN_RECYCLED;
         else if (p->cfg.pre_ping && p->c.ping != NULL && p->c.ping(p->c.ud, e->conn) != 0)
-            replace = 1;
-        if (replace) {
+            why = OPEN_PING_FAILED;
+        if (why != OPEN_NEW) {
             p->c.close(p->c.ud, e->conn);
             e->conn = NULL;
             if (open_conn(p, e, me, err) != 0) {
                 unsigned gen = e->generation;
                 free(e);
-                return fail_slot(p, gen, me);
+                return fail_slot(p, gen, me, why);
             }
+            count_open(p, me, why);
             fresh = 1;
         }
     }
@@ -572,6 +600,16 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
     e->checked_out_at = sc_monotonic();
     *out = e;
     return SC_POOL_OK;
+}
+
+/* Counts a checkout granted after waiting since start (locked). */
+static void count_wait_locked(sc_pool *p, double start, double now)
+{
+    double waited = now - start;
+    p->n.waits++;
+    p->n.wait_seconds += waited;
+    if (waited > p->n.wait_max)
+        p->n.wait_max = waited;
 }
 
 int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
@@ -587,15 +625,18 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
     double now = sc_monotonic();
     sweep(p, now, &to_close);
     if (p->q_head == NULL && take_now(p, &g)) {
+        p->n.checkouts++;
         unlock_pool(p);
         close_entries(p, to_close, me);
         return finish_checkout(p, g, me, out, err);
     }
     if (!(p->cfg.timeout > 0)) {
+        p->n.timeouts++;
         unlock_pool(p);
         close_entries(p, to_close, me);
         return SC_POOL_TIMEOUT;
     }
+    double start = now;
 
     sc_waiter w;
     memset(&w, 0, sizeof w);
@@ -608,6 +649,8 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
     p->nblocking++;
     for (;;) {
         if (take_grant(&w, &g)) {
+            p->n.checkouts++;
+            count_wait_locked(p, start, sc_monotonic());
             rc = SC_POOL_OK;
             break;
         }
@@ -621,6 +664,7 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
         now = sc_monotonic();
         if (now >= w.deadline) {
             w_unlink(p, &w);
+            p->n.timeouts++;
             rc = SC_POOL_TIMEOUT;
             break;
         }
@@ -701,6 +745,7 @@ int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
         w_unlink(p, t); /* queued past its deadline, or already expired */
         free(t);
         *ticket = NULL;
+        p->n.timeouts++;
         rc = SC_POOL_TIMEOUT;
         goto done;
     }
@@ -709,6 +754,7 @@ int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
     if (p->q_head == NULL && take_now(p, &g))
         goto take;
     if (!(p->cfg.timeout > 0)) {
+        p->n.timeouts++;
         rc = SC_POOL_TIMEOUT;
         goto done;
     }
@@ -727,7 +773,10 @@ int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
     goto done;
 
 take:
+    p->n.checkouts++;
     if (t != NULL) {
+        /* the ticket was made pool_timeout before its deadline */
+        count_wait_locked(p, t->deadline - p->cfg.timeout, now);
         free(t);
         *ticket = NULL;
     }
@@ -805,8 +854,11 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
         while ((idle = idle_take(p)) != NULL) {
             idle->next = to_close;
             to_close = idle;
+            p->n.invalidations++;
         }
     }
+    if (discard)
+        p->n.invalidations++;
     if (discard || e->generation != p->generation || e->created_at <= p->invalid_before) {
         /* close_entries frees the slot afterwards (old generations have
          * none left to free) */
@@ -860,6 +912,7 @@ void sc_pool_stats_get(sc_pool *p, sc_pool_stats *st)
     st->checkedout = p->open - p->nidle;
     st->overflow = p->open - p->cfg.pool_size;
     st->waiting = p->nwait;
+    st->n = p->n;
     unlock_pool(p);
 }
 

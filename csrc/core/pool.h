@@ -113,6 +113,23 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard);
  * out now are closed when they come back. */
 void sc_pool_dispose(sc_pool *p);
 
+/* Counts since the pool was made (in a forked child: since the fork),
+ * kept under the pool's lock: the hot path adds one increment to a lock it
+ * holds anyway; connects, recycles and pre-ping failures, which cost a
+ * round trip or more, take the lock for their counts. */
+typedef struct sc_pool_counters {
+    unsigned long long checkouts;        /* connections handed out */
+    unsigned long long waits;            /* of those, how many had to wait */
+    double wait_seconds;                 /* their waits, summed */
+    double wait_max;                     /* the longest */
+    unsigned long long timeouts;         /* checkouts that gave up (SC_POOL_TIMEOUT) */
+    unsigned long long connects;         /* connections opened */
+    unsigned long long connect_failures; /* opens that failed */
+    unsigned long long invalidations;    /* connections discarded as invalid */
+    unsigned long long recycles;         /* replaced at checkout for being older than recycle */
+    unsigned long long preping_failures; /* replaced at checkout for failing the pre-ping */
+} sc_pool_counters;
+
 typedef struct sc_pool_stats {
     int size;        /* pool_size */
     int checkedin;   /* idle */
@@ -120,6 +137,7 @@ typedef struct sc_pool_stats {
     int overflow;    /* open - pool_size (negative on a fresh pool) */
     int open;        /* open connections of the current generation */
     int waiting;     /* callers queued */
+    sc_pool_counters n;
 } sc_pool_stats;
 void sc_pool_stats_get(sc_pool *p, sc_pool_stats *st);
 const sc_pool_config *sc_pool_get_config(const sc_pool *p);

@@ -349,7 +349,7 @@ static int l_stats(lua_State *L)
     lpool *lp = check_pool(L);
     sc_pool_stats st;
     sc_pool_stats_get(lp->pool, &st);
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 16);
     lua_pushinteger(L, st.size);
     lua_setfield(L, -2, "size");
     lua_pushinteger(L, st.checkedin);
@@ -362,6 +362,28 @@ static int l_stats(lua_State *L)
     lua_setfield(L, -2, "open");
     lua_pushinteger(L, st.waiting);
     lua_setfield(L, -2, "waiting");
+    /* the counters: integers (lua_Number on LuaJIT: exact to 2^53) */
+    const struct {
+        const char *name;
+        unsigned long long v;
+    } counts[] = {
+        {"checkouts", st.n.checkouts},
+        {"waits", st.n.waits},
+        {"timeouts", st.n.timeouts},
+        {"connects", st.n.connects},
+        {"connect_failures", st.n.connect_failures},
+        {"invalidations", st.n.invalidations},
+        {"recycles", st.n.recycles},
+        {"preping_failures", st.n.preping_failures},
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        lua_pushinteger(L, (lua_Integer)counts[i].v);
+        lua_setfield(L, -2, counts[i].name);
+    }
+    lua_pushnumber(L, st.n.wait_seconds);
+    lua_setfield(L, -2, "wait_seconds");
+    lua_pushnumber(L, st.n.wait_max);
+    lua_setfield(L, -2, "wait_max");
     return 1;
 }
 

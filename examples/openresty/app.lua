@@ -4,6 +4,7 @@
 --   GET  /items             -> [{"id":1,"name":"a","note":null}, ...]
 --   POST /items {"name":..} -> {"id":..,"name":..,"connection":..}   (409 on a duplicate)
 --   GET  /status            -> this worker's pool
+--   GET  /metrics           -> the same in Prometheus' text format
 local scoped = require "scoped"
 local cjson = require "cjson.safe"
 
@@ -93,6 +94,11 @@ end
 function M.status()
   ngx.header["Content-Type"] = "application/json"
   ngx.say(cjson.encode({pid = ngx.worker.pid(), pool = engine.pool:status(), stats = engine.pool:stats()}))
+end
+
+function M.metrics()
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+  ngx.print(scoped.metrics.prometheus(engine))
 end
 
 return M

@@ -14,6 +14,7 @@ local scoped = {
   URL = url.URL,
   create_engine = engine.create_engine,
   event = require "scoped.event",
+  metrics = require "scoped.metrics", -- metrics.prometheus(engines): the pools for /metrics
 }
 
 local session = require "scoped.session"

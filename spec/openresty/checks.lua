@@ -404,6 +404,17 @@ check("single", "examples/openresty/app.lua: POST and GET /items, null as JSON n
   return found and found.id == created.id and found.note == cjson.null, cjson.encode(found)
 end)
 
+check("single", "examples/openresty/app.lua: GET /metrics, the worker's pool in Prometheus' format", function()
+  get_json("/items") -- at least one checkout of the example's engine
+  local status, body, _, headers = http("/metrics")
+  if status ~= 200 or not headers:lower():find("content-type: text/plain; version=0.0.4", 1, true) then
+    return false, tostring(status) .. " " .. headers
+  end
+  local checkouts = tonumber(body:match('\nscoped_pool_checkouts_total{engine="[^"]*"} (%d+)'))
+  local typed = body:find("# TYPE scoped_pool_checkouts_total counter", 1, true)
+  return typed and checkouts and checkouts >= 1, body:sub(1, 300)
+end)
+
 check("single", "re-entering a connection (finalizers, a params __index): the busy error, and the worker lives", function()
   local r = get_json_seq({"/t/reenter", "/t/reenter"})
   local a, b = r[1], r[2]
