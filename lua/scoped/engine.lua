@@ -215,6 +215,7 @@ function M.create_engine(url, opts)
     _wrap = false,
     _released = false,
     _has_events = false,
+    _stmt_events = false, -- before_execute, after_execute or handle_error listened to
     _leak = o.pool_leak_threshold or false,
     _fast = false,
     _raw_sessions = false,
@@ -379,8 +380,9 @@ end
 -- from now on, and a checked-out connection that is garbage-collected
 -- fires reset and checkin as it goes back (the C pool calls this hook from
 -- the raw connection's finalizer).
-function Engine:_events_changed()
+function Engine:_events_changed(statement)
   self._has_events = true
+  if statement then self._stmt_events = true end
   refresh(self)
   local engine = self
   self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
@@ -519,6 +521,22 @@ local function log_statement(self, sql, params)
   end
 end
 
+-- A statement with listeners around it (the statement events of
+-- scoped.event): before_execute, the statement timed, then after_execute;
+-- or handle_error with the error, which is raised unless a listener raises
+-- its own.
+local function observed(self, engine, raw, method, sql, params)
+  event.fire(engine, "before_execute", self, sql, params)
+  local t0 = core.monotonic()
+  local ok, res = pcall(raw[method], raw, sql, params)
+  if not ok then
+    event.fire(engine, "handle_error", self, res)
+    error(res, 0)
+  end
+  event.fire(engine, "after_execute", self, sql, params, res, core.monotonic() - t0)
+  return res
+end
+
 -- every statement's path: one field test when a transaction is running
 function Connection:execute(sql, params)
   local raw = self.raw
@@ -526,6 +544,7 @@ function Connection:execute(sql, params)
   local engine = self.engine
   if engine._fast then return raw_execute(raw, sql, params) end
   if engine._echo then log_statement(self, sql, params) end
+  if engine._stmt_events then return observed(self, engine, raw, "execute", sql, params) end
   return raw:execute(sql, params)
 end
 
@@ -534,13 +553,17 @@ end
 --- does the same for a statement with :name binds.)
 function Connection:executemany(sql, param_sets)
   local raw = begin_statement(self)
-  if self.engine._echo then log_statement(self, sql, param_sets) end
+  local engine = self.engine
+  if engine._echo then log_statement(self, sql, param_sets) end
+  if engine._stmt_events then return observed(self, engine, raw, "executemany", sql, param_sets) end
   return raw:executemany(sql, param_sets)
 end
 
 function Connection:exec_driver_sql(sql)
   local raw = begin_statement(self)
-  if self.engine._echo then log_statement(self, sql, nil) end
+  local engine = self.engine
+  if engine._echo then log_statement(self, sql, nil) end
+  if engine._stmt_events then return observed(self, engine, raw, "exec_driver_sql", sql, nil) end
   return raw:exec_driver_sql(sql)
 end
 
