@@ -6,7 +6,7 @@ local H = require "helper"
 
 local function engine(lines, opts)
   opts = opts or {}
-  opts.logger = function(l) lines[#lines + 1] = l end
+  opts.logger = function(_, l) lines[#lines + 1] = l end
   return scoped.create_engine(H.url, opts)
 end
 

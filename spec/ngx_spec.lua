@@ -226,7 +226,7 @@ end)
 -- the function in this lua_State, passing arguments and results through a
 -- copy that drops metatables and refuses functions, as nginx's does.
 describe("scoped.ngx offload (stand-in ngx)", function()
-  local glue, engine, Session, calls
+  local glue, engine, Session, calls, fake
 
   local function copy(v, seen)
     local t = type(v)
@@ -245,11 +245,11 @@ describe("scoped.ngx offload (stand-in ngx)", function()
   end
 
   setup(function()
-    local fake = {
+    fake = {
       get_phase = function() return "content" end,
       sleep = function() end,
       log = function() end,
-      WARN = 5, ERR = 4,
+      INFO = 7, WARN = 5, ERR = 4,
     }
     function fake.run_worker_thread(pool, mod, fn, ...)
       assert.equal("tp", pool)
@@ -375,6 +375,34 @@ describe("scoped.ngx offload (stand-in ngx)", function()
     assert.equal(5, s:scalar("SELECT 5"))
     s:close()
     assert.equal(0, core.lease_count())
+  end)
+
+  it("logs through ngx.log at each line's level when the engine has no logger", function()
+    local logged = {}
+    fake.log = function(level, line) logged[#logged + 1] = {level, line} end
+    local e = scoped.create_engine(H.url, {echo = true, pool_leak_threshold = 0.01})
+    glue.attach(e)
+    local c = e:connect()
+    c:execute("SELECT 1")
+    H.sleep(0.05)
+    e:check_leaks() -- a leak report: a warning
+    c:close()
+    e:dispose()
+    fake.log = function() end
+    local info, warn = 0, 0
+    for _, l in ipairs(logged) do
+      if l[1] == fake.INFO then info = info + 1 elseif l[1] == fake.WARN then warn = warn + 1 end
+      if l[2]:find("^SELECT 1") then assert.equal(fake.INFO, l[1]) end
+    end
+    assert.truthy(info >= 3, "echo's lines at INFO") -- checkout, SELECT 1, returned
+    assert.equal(1, warn)
+    -- an engine with a logger of its own keeps it
+    local mine = {}
+    e = scoped.create_engine(H.url, {echo = true, logger = function(level) mine[#mine + 1] = level end})
+    glue.attach(e)
+    e:connect():close()
+    e:dispose()
+    assert.equal("info", mine[1])
   end)
 
   it("executemany goes through the thread too", function()

@@ -215,14 +215,18 @@ end)
 
 describe("echo", function()
   it("logs statements to the logger, hiding parameters with hide_parameters", function()
-    local lines = {}
-    local e = engine({echo = true, logger = function(l) lines[#lines + 1] = l end})
+    local lines, levels = {}, {}
+    local e = engine({echo = true, logger = function(level, l)
+      lines[#lines + 1] = l
+      levels[level] = (levels[level] or 0) + 1
+    end})
     local c = e:connect()
     c:execute("SELECT :v", {v = "visible-value"})
     c:close()
     assert.truthy(table.concat(lines, "\n"):find("visible-value", 1, true))
+    assert.same({info = #lines}, levels) -- echo's lines are "info"
     lines = {}
-    e = engine({echo = true, hide_parameters = true, logger = function(l) lines[#lines + 1] = l end})
+    e = engine({echo = true, hide_parameters = true, logger = function(_, l) lines[#lines + 1] = l end})
     c = e:connect()
     c:execute("SELECT :v", {v = "hidden-value"})
     local err = H.error_of(c.execute, c, "SELEC :v", {v = "hidden-value"})

@@ -50,7 +50,7 @@ describe("passwords", function()
       if type(e) == "table" then add(e.message); add(e.statement) end
       return e
     end
-    local log = function(line) add(line) end
+    local log = function(_, line) add(line) end
 
     local u = scoped.make_url(url)
     assert.equal(PASSWORD, u.password) -- it is there, only never printed
@@ -123,7 +123,7 @@ describe("hide_parameters", function()
 
   local function run_all(opts)
     local lines, errs = {}, {}
-    opts.logger = function(l) lines[#lines + 1] = l end
+    opts.logger = function(_, l) lines[#lines + 1] = l end
     opts.echo = true
     local e = scoped.create_engine(H.url, opts)
     local Session = scoped.sessionmaker{bind = e}

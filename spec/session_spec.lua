@@ -244,7 +244,7 @@ describe("sessionmaker and Session", function()
 
     it("echo switched on mid-session logs the next statement", function()
       local lines = {}
-      local e = scoped.create_engine(H.url, {logger = function(l) lines[#lines + 1] = l end})
+      local e = scoped.create_engine(H.url, {logger = function(_, l) lines[#lines + 1] = l end})
       local s = scoped.sessionmaker{bind = e}()
       s:execute("SELECT 1")
       e.echo = true

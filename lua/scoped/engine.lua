@@ -127,8 +127,16 @@ local function shared_key(u, o)
   return table.concat(parts, "\n")
 end
 
-local function default_logger(line)
-  io.stderr:write(line, "\n")
+-- logger(level, line): level is "info" for what echo shows (statements,
+-- COMMIT, ROLLBACK, checkouts) and "warn" for what went wrong on the side
+-- (a leak report, a listener's error). Under nginx, scoped.ngx makes the
+-- default ngx.log at the matching level.
+local function default_logger(level, line)
+  if level == "info" then
+    io.stderr:write(line, "\n")
+  else
+    io.stderr:write(level, ": ", line, "\n")
+  end
 end
 
 -- The one place that decides what the hot paths may skip. Without a
@@ -292,7 +300,7 @@ local function check_leaks(engine)
     elseif not h.reported and now - h.at > engine._leak then
       h.reported = true
       n = n + 1
-      engine._log(string.format("scoped.pool: connection held for %.1f s, longer than " ..
+      engine._log("warn", string.format("scoped.pool: connection held for %.1f s, longer than " ..
         "pool_leak_threshold (%g s): not returned to the pool (a leak?); it was %s",
         now - h.at, engine._leak, h.where))
     end
@@ -331,7 +339,7 @@ function Engine:_checkout()
       error(err, 0)
     end
   end
-  if self._echo then self._log("scoped.pool: connection checked out") end
+  if self._echo then self._log("info", "scoped.pool: connection checked out") end
   if self._leak then
     check_leaks(self)
     self._held[raw] = {at = core.monotonic(), where = debug.traceback("checked out at:", 2)}
@@ -354,7 +362,7 @@ function Engine:_checkin(raw, rollback_first, was_reset)
     check_leaks(self)
   end
   if rollback_first and not raw:is_invalidated() then
-    if self._echo and raw:in_transaction() then self._log("ROLLBACK") end
+    if self._echo and raw:in_transaction() then self._log("info", "ROLLBACK") end
     pcall(raw.rollback, raw) -- a failed ROLLBACK leaves it invalidated (discarded)
   end
   if self._has_events then
@@ -368,12 +376,12 @@ function Engine:_checkin(raw, rollback_first, was_reset)
     end)
     if not ok then
       raw:invalidate()
-      self._log("scoped.pool: exception during reset or checkin, connection invalidated: " .. tostring(err))
+      self._log("warn", "scoped.pool: exception during reset or checkin, connection invalidated: " .. tostring(err))
     end
   end
   raw:close()
   released(self)
-  if self._echo then self._log("scoped.pool: connection returned") end
+  if self._echo then self._log("info", "scoped.pool: connection returned") end
 end
 
 -- event.listen added a listener: checkouts and checkins go through them
@@ -388,10 +396,11 @@ function Engine:_events_changed(statement)
   self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
 end
 
---- engine:_set_hooks{pool_wait = f, released = f, wrap = f}: what a runtime
---- plug-in (scoped.ngx) installs; nil leaves a hook as it is.
+--- engine:_set_hooks{pool_wait = f, released = f, wrap = f, log = f}: what a
+--- runtime plug-in (scoped.ngx) installs; nil leaves a hook as it is (log:
+--- the logger, when the engine was given none).
 function Engine:_set_hooks(hooks)
-  for _, name in ipairs({"pool_wait", "released", "wrap"}) do
+  for _, name in ipairs({"pool_wait", "released", "wrap", "log"}) do
     local v = hooks[name]
     if v ~= nil then rawset(self, "_" .. name, v) end
   end
@@ -470,7 +479,7 @@ local function discard(self, raw, err)
   self.raw = nil
   if engine._has_events then
     local ok, lerr = pcall(event.fire, engine, "invalidate", raw, err or raw:invalidation_error())
-    if not ok then engine._log("scoped.pool: exception in an invalidate listener: " .. tostring(lerr)) end
+    if not ok then engine._log("warn", "scoped.pool: exception in an invalidate listener: " .. tostring(lerr)) end
   end
   engine:_checkin(raw, false, false)
 end
@@ -514,10 +523,10 @@ end
 local function log_statement(self, sql, params)
   local e = self.engine
   if e.hide_parameters then
-    e._log(sql .. "\n[SQL parameters hidden due to hide_parameters=True]")
+    e._log("info", sql .. "\n[SQL parameters hidden due to hide_parameters=True]")
   else
     local shown = params and exc.render_params(params) or "[no parameters]"
-    e._log(sql .. "\n" .. shown)
+    e._log("info", sql .. "\n" .. shown)
   end
 end
 
@@ -595,7 +604,7 @@ function Connection:commit()
     -- forgotten, so the next statement cannot start a new one unawares
     self._tx = FAILED
     if raw:is_invalidated() then pending_rollback(self) end
-    if self.engine._echo then self.engine._log("COMMIT") end
+    if self.engine._echo then self.engine._log("info", "COMMIT") end
     raw:commit()
   end
   tx_ended(self)
@@ -613,7 +622,7 @@ function Connection:rollback()
     discard(self, raw)
     return
   end
-  if self.engine._echo and raw:in_transaction() then self.engine._log("ROLLBACK") end
+  if self.engine._echo and raw:in_transaction() then self.engine._log("info", "ROLLBACK") end
   raw:rollback() -- sends nothing when the C reset rule proves there is nothing to roll back
 end
 

@@ -118,6 +118,13 @@ function M.attach(engine)
   if pool ~= nil then
     hooks.wrap = function(raw) return M.offloaded(raw, pool) end
   end
+  if engine._opts.logger == nil then
+    -- nginx's error log, at the level of each line: echo's lines at INFO
+    -- (seen with error_log ... info), what went wrong on the side at WARN
+    hooks.log = function(level, line)
+      ngx.log(level == "info" and ngx.INFO or ngx.WARN, line)
+    end
+  end
   engine:_set_hooks(hooks)
 end
 
