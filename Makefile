@@ -12,6 +12,9 @@
 #                        the bind lexer against a real server (spec/lexer_diff_spec.lua)
 #   make fuzz-smoke      the same on the committed corpus plus a few seconds (CI)
 #   make soak            the long variants of the fault and leak specs
+#   make dist            scoped-V.tar.gz (git archive of HEAD) and scoped-V-1.src.rock
+#   make test-release    dist, then the .src.rock installed offline into private trees
+#                        on Lua 5.4 and LuaJIT, and require "scoped" from each
 
 LUA ?= lua5.4
 CC ?= cc
@@ -46,7 +49,7 @@ CORE = $(BUILD)/scoped/core.so
 # fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
 SPEC_POSIX = $(BUILD)/spec_posix.so
 
-.PHONY: all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
+.PHONY: dist test-release all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
@@ -160,5 +163,19 @@ bench:
 bench-smoke:
 	@bash bench/run.sh --quick --rounds 1
 
+# ---- releases: the version is lua/scoped/init.lua's _VERSION, written nowhere
+# else but rockspec/scoped-V-1.rockspec and CHANGELOG.md (spec/release_spec.lua
+# checks they agree); spec/support/release.sh says why pack goes through a copy
+VERSION := $(shell sed -n 's/^ *_VERSION = "\([^"]*\)".*/\1/p' lua/scoped/init.lua)
+
+dist:
+	@bash spec/support/release.sh dist
+
+test-release: deps
+	@bash spec/support/deps.sh zip unzip
+	@bash spec/support/release.sh dist
+	@bash spec/support/run-tap.sh "release $(VERSION): dist, pack, install, require" \
+	    bash spec/support/release.sh check
+
 clean:
-	rm -rf build
+	rm -rf build scoped-$(VERSION).tar.gz scoped-$(VERSION)-1.src.rock

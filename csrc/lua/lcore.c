@@ -3,8 +3,6 @@
 #include "clock.h"
 #include "lutil.h"
 
-#define SC_VERSION "scm"
-
 /* Every binding file's part of scoped.core, grouped by file as luv.c lists
  * its functions: each open function gets the core table at the top of the
  * stack and sets its functions and metatables into it. A new binding file
@@ -34,8 +32,6 @@ static int l_monotonic(lua_State *L)
 int luaopen_scoped_core(lua_State *L)
 {
     lua_newtable(L);
-    lua_pushliteral(L, SC_VERSION);
-    lua_setfield(L, -2, "version");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     luaL_newmetatable(L, SC_ERROR_MT); /* scoped/exc.lua fills it */
