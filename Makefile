@@ -12,6 +12,7 @@
 #                        the bind lexer against a real server (spec/lexer_diff_spec.lua)
 #   make fuzz-smoke      the same on the committed corpus plus a few seconds (CI)
 #   make soak            the long variants of the fault and leak specs
+#   make docs            the reference (LDoc) into docs/, from the doc comments in lua/scoped/
 #   make dist            scoped-V.tar.gz (git archive of HEAD) and scoped-V-1.src.rock
 #   make test-release    dist, then the .src.rock installed offline into private trees
 #                        on Lua 5.4 and LuaJIT, and require "scoped" from each
@@ -49,7 +50,7 @@ CORE = $(BUILD)/scoped/core.so
 # fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
 SPEC_POSIX = $(BUILD)/spec_posix.so
 
-.PHONY: dist test-release all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
+.PHONY: docs dist test-release all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
@@ -84,7 +85,8 @@ ctest: $(CTEST_BINS)
 
 # ---- the one test command ----------------------------------------------------
 deps:
-	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl lua-sql-mysql
+	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl lua-sql-mysql \
+	    lua-ldoc
 
 test: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
@@ -163,6 +165,15 @@ bench:
 bench-smoke:
 	@bash bench/run.sh --quick --rounds 1
 
+# ---- the reference: LDoc over lua/scoped/*.lua (config.ld), README.md as its
+# front page; built, not committed (README: Reference); spec/docs_spec.lua
+# checks that every public name is documented, here and in types/scoped.lua
+docs:
+	@bash spec/support/deps.sh lua-ldoc
+	@rm -rf docs
+	@ldoc . 2>&1 | grep -v '^format: ' || true
+	@test -f docs/index.html
+
 # ---- releases: the version is lua/scoped/init.lua's _VERSION, written nowhere
 # else but rockspec/scoped-V-1.rockspec and CHANGELOG.md (spec/release_spec.lua
 # checks they agree); spec/support/release.sh says why pack goes through a copy
@@ -178,4 +189,4 @@ test-release: deps
 	    bash spec/support/release.sh check
 
 clean:
-	rm -rf build scoped-$(VERSION).tar.gz scoped-$(VERSION)-1.src.rock
+	rm -rf build docs scoped-$(VERSION).tar.gz scoped-$(VERSION)-1.src.rock

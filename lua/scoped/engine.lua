@@ -1,5 +1,14 @@
--- Engine, Connection and Transaction: SQLAlchemy 2.0's "commit as you go"
+--- Engine, Connection and Transaction: SQLAlchemy 2.0's "commit as you go"
 -- over the C pool (csrc/core/pool.c via csrc/lua/lpool.c).
+--
+--     local engine = scoped.create_engine("mysql://app:secret@127.0.0.1/shop", {pool_size = 5})
+--     local conn = engine:connect()
+--     conn:execute("INSERT INTO t (id) VALUES (:id)", {id = 1})
+--     conn:commit()
+--     conn:close()
+--
+-- `scoped.create_engine` is `create_engine` here.
+-- @module scoped.engine
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 local urlmod = require "scoped.url"
@@ -30,6 +39,45 @@ M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
 
 -- create_engine's options: SQLAlchemy's names and defaults, and the types
 -- they take (a list where several are fine).
+
+--- The options of `create_engine` (its second argument). The defaults are
+-- SQLAlchemy's; an unknown option or a wrong type raises `ArgumentError`
+-- ("Invalid argument(s) 'foo' sent to create_engine()").
+-- @table options
+-- @field pool_size (number, 5) idle connections kept; 0: no limit at all, overflow included
+-- @field max_overflow (number, 10) connections beyond pool_size; -1: no limit
+-- @field pool_timeout (number, 30) seconds to wait for a connection (fractions allowed),
+-- then `TimeoutError`
+-- @field pool_recycle (number, -1) seconds after which a connection is replaced at checkout
+-- @field pool_pre_ping (boolean, false) ping at checkout; a dead connection is replaced silently
+-- @field pool_use_lifo (boolean, false) hand out the most recently returned connection first
+-- @field pool_reset_on_return ("rollback") what the pool does with a connection given
+-- back without `close()`: "rollback", "commit", "reset_connection"
+-- (COM_RESET_CONNECTION, then the engine's settings again) or false
+-- @field poolclass ("QueuePool") or "NullPool": no connection is kept
+-- @field echo (boolean, false) log statements and pool events (to stderr or `logger`)
+-- @field logger (function) `logger(level, line)`: level "info" for what echo shows
+-- (statements, COMMIT, ROLLBACK, checkouts and returns), "warn" for what went wrong
+-- on the side (a leak report, a listener's error); the default writes to stderr,
+-- under OpenResty it is `ngx.log` at `ngx.INFO` or `ngx.WARN`
+-- @field isolation_level (string) "READ COMMITTED", "REPEATABLE READ", "READ UNCOMMITTED",
+-- "SERIALIZABLE" or "AUTOCOMMIT"
+-- @field connect_args (table) URL query parameters, added to the URL's
+-- @field hide_parameters (boolean, false) keep bind values out of errors and logs
+-- @field pool_wait (function) the pool_wait contract: when no connection is free,
+-- the checkout calls `pool_wait(remaining)` in Lua, `remaining` being the seconds
+-- left of `pool_timeout`, and tries again when it returns (its return values are
+-- ignored). It should return once a connection may have been given back, or after
+-- at most `remaining` seconds: it may yield (`ngx.sleep`, a coroutine scheduler,
+-- cqueues; C never yields), and one that returns at once makes a busy loop. The
+-- caller keeps its place in the pool's FIFO queue meanwhile; once `pool_timeout`
+-- is over the checkout raises `TimeoutError`. An error raised by `pool_wait` gives
+-- up the place in the queue and ends the checkout with that error.
+-- @field shared (string) a name: engines of this name share one pool process-wide
+-- @field pool_leak_threshold (number) seconds: a connection held longer is reported once
+-- through the logger, with the traceback of its checkout
+-- @field offload (string) OpenResty: run statements in this nginx thread pool
+-- (ignored outside nginx)
 local OPTIONS = {
   pool_size = {"number", 5},
   max_overflow = {"number", 10},
@@ -177,11 +225,16 @@ local on_create = {}
 --- on_create(fn): fn(engine) runs for every engine made from now on, before
 --- its hot-path flags are computed (a runtime plug-in sets its hooks there
 --- with engine:_set_hooks).
+-- @local
 function M.on_create(fn)
   on_create[#on_create + 1] = fn
 end
 
 --- create_engine(url, opts) -> Engine. Opens no connection.
+-- @tparam string|URL url `mysql://user:pass@host:port/db?charset=utf8mb4` (see `scoped.url`)
+-- @tparam[opt] table opts the `options`
+-- @treturn Engine
+-- @raise ArgumentError for a bad URL or option
 function M.create_engine(url, opts)
   local o = check_options(opts)
   local u = urlmod.make_url(url)
@@ -247,15 +300,56 @@ end
 
 -- ---- Pool: SQLAlchemy's QueuePool introspection ---------------------------
 
+--- What `Pool:stats` returns: one snapshot, taken under the pool's lock:
+-- the pool's state, and counters since the pool was made (in a forked
+-- child: since the fork). `scoped.metrics.prometheus` writes them all.
+-- @table PoolStats
+-- @field size (integer) pool_size
+-- @field checkedin (integer) idle connections in the pool
+-- @field checkedout (integer) connections checked out
+-- @field overflow (integer) connections beyond pool_size (negative while fewer are open)
+-- @field open (integer) connections open, idle and checked out
+-- @field waiting (integer) callers waiting for a connection
+-- @field checkouts (integer) connections handed out
+-- @field waits (integer) checkouts that had to wait
+-- @field wait_seconds (number) the time those checkouts waited, summed
+-- @field wait_max (number) the longest wait
+-- @field timeouts (integer) checkouts that gave up after pool_timeout
+-- @field connects (integer) connections opened
+-- @field connect_failures (integer) connection attempts that failed (a failed open is no checkout)
+-- @field invalidations (integer) connections discarded as invalid (with the idle ones
+-- a disconnect takes along)
+-- @field recycles (integer) connections replaced for being older than pool_recycle
+-- @field preping_failures (integer) connections replaced after failing the pre-ping
+
+--- The engine's pool (`engine.pool`): SQLAlchemy's QueuePool introspection.
+-- The counts are of live connections: a connection discarded (dead,
+-- invalidated, replaced by pre-ping or `pool_recycle`) leaves them at once.
+-- @type Pool
+
+--- SQLAlchemy's text: `Pool size: 5  Connections in pool: 0 Current Overflow: -4
+-- Current Checked out connections: 1`; "NullPool" for a NullPool.
+-- @treturn string
 function Pool:status()
   if self._class == "NullPool" then return "NullPool" end
   return self._cpool:status()
 end
+--- pool_size.
+-- @treturn integer
 function Pool:size() return self._cpool:stats().size end
+--- Idle connections in the pool.
+-- @treturn integer
 function Pool:checkedin() return self._cpool:stats().checkedin end
+--- Connections checked out.
+-- @treturn integer
 function Pool:checkedout() return self._cpool:stats().checkedout end
+--- Connections beyond pool_size (negative while fewer are open).
+-- @treturn integer
 function Pool:overflow() return self._cpool:stats().overflow end
+--- All the counts at once.
+-- @treturn PoolStats
 function Pool:stats() return self._cpool:stats() end
+--- Closes the idle connections (as `Engine:dispose`).
 function Pool:dispose() self._cpool:dispose() end
 Pool.__tostring = function(self) return self._class end
 
@@ -308,8 +402,26 @@ local function check_leaks(engine)
   return n
 end
 
+--- A pool of connections to one server, with SQLAlchemy's names: what
+-- `create_engine` makes and `Engine:connect` checks out of.
+-- @type Engine
+
+--- (URL) the engine's URL, password included (`tostring` masks it)
+-- @field url
+
+--- (Pool) its pool
+-- @field pool
+
+--- (boolean) log statements and pool events; may be switched at any time
+-- @field echo
+
+--- (boolean) the option of that name
+-- @field hide_parameters
+
 --- engine:check_leaks() -> how many connections were newly reported as held
---- past pool_leak_threshold (0 without the option).
+--- past pool_leak_threshold (0 without the option). The check also runs at
+--- each checkout and checkin; call this from a timer to report without them.
+-- @treturn integer
 function Engine:check_leaks()
   if not self._leak then return 0 end
   return check_leaks(self)
@@ -396,9 +508,9 @@ function Engine:_events_changed(statement)
   self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
 end
 
---- engine:_set_hooks{pool_wait = f, released = f, wrap = f, log = f}: what a
---- runtime plug-in (scoped.ngx) installs; nil leaves a hook as it is (log:
---- the logger, when the engine was given none).
+-- engine:_set_hooks{pool_wait = f, released = f, wrap = f, log = f}: what a
+-- runtime plug-in (scoped.ngx) installs; nil leaves a hook as it is (log:
+-- the logger, when the engine was given none).
 function Engine:_set_hooks(hooks)
   for _, name in ipairs({"pool_wait", "released", "wrap", "log"}) do
     local v = hooks[name]
@@ -407,7 +519,10 @@ function Engine:_set_hooks(hooks)
   refresh(self)
 end
 
---- engine:connect() -> Connection (checked out at once)
+--- engine:connect() -> Connection (checked out at once). In Lua 5.4,
+-- `local conn <close> = engine:connect()` closes it at the end of the scope.
+-- @treturn Connection
+-- @raise TimeoutError after pool_timeout; OperationalError when the server cannot be reached
 function Engine:connect()
   local raw
   if self._fast then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
@@ -420,6 +535,11 @@ end
 --- engine:begin() -> a Connection in a transaction. As a Lua 5.4 <close>
 --- variable it commits on normal exit and rolls back on error; with a
 --- function, it runs fn(conn) inside the transaction (any Lua).
+--
+--     engine:begin(function(conn) conn:execute("UPDATE t SET n = n + 1") end)
+-- @tparam[opt] function fn called with the Connection; committed when it returns,
+-- rolled back when it raises (the error goes on)
+-- @treturn Connection without fn; nothing with it
 function Engine:begin(fn)
   if fn ~= nil and type(fn) ~= "function" then
     exc.raise("ArgumentError", "engine:begin() takes a function or nothing, got %s", type(fn))
@@ -438,6 +558,9 @@ function Engine:begin(fn)
   if not ok then error(err, 0) end
 end
 
+--- Closes the idle connections and starts a fresh pool; connections checked
+-- out at that moment are closed when they come back. In a forked child,
+-- call it before using the engine.
 function Engine:dispose()
   self._cpool:dispose()
 end
@@ -546,8 +669,33 @@ local function observed(self, engine, raw, method, sql, params)
   return res
 end
 
--- every statement's path: one field test when a transaction is running
+--- A connection checked out of an Engine's pool, with SQLAlchemy 2.0's
+-- transaction rules: the first statement begins a transaction by itself
+-- (autobegin); after a lost connection or a failed COMMIT every statement
+-- raises `PendingRollbackError` until `rollback()`. One call at a time: Lua
+-- code a statement runs (a params `__index`, a finalizer) must not use the
+-- same connection (`InvalidRequestError` "This connection is busy").
+-- @type Connection
+
+--- (Engine) where it came from
+-- @field engine
+
+--- (boolean) true after `close()`
+-- @field closed
+
+--- (RawConnection|nil) the connection it holds now, if any
+-- @field raw
+
+--- Runs a statement with `:name` binds from a table or `?` binds from an
+-- array (an array value becomes an IN list: `WHERE id IN :ids`).
+--
+--     conn:execute("SELECT * FROM t WHERE id = :id", {id = 1}):all()
+-- @tparam string sql the statement
+-- @tparam[opt] table params the binds; a list of tables with `:name` binds runs it once per set
+-- @treturn Result
+-- @raise DBAPIError kinds for server errors, ArgumentError for binds
 function Connection:execute(sql, params)
+  -- every statement's path: one field test when a transaction is running
   local raw = self.raw
   if raw == nil or self._tx ~= ACTIVE then raw = begin_statement(self) end
   local engine = self.engine
@@ -560,6 +708,9 @@ end
 --- Runs sql once per parameter set; an INSERT ... VALUES (...) is sent as
 --- multi-row INSERTs. rowcount is the total. (execute(sql, {set1, set2})
 --- does the same for a statement with :name binds.)
+-- @tparam string sql the statement
+-- @tparam table param_sets a list of parameter tables
+-- @treturn Result rowcount the total, lastrowid the first row's id
 function Connection:executemany(sql, param_sets)
   local raw = begin_statement(self)
   local engine = self.engine
@@ -568,6 +719,9 @@ function Connection:executemany(sql, param_sets)
   return raw:executemany(sql, param_sets)
 end
 
+--- Runs sql as it is: no bind parsing (a `:` or `?` stays as written).
+-- @tparam string sql the statement
+-- @treturn Result
 function Connection:exec_driver_sql(sql)
   local raw = begin_statement(self)
   local engine = self.engine
@@ -576,9 +730,18 @@ function Connection:exec_driver_sql(sql)
   return raw:exec_driver_sql(sql)
 end
 
+--- `execute(sql, params):scalar()`: the first column of the first row, nil when no row.
+-- @tparam string sql
+-- @tparam[opt] table params
 function Connection:scalar(sql, params) return self:execute(sql, params):scalar() end
+--- `execute(sql, params):scalars()`.
+-- @tparam string sql
+-- @tparam[opt] table params
+-- @treturn ScalarResult
 function Connection:scalars(sql, params) return self:execute(sql, params):scalars() end
 
+--- Whether a transaction is going (begun, or waiting for `rollback()`).
+-- @treturn boolean
 function Connection:in_transaction() return self._tx ~= false end
 
 -- the transaction is over: its handles and savepoints with it (fields only
@@ -589,6 +752,8 @@ local function tx_ended(self)
   if self._sp then self._sp = false end
 end
 
+--- Commits the transaction, if any. A COMMIT that fails leaves the
+-- transaction to be rolled back (`PendingRollbackError` until `rollback()`).
 function Connection:commit()
   if self.closed then closed_error() end
   local tx = self._tx
@@ -610,6 +775,9 @@ function Connection:commit()
   tx_ended(self)
 end
 
+--- Rolls the transaction back (always succeeds; nothing is sent when the
+-- reset rule proves there is nothing to roll back). The next statement
+-- begins a new transaction, on a new connection if the last one died.
 function Connection:rollback()
   if self.closed then closed_error() end
   local raw = self.raw
@@ -626,6 +794,9 @@ function Connection:rollback()
   raw:rollback() -- sends nothing when the C reset rule proves there is nothing to roll back
 end
 
+--- Begins a transaction explicitly; autobegin makes this optional.
+-- @treturn Transaction
+-- @raise InvalidRequestError when one is going already
 function Connection:begin()
   if self.closed then closed_error() end
   if self._tx then
@@ -640,6 +811,7 @@ function Connection:begin()
 end
 
 --- A SAVEPOINT; nestable. Its commit releases it, its rollback rolls back to it.
+-- @treturn Transaction its `savepoint` field is the name (`sa_savepoint_N`, never repeated)
 function Connection:begin_nested()
   if self.closed then closed_error() end
   local raw = begin_statement(self)
@@ -656,6 +828,7 @@ end
 --- conn:invalidate([err]): the connection is discarded (err goes to the
 --- invalidate listeners); a transaction open on it must be rolled back
 --- before the Connection runs anything again.
+-- @param[opt] err what the invalidate listeners get
 function Connection:invalidate(err)
   if self.closed then closed_error() end
   local raw = self.raw
@@ -688,11 +861,13 @@ function Connection:close()
 end
 
 --- The raw connection (checked out anew if the last one was let go).
+-- @treturn RawConnection
 function Connection:get_raw() return live_raw(self) end
 
 --- A Connection over a raw connection already checked out of engine and
 --- inside a transaction (a Session that ran statements on the raw
 --- connection directly and now hands it over, see scoped/session.lua).
+-- @local
 function M.adopt(engine, raw)
   raw:_pin() -- user code can reach it now: never reused for another checkout
   return setmetatable({engine = engine, raw = raw, _tx = ACTIVE, closed = false}, Connection)
@@ -753,6 +928,24 @@ Transaction.__index = function(self, k)
   return Transaction[k]
 end
 
+--- A handle on one transaction (`Connection:begin`) or savepoint
+-- (`Connection:begin_nested`). It acts only on its own transaction: once
+-- that is over, `commit()` raises `InvalidRequestError` and `rollback()` /
+-- `close()` do nothing. As a Lua 5.4 `<close>` variable it commits on normal
+-- exit and rolls back on error.
+-- @type Transaction
+
+--- (Connection) its connection
+-- @field conn
+
+--- (string|false) the savepoint's name, false for a transaction
+-- @field savepoint
+
+--- (boolean) whether its transaction or savepoint is still going
+-- @field is_active
+
+--- Commits the transaction, or releases the savepoint.
+-- @raise InvalidRequestError "This transaction is inactive" when it is over
 function Transaction:commit()
   if not current(self) then
     exc.raise("InvalidRequestError",
@@ -780,6 +973,7 @@ function Transaction:rollback()
   conn:exec_driver_sql("ROLLBACK TO SAVEPOINT " .. name)
 end
 
+--- Rolls back when still active; otherwise does nothing.
 function Transaction:close()
   if current(self) then self:rollback() end
 end

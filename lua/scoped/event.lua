@@ -1,30 +1,38 @@
--- scoped.event.listen(engine, name, fn): SQLAlchemy's pool events.
---   connect(raw)     a new DB connection was opened (run SET statements here)
---   checkout(raw)    a connection leaves the pool
---   checkin(raw)     a connection is about to go back to the pool
---   reset(raw, state)  a connection goes back to the pool, before the reset the
---                    engine's pool_reset_on_return does (every return of a
---                    live connection); state = {transaction_was_reset = bool
---                    (Connection:close() rolled its transaction back already),
---                    terminate_only = false, asyncio_safe = true}, SQLAlchemy's
---                    PoolResetState; checkin comes after it
---   invalidate(raw, err)  a connection is discarded as unusable; err is the
---                    disconnect error, or what conn:invalidate(err) was given
--- raw is the RawConnection (execute, exec_driver_sql, thread_id, ...).
--- And SQLAlchemy's statement events, on the Connection (a Session's too):
---   before_execute(conn, statement, params)  before a statement is sent
---   after_execute(conn, statement, params, result, seconds)  after it ran
---   handle_error(conn, err)  a statement raised err; a listener may raise
---                    an error of its own, which is raised instead
--- (before_cursor_execute and after_cursor_execute are the same lists). A
--- statement listener makes every statement of the engine take the
--- Connection's path; with none, statements cost what they did.
+--- scoped.event.listen(engine, name, fn): SQLAlchemy's pool events and
+-- statement events (see `events`).
+--
+--     scoped.event.listen(engine, "connect", function(raw)
+--       raw:exec_driver_sql("SET time_zone = '+00:00'")
+--     end)
+-- @module scoped.event
 local exc = require "scoped.exc"
 
 local event = {}
 
--- the list each name goes to (SQLAlchemy's cursor-level spellings alias
--- the statement events)
+--- The events, and what each listener gets. A listener that raises when a
+-- connection is given back gets the connection invalidated (and the error
+-- logged), never lost; one that raises at checkout fails the checkout.
+-- @table events
+-- @field connect `(raw)`: a new DB connection was opened (run SET statements here);
+-- fires again after a `reset_connection` reset, which forgets what it set
+-- @field checkout `(raw)`: a connection leaves the pool
+-- @field reset `(raw, state)`: a live connection goes back, before the pool's reset;
+-- `state = {transaction_was_reset = bool, terminate_only = false, asyncio_safe = true}`
+-- (`transaction_was_reset`: `Connection:close()` rolled its transaction back already)
+-- @field checkin `(raw)`: a connection goes back to the pool, after the reset
+-- @field invalidate `(raw, err)`: a connection is discarded as unusable; err is the
+-- disconnect error, or what `Connection:invalidate(err)` was given
+-- @field before_execute `(conn, statement, params)`: before a statement is sent;
+-- `conn` is the Connection (a Session's too)
+-- @field after_execute `(conn, statement, params, result, seconds)`: after it ran
+-- @field handle_error `(conn, err)`: a statement raised err; a listener may raise an
+-- error of its own, which is raised instead
+-- @field before_cursor_execute the same list as before_execute (SQLAlchemy's spelling)
+-- @field after_cursor_execute the same list as after_execute
+--
+-- `raw` is the `RawConnection` (execute, exec_driver_sql, thread_id, ...). A
+-- statement listener makes every statement of the engine take the
+-- Connection's path; with none, statements cost what they did.
 local NAMES = {connect = "connect", checkout = "checkout", checkin = "checkin", reset = "reset",
                invalidate = "invalidate", before_execute = "before_execute",
                after_execute = "after_execute", handle_error = "handle_error",
@@ -44,6 +52,11 @@ local function target_events(target, name, fn)
   return target._events, NAMES[name]
 end
 
+--- Adds a listener.
+-- @tparam Engine target
+-- @tparam string name one of the `events`
+-- @tparam function fn gets the event's arguments
+-- @raise ArgumentError for another target, an unknown event or a non-function
 function event.listen(target, name, fn)
   local events, list_name = target_events(target, name, fn)
   local list = events[list_name] or {}
@@ -54,6 +67,10 @@ function event.listen(target, name, fn)
   target:_events_changed(STATEMENT[list_name])
 end
 
+--- Removes a listener.
+-- @tparam Engine target
+-- @tparam string name
+-- @tparam function fn
 function event.remove(target, name, fn)
   local events, list_name = target_events(target, name, fn)
   local list = events[list_name] or {}
@@ -62,6 +79,11 @@ function event.remove(target, name, fn)
   end
 end
 
+--- Whether fn listens to name on target.
+-- @tparam Engine target
+-- @tparam string name
+-- @tparam function fn
+-- @treturn boolean
 function event.contains(target, name, fn)
   local events, list_name = target_events(target, name, fn)
   for _, f in ipairs(events[list_name] or {}) do
@@ -70,7 +92,11 @@ function event.contains(target, name, fn)
   return false
 end
 
---- Calls the listeners of `name` on engine with the arguments.
+--- Calls the listeners of `name` on engine with the arguments (what the
+-- engine does; errors are the caller's).
+-- @tparam Engine engine
+-- @tparam string name
+-- @param ... the event's arguments
 function event.fire(engine, name, ...)
   local list = engine._events[name]
   if list then

@@ -1,4 +1,4 @@
--- scoped.metrics: the pools' state and counters (engine.pool:stats()) as
+--- scoped.metrics: the pools' state and counters (engine.pool:stats()) as
 -- Prometheus' text exposition format, for a /metrics endpoint:
 --
 --   location = /metrics {
@@ -10,6 +10,7 @@
 --
 -- Each series is labelled engine="<URL, password masked>"; two engines with
 -- the same URL in one list are told apart by a " #2", " #3" suffix.
+-- @module scoped.metrics
 local exc = require "scoped.exc"
 
 local M = {}
@@ -52,6 +53,8 @@ end
 
 --- prometheus(engine | {engine, ...}) -> the text exposition of every
 --- engine's pool: gauges for its state, counters since it was made.
+-- @tparam Engine|{Engine,...} engines
+-- @treturn string
 function M.prometheus(engines)
   if is_engine(engines) then engines = {engines} end
   if type(engines) ~= "table" then

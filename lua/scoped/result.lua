@@ -1,17 +1,74 @@
--- The friendly half of Result: C (csrc/lua/lresult.c) stores result sets and
+--- The friendly half of Result: C (csrc/lua/lresult.c) stores result sets and
 -- builds rows; the methods here are SQLAlchemy's Result API on top.
+--
+--     local r = conn:execute("SELECT id, name FROM t WHERE id IN :ids", {ids = {1, 2}})
+--     for row in r:iter() do print(row.id, row[2]) end
+--
+-- Every row is decoded when `execute` returns: a Result is plain Lua data,
+-- readable after its connection went back to the pool. Types: integers are
+-- Lua integers (BIGINT UNSIGNED above 2^63-1, and on LuaJIT anything beyond
+-- 2^53, is a string); FLOAT and DOUBLE numbers; DECIMAL an exact string;
+-- dates and times the server's text; BLOB, TEXT, JSON strings; NULL is
+-- `scoped.null`.
+-- @module scoped.result
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 
 local R = core.result_methods
 
+--- What a statement returns (SQLAlchemy's CursorResult).
+-- @type Result
+
+--- (integer) rows matched or changed (executemany: the total; -1 when unknown)
+-- @field rowcount
+
+--- (integer) the AUTO_INCREMENT id of the first row inserted
+-- @field lastrowid
+
+--- (boolean) whether the statement returned a result set
+-- @field returns_rows
+
+--- The next row, or nil. (In C, as are fetchmany, fetchall, all, keys, nextset and close.)
+-- @function Result:fetchone
+-- @treturn Row|nil
+
+--- Up to n more rows.
+-- @function Result:fetchmany
+-- @tparam integer n
+-- @treturn {Row,...}
+
+--- Every remaining row.
+-- @function Result:fetchall
+-- @treturn {Row,...}
+
+--- Every remaining row (on a fresh Result, its list itself).
+-- @function Result:all
+-- @treturn {Row,...}
+
+--- The column names.
+-- @function Result:keys
+-- @treturn {string,...}
+
+--- Moves to the next result set of a CALL that returned several.
+-- @function Result:nextset
+-- @treturn boolean whether there was one
+
+--- Discards the remaining rows; `rowcount` and `lastrowid` stay readable.
+-- @function Result:close
+
 --- The first row, or nil; the rest is discarded (SQLAlchemy closes it).
+-- @treturn Row|nil
+-- @function Result:first
 function R:first()
   local row = self:fetchone()
   self:_soft_close()
   return row
 end
 
+--- The one row, or nil when there is none.
+-- @treturn Row|nil
+-- @raise MultipleResultsFound
+-- @function Result:one_or_none
 function R:one_or_none()
   local rows = self:fetchmany(2)
   self:_soft_close()
@@ -21,6 +78,10 @@ function R:one_or_none()
   return rows[1]
 end
 
+--- Exactly one row.
+-- @treturn Row
+-- @raise NoResultFound, MultipleResultsFound
+-- @function Result:one
 function R:one()
   local rows = self:fetchmany(2)
   self:_soft_close()
@@ -34,14 +95,21 @@ end
 
 --- The first column of the first row, or nil when there is no row. A NULL
 --- is scoped.null, so that "no row" and "NULL" stay apart.
+-- @function Result:scalar
 function R:scalar()
   local row = self:first()
   if row then return row[1] end
   return nil
 end
 
+--- The first column of exactly one row.
+-- @raise NoResultFound, MultipleResultsFound
+-- @function Result:scalar_one
 function R:scalar_one() return self:one()[1] end
 
+--- The first column of the one row, or nil when there is none.
+-- @raise MultipleResultsFound
+-- @function Result:scalar_one_or_none
 function R:scalar_one_or_none()
   local row = self:one_or_none()
   if row then return row[1] end
@@ -49,6 +117,9 @@ function R:scalar_one_or_none()
 end
 
 --- A generic-for iterator over the remaining rows.
+--
+--     for row in result:iter() do ... end
+-- @function Result:iter
 function R:iter()
   return function() return self:fetchone() end
 end
@@ -89,6 +160,10 @@ local function view(result, convert)
   end})
 end
 
+--- A view giving one column of each row.
+-- @tparam[opt=1] integer|string index the column's position or name
+-- @treturn ScalarResult
+-- @function Result:scalars
 function R:scalars(index)
   index = index or 1
   if type(index) ~= "number" and type(index) ~= "string" then
@@ -97,8 +172,80 @@ function R:scalars(index)
   return view(self, function(row) return row[index] end)
 end
 
+--- A view giving each row as a plain `{name = value}` table.
+-- @treturn MappingResult
+-- @function Result:mappings
 function R:mappings()
   return view(self, function(row) return row:_asdict() end)
 end
+
+--- A row: `row[i]`, `row.colname`, `#row`; `row._fields` is the list of
+-- column names and `row:_asdict()` a `{name = value}` table. Rows of one
+-- statement share one metatable.
+-- @type Row
+
+--- ({string,...}) the column names
+-- @field _fields
+
+--- A `{name = value}` copy.
+-- @function Row:_asdict
+-- @treturn table
+
+--- `Result:scalars`: one column of each row. Its methods work with `:` and `.`.
+-- @type ScalarResult
+
+--- The next value, or nil.
+-- @function ScalarResult:fetchone
+
+--- Up to n more values.
+-- @function ScalarResult:fetchmany
+-- @tparam integer n
+
+--- Every remaining value.
+-- @function ScalarResult:all
+
+--- Every remaining value.
+-- @function ScalarResult:fetchall
+
+--- The first value, or nil.
+-- @function ScalarResult:first
+
+--- Exactly one value.
+-- @function ScalarResult:one
+
+--- One value or nil.
+-- @function ScalarResult:one_or_none
+
+--- A generic-for iterator.
+-- @function ScalarResult:iter
+
+--- `Result:mappings`: each row as a `{name = value}` table. Its methods
+-- work with `:` and `.`.
+-- @type MappingResult
+
+--- The next row as a table, or nil.
+-- @function MappingResult:fetchone
+
+--- Up to n more.
+-- @function MappingResult:fetchmany
+-- @tparam integer n
+
+--- Every remaining row.
+-- @function MappingResult:all
+
+--- Every remaining row.
+-- @function MappingResult:fetchall
+
+--- The first, or nil.
+-- @function MappingResult:first
+
+--- Exactly one.
+-- @function MappingResult:one
+
+--- One or nil.
+-- @function MappingResult:one_or_none
+
+--- A generic-for iterator.
+-- @function MappingResult:iter
 
 return R

@@ -1,16 +1,27 @@
--- scoped_session: one Session per scope, the scope being the running
+--- scoped_session: one Session per scope, the scope being the running
 -- coroutine unless a scopefunc says otherwise (SQLAlchemy's
 -- orm/scoping.py and util/_collections.py ScopedRegistry).
+--
+--     local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+--     Session:execute(sql); Session:commit(); Session:remove()
+--
+-- `scoped.scoped_session` and `scoped.scopes` are `scoped_session` and `scopes` here.
+-- @module scoped.scoping
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 local Sessionmaker = require("scoped.session").Sessionmaker
 
 local M = {}
 
+--- Scope functions for `scoped_session`'s second argument.
+-- @table scopes
 local scopes = {}
 M.scopes = scopes
 
 --- The default scope: the running coroutine, the main thread included.
+-- A dead coroutine's session is collected and its connection returns to the pool.
+-- @function scopes.coroutine
+-- @treturn thread the running coroutine
 scopes.coroutine = core.current_thread
 
 --- One session per nginx request, shared by its light threads. Outside
@@ -36,6 +47,7 @@ local registry_makers = {}
 
 --- register_scope(scopefunc, maker): scoped_session(f, scopefunc) makes its
 --- registry with maker() from now on.
+-- @local
 function M.register_scope(scopefunc, maker)
   registry_makers[scopefunc] = maker
 end
@@ -49,6 +61,7 @@ end)
 
 --- A registry over a scopefunc. Table, thread and userdata keys are held
 --- weakly; strings and numbers stay until cleared.
+-- @local
 function M.scopefunc_registry(scopefunc)
   local map = setmetatable({}, {__mode = "k"})
   local function key()
@@ -74,6 +87,10 @@ local PROXIED = {
 }
 
 --- scoped_session(factory [, scopefunc]) -> Session registry object
+-- @tparam Sessionmaker|function factory makes each scope's session
+-- @tparam[opt] function scopefunc returns the current scope's key (any value but nil;
+-- table, thread and userdata keys are held weakly); default `scopes.coroutine`
+-- @treturn ScopedSession
 function M.scoped_session(factory, scopefunc)
   if type(factory) ~= "function" and not (type(factory) == "table" and getmetatable(factory)
       and getmetatable(factory).__call) then
@@ -153,9 +170,9 @@ function M.scoped_session(factory, scopefunc)
     return s:rollback()
   end
 
-  --- Closes the current scope's session and forgets it (a registry may do
-  --- more: under OpenResty, in log_by_lua, every session the request made
-  --- through S, in any of its coroutines, see scoped/ngx.lua).
+  -- Closes the current scope's session and forgets it (a registry may do
+  -- more: under OpenResty, in log_by_lua, every session the request made
+  -- through S, in any of its coroutines, see scoped/ngx.lua).
   local function remove()
     local s = clear()
     if s ~= nil then s:close() end
@@ -167,8 +184,8 @@ function M.scoped_session(factory, scopefunc)
     S.remove = remove
   end
 
-  --- Changes the factory's options; refused when this scope has a session
-  --- (SQLAlchemy only warns: the change would not reach that session).
+  -- Changes the factory's options; refused when this scope has a session
+  -- (SQLAlchemy only warns: the change would not reach that session).
   function S.configure(first, kw)
     if first ~= S then kw = first end
     if get() ~= nil then
@@ -180,5 +197,98 @@ function M.scoped_session(factory, scopefunc)
 
   return S
 end
+
+--- What `scoped_session` returns: `Session()` is the current scope's
+-- Session, made on first use; every Session method is proxied, called with
+-- `:` or with `.`; `Session.bind` and `Session.info` read the current session's.
+-- @type ScopedSession
+
+--- (ScopeRegistry) the scope registry
+-- @field registry
+
+--- (Sessionmaker|function) what makes each scope's session
+-- @field session_factory
+
+--- `Session()`: the current scope's session. `Session{bind = e}` makes it
+-- with those arguments (`InvalidRequestError` when the scope has one already).
+-- @function ScopedSession:__call
+-- @tparam[opt] table kw
+-- @treturn Session
+
+--- Closes the current scope's session and forgets it. Under OpenResty, in
+-- `log_by_lua`, it closes every session the request made through this
+-- scoped_session, in any of its coroutines.
+-- @function ScopedSession:remove
+
+--- Changes the factory's options (`Sessionmaker:configure`); refused with
+-- `InvalidRequestError` while the current scope has a session.
+-- @function ScopedSession:configure
+-- @tparam table kw
+
+--- Proxied to the current session: `Session:execute`.
+-- @function ScopedSession:execute
+-- @tparam string sql
+-- @tparam[opt] table params
+-- @treturn Result
+
+--- Proxied: `Session:executemany`.
+-- @function ScopedSession:executemany
+-- @tparam string sql
+-- @tparam table param_sets
+-- @treturn Result
+
+--- Proxied: `Session:commit`.
+-- @function ScopedSession:commit
+
+--- Proxied: `Session:rollback`.
+-- @function ScopedSession:rollback
+
+--- Proxied: `Session:close`.
+-- @function ScopedSession:close
+
+--- Proxied: `Session:begin`.
+-- @function ScopedSession:begin
+-- @treturn SessionTransaction
+
+--- Proxied: `Session:begin_nested`.
+-- @function ScopedSession:begin_nested
+-- @treturn SessionTransaction
+
+--- Proxied: `Session:scalar`.
+-- @function ScopedSession:scalar
+-- @tparam string sql
+-- @tparam[opt] table params
+
+--- Proxied: `Session:scalars`.
+-- @function ScopedSession:scalars
+-- @tparam string sql
+-- @tparam[opt] table params
+-- @treturn ScalarResult
+
+--- Proxied: `Session:connection`.
+-- @function ScopedSession:connection
+-- @treturn Connection
+
+--- Proxied: `Session:in_transaction`.
+-- @function ScopedSession:in_transaction
+-- @treturn boolean
+
+--- Proxied: `Session:get_bind`.
+-- @function ScopedSession:get_bind
+-- @treturn Engine
+
+--- `Session.registry`: the current scope's entry.
+-- @type ScopeRegistry
+
+--- Whether the current scope has a session.
+-- @function ScopeRegistry:has
+-- @treturn boolean
+
+--- Makes s the current scope's session.
+-- @function ScopeRegistry:set
+-- @tparam Session s
+
+--- Forgets the current scope's session without closing it.
+-- @function ScopeRegistry:clear
 
 return M

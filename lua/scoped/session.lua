@@ -1,6 +1,13 @@
--- sessionmaker and Session: SQLAlchemy 2.0's Session for textual SQL. A
+--- sessionmaker and Session: SQLAlchemy 2.0's Session for textual SQL. A
 -- session checks a connection out on its first statement (autobegin) and
 -- gives it back at commit, rollback or close; it stays usable after each.
+--
+--     local SessionFactory = scoped.sessionmaker{bind = engine}   -- or sessionmaker(engine)
+--     local s = SessionFactory()            -- or SessionFactory{bind = other}
+--     s:execute(sql, params); s:commit(); s:close()
+--
+-- `scoped.sessionmaker` and `scoped.Session` are `sessionmaker` and `Session` here.
+-- @module scoped.session
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 local engine_mod = require "scoped.engine"
@@ -93,6 +100,9 @@ local function new(bind, info)
                        info = info and copy(info) or {}}, Session)
 end
 
+--- A Session of its own (`scoped.Session{bind = engine}`), without a sessionmaker.
+-- @tparam[opt] table kw `bind` (Engine), `info` (table, copied)
+-- @treturn Session
 function M.new_session(kw)
   kw = check_kw(kw, "Session()")
   return new(kw.bind, kw.info)
@@ -105,6 +115,8 @@ Sessionmaker.__index = Sessionmaker
 M.Sessionmaker = Sessionmaker
 
 --- sessionmaker{bind = engine} or sessionmaker(engine) -> factory
+-- @tparam table|Engine kw `bind` (Engine) and `info` (table: each session gets a copy), or the Engine
+-- @treturn Sessionmaker call it for a Session
 function M.sessionmaker(kw)
   if type(kw) == "table" and type(kw._checkout) == "function" then kw = {bind = kw} end
   kw = check_kw(kw, "sessionmaker()")
@@ -131,8 +143,8 @@ Sessionmaker.__call = function(self, kw)
   return M.new_session(merged)
 end
 
---- maker() without arguments, as a plain function: what
---- scoped_session calls for every new scope (no __call dispatch on the way).
+-- maker() without arguments, as a plain function: what
+-- scoped_session calls for every new scope (no __call dispatch on the way).
 function Sessionmaker:_plain_factory()
   return function()
     local base = self.kw
@@ -140,7 +152,16 @@ function Sessionmaker:_plain_factory()
   end
 end
 
+--- A Session factory: `maker()` or `maker{bind = other, info = extra}` makes a
+-- Session; `info` given to both is the maker's updated with the call's
+-- (SQLAlchemy's rule), a copy for each session.
+-- @type Sessionmaker
+
+--- (table) what sessions are made with (`bind`, `info`); change it with `configure`
+-- @field kw
+
 --- Changes what later sessions are made with.
+-- @tparam table kw `bind`, `info`
 function Sessionmaker:configure(kw)
   kw = check_kw(kw, "sessionmaker.configure()")
   for k, v in pairs(kw) do self.kw[k] = v end
@@ -181,8 +202,22 @@ local function check_usable(self)
   end
 end
 
+--- A unit of work: checks a connection out on its first statement and gives
+-- it back at `commit()`, `rollback()` and `close()`, staying usable after
+-- each. A COMMIT that fails leaves it to be rolled back: statements and
+-- `commit()` raise `PendingRollbackError` until `rollback()` or `close()`. A
+-- session garbage-collected without `close()` gives its connection back.
+-- @type Session
+
+--- (Engine|nil) the engine it runs on
+-- @field bind
+
+--- (table) the session's own table (a copy of what it was made with)
+-- @field info
+
 --- The session's Connection, checked out (and the transaction begun) on
 --- first use.
+-- @treturn Connection
 function Session:connection()
   local conn = self._conn
   if not conn then
@@ -201,6 +236,12 @@ function Session:connection()
   return conn
 end
 
+--- Runs a statement in the session's transaction (see `Connection:execute`).
+--
+--     local rows = s:execute("SELECT * FROM t WHERE id = :id", {id = 1}):all()
+-- @tparam string sql
+-- @tparam[opt] table params
+-- @treturn Result
 function Session:execute(sql, params)
   local raw = self._raw
   if raw and self.bind._fast then return raw_execute(raw, sql, params) end
@@ -219,14 +260,29 @@ function Session:execute(sql, params)
   return (conn or self:connection()):execute(sql, params)
 end
 
+--- Runs sql once per parameter set (see `Connection:executemany`).
+-- @tparam string sql
+-- @tparam table param_sets
+-- @treturn Result
 function Session:executemany(sql, param_sets)
   return (self._conn or self:connection()):executemany(sql, param_sets)
 end
 
+--- `execute(sql, params):scalar()`.
+-- @tparam string sql
+-- @tparam[opt] table params
 function Session:scalar(sql, params) return self:execute(sql, params):scalar() end
+--- `execute(sql, params):scalars()`.
+-- @tparam string sql
+-- @tparam[opt] table params
+-- @treturn ScalarResult
 function Session:scalars(sql, params) return self:execute(sql, params):scalars() end
+--- The Engine it runs on.
+-- @treturn Engine
 function Session:get_bind() return self.bind end
 
+--- Whether a transaction is going (or a `begin()` block is open).
+-- @treturn boolean
 function Session:in_transaction()
   local a = self._active
   local block = block_of(a)
@@ -304,14 +360,19 @@ local function finish(self, commit)
   self._active = after
 end
 
+--- Commits and gives the connection back (the COMMIT is always sent when a
+-- connection is held; nothing is sent when none is).
 function Session:commit() return finish(self, true) end
 
+--- Rolls back and gives the connection back; always succeeds.
 function Session:rollback() finish(self, false) end
 
--- close() ends every scoped request (remove()), usually with nothing
--- checked out any more: that case skips finish(). An open begin() block is
--- closed with it.
+--- Rolls back what is open, gives the connection back and closes an open
+-- `begin()` block; the session stays usable.
 function Session:close()
+  -- close() ends every scoped request (remove()), usually with nothing
+  -- checked out any more: that case skips finish(). An open begin() block
+  -- is closed with it.
   local a = self._active
   if a and a ~= true and a ~= FAILED then -- an open begin() block
     a._ended, a._closed = true, true
@@ -329,6 +390,13 @@ end
 --- commits on normal exit and rolls back on error; until it is closed (by
 --- its commit(), rollback() or close(), or the end of its scope), nothing
 --- runs on the session outside its transaction.
+--
+--     do
+--       local tx <close> = s:begin()
+--       s:execute("INSERT INTO t (id) VALUES (1)")
+--     end -- committed here, or rolled back by an error
+-- @treturn SessionTransaction
+-- @raise InvalidRequestError "A transaction is already begun on this Session."
 function Session:begin()
   check_usable(self)
   if self._active then
@@ -341,6 +409,7 @@ function Session:begin()
 end
 
 --- session:begin_nested() -> a SAVEPOINT, nestable.
+-- @treturn SessionTransaction a nested one (`nested` is true)
 function Session:begin_nested()
   check_usable(self)
   local conn = self:connection()
@@ -394,9 +463,32 @@ local function st_end(self, how)
   return s[how](s)
 end
 
+--- A `Session:begin()` block (SQLAlchemy's `with session.begin():`) or a
+-- `Session:begin_nested()` savepoint. As a Lua 5.4 `<close>` variable it
+-- commits on normal exit and rolls back on error; on LuaJIT call `commit()`
+-- or `rollback()`.
+-- @type SessionTransaction
+
+--- (Session) its session
+-- @field session
+
+--- (boolean) true for a savepoint
+-- @field nested
+
+--- (Transaction) a savepoint's handle (nested ones only)
+-- @field tx
+
+--- (boolean) false as soon as its transaction ends, whoever ended it
+-- @field is_active
+
+--- Commits the block's transaction (or releases the savepoint).
+-- @raise ResourceClosedError "This transaction is closed" when it is over
 function SessionTransaction:commit() return st_end(self, "commit") end
+--- Rolls the block's transaction back (or back to the savepoint).
+-- @raise ResourceClosedError "This transaction is closed" when it is over
 function SessionTransaction:rollback() return st_end(self, "rollback") end
 
+--- Ends the block, rolling back what is still open; a closed one does nothing.
 function SessionTransaction:close()
   if self.nested then return self.tx:close() end
   if self._closed then return end

@@ -1,5 +1,14 @@
--- URL objects, as SQLAlchemy's sqlalchemy.engine.URL: parsed in C, and
+--- URL objects, as SQLAlchemy's sqlalchemy.engine.URL: parsed in C, and
 -- printed with the password masked.
+--
+-- `mysql://user:pass@host:port/db?charset=utf8mb4`, also `mysql+<driver>://`,
+-- `mariadb://`, `mariadb+<driver>://`; user, password and database are
+-- percent-decoded. Query parameters: `charset` (utf8mb4, the default;
+-- utf8mb3 or utf8, latin1, ascii, binary), `unix_socket`, `connect_timeout`
+-- (10 s), `read_timeout`, `write_timeout`, `ssl_ca`, `ssl_cert`, `ssl_key`,
+-- `ssl_mode` (DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY),
+-- `init_command`; anything else raises `ArgumentError`.
+-- @module scoped.url
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 
@@ -10,7 +19,33 @@ local function encode(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
+--- A parsed URL; `tostring(url)` shows the password as `***`.
+-- @type URL
+
+--- (string) "mysql", "mariadb", "mysql+pymysql", ...
+-- @field drivername
+
+--- (string|nil)
+-- @field username
+
+--- (string|nil)
+-- @field password
+
+--- (string|nil) nil with `?unix_socket=`
+-- @field host
+
+--- (integer|nil)
+-- @field port
+
+--- (string|nil)
+-- @field database
+
+--- (table) the query parameters, strings
+-- @field query
+
 --- The URL as a string; the password shows as *** unless hide_password is false.
+-- @tparam[opt=true] boolean hide_password
+-- @treturn string
 function URL:render_as_string(hide_password)
   local s = self.drivername .. "://"
   if self.username then
@@ -40,6 +75,8 @@ local FIELDS = {drivername = "string", username = "string", password = "string",
   port = "number", database = "string", query = "table"}
 
 --- A copy with some fields changed (SQLAlchemy's URL.set).
+-- @tparam table fields e.g. `{database = "other", query = {charset = "latin1"}}`
+-- @treturn URL
 function URL:set(fields)
   if type(fields) ~= "table" then
     exc.raise("ArgumentError", "URL:set() takes a table of fields, got %s", type(fields))
@@ -68,9 +105,15 @@ function URL:set(fields)
   return u
 end
 
+--- Making URLs.
+-- @section make_url
+
 local M = {URL = URL}
 
 --- make_url(string or URL) -> URL; raises ArgumentError naming what is wrong.
+-- No parse error ever echoes the password or the port's text.
+-- @tparam string|URL s
+-- @treturn URL
 function M.make_url(s)
   if getmetatable(s) == URL then return s end
   if type(s) ~= "string" then
@@ -79,6 +122,8 @@ function M.make_url(s)
   return setmetatable(core.parse_url(s), URL)
 end
 
+--- Whether u is a URL.
+-- @treturn boolean
 function M.is_url(u) return getmetatable(u) == URL end
 
 return M
