@@ -86,7 +86,7 @@ ctest: $(CTEST_BINS)
 # ---- the one test command ----------------------------------------------------
 deps:
 	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl lua-sql-mysql \
-	    lua-ldoc
+	    lua-ldoc python3-mysqldb
 
 test: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4

@@ -126,8 +126,10 @@ int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err);
 
 /* MySQL codes that mean the connection is gone (SQLAlchemy's list). */
 int sc_is_disconnect(unsigned code);
-/* SQLAlchemy / DB-API exception class name for a server or client error. */
-const char *sc_error_kind(unsigned code, const char *sqlstate);
+/* SQLAlchemy / DB-API exception class name for a server or client error
+ * code (0: InterfaceError), exactly as mysqlclient maps it. The one place
+ * a code becomes a kind. */
+const char *sc_error_kind(unsigned code);
 /* hide_parameters: for the errors whose server text may quote a bound
  * value (or the statement around one), a text that says what went wrong
  * without it; NULL for the others. The server truncates and re-formats

@@ -42,7 +42,7 @@ void scl_push_dberror(lua_State *L, const sc_error *e, const char *statement, si
     if (params_idx < 0)
         params_idx = lua_gettop(L) + params_idx + 1;
     lua_createtable(L, 0, 8);
-    lua_pushstring(L, e->code ? sc_error_kind(e->code, e->sqlstate) : "InterfaceError");
+    lua_pushstring(L, sc_error_kind(e->code));
     lua_setfield(L, -2, "kind");
     lua_pushinteger(L, (lua_Integer)e->code);
     lua_setfield(L, -2, "code");
