@@ -65,7 +65,7 @@ int scl_lconn_release(lconn *lc)
 
 static lconn *check_conn(lua_State *L)
 {
-    return scl_check_self(L, "connection");
+    return scl_check_self(L, "RawConnection");
 }
 
 static lconn *check_open(lua_State *L)

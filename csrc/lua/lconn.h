@@ -140,7 +140,7 @@ typedef int (*scl_guarded_body)(lua_State *L, lconn *lc);
 static inline int scl_lconn_guarded(lua_State *L, const char *name, int statement,
                                    scl_guarded_body body)
 {
-    lconn *lc = scl_check_self(L, "connection");
+    lconn *lc = scl_check_self_as(L, "RawConnection", name);
     scl_lconn_check_idle(L, lc, name);
     if (lc->owner.main != L)
         scl_lconn_set_owner(L, lc, lua_upvalueindex(2)); /* no allocation once the key is there */

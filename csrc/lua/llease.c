@@ -162,7 +162,7 @@ static int l_lease(lua_State *L)
 
 static llease *check_lease(lua_State *L)
 {
-    return scl_check_self(L, "lease");
+    return scl_check_self(L, "Lease");
 }
 
 static int l_lease_id(lua_State *L)

@@ -158,7 +158,7 @@ static int l_pool_new(lua_State *L)
 
 static lpool *check_pool(lua_State *L)
 {
-    lpool *lp = scl_check_self(L, "pool");
+    lpool *lp = scl_check_self(L, "Pool");
     if (lp->pool == NULL)
         scl_raise(L, "InvalidRequestError", "This pool has been freed");
     return lp;

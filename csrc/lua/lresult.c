@@ -596,7 +596,7 @@ static int l_result_from_tables(lua_State *L)
 
 static lresult *check_result(lua_State *L)
 {
-    return scl_check_self(L, "result");
+    return scl_check_self(L, "Result");
 }
 
 static void check_rows(lua_State *L, const lresult *r)
@@ -771,6 +771,8 @@ int scl_open_result(lua_State *L)
     lua_pushcfunction(L, l_result_from_tables);
     lua_setfield(L, -2, "result_from_tables");
     luaL_newmetatable(L, SC_RESULT_MT);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "result_mt"); /* core.result_mt: result.lua checks self against it */
     lua_pushlightuserdata(L, &result_mt_key);
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);

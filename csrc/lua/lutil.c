@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "lutil.h"
 
@@ -121,12 +122,73 @@ static inline void *upvalue_self(lua_State *L)
     return NULL;
 }
 
+/* The key under which the method table at t holds the running function
+ * (pushed at f), or NULL. */
+static const char *key_of(lua_State *L, int t, int f)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        if (lua_rawequal(L, -1, f) && lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2); /* the table holds the string */
+            lua_pop(L, 2);
+            return k;
+        }
+        lua_pop(L, 1);
+    }
+    return NULL;
+}
+
+/* The running method's name, found in its class's method table: the
+ * __index of the metatable it closes over (upvalue 1), or the table a
+ * function __index closes over (Result's). */
+static const char *method_name(lua_State *L)
+{
+    lua_Debug ar;
+    if (!lua_checkstack(L, 6) || !lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))
+        return NULL;
+    int f = lua_gettop(L);
+    const char *name = NULL;
+    if (lua_istable(L, lua_upvalueindex(1))) {
+        lua_getfield(L, lua_upvalueindex(1), "__index");
+        if (lua_iscfunction(L, -1) && lua_getupvalue(L, -1, 1) != NULL)
+            lua_remove(L, -2);
+        if (lua_istable(L, -1))
+            name = key_of(L, lua_gettop(L), f);
+    }
+    return name; /* the strings stay on the stack until the error is raised */
+}
+
+/* The error of a method called with a dot (out of the checks' way: they
+ * are on every statement's path). The method's name, looked up only here:
+ * given, or found in its class's methods, or as its caller wrote it. */
+static void not_self(lua_State *L, const char *what, const char *name)
+{
+    lua_Debug ar;
+    /* what self is, before method_name pushes anything */
+    int none = lua_isnoneornil(L, 1);
+    const char *type = luaL_typename(L, 1);
+    if (name == NULL)
+        name = method_name(L);
+    if (name == NULL && lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar))
+        name = ar.name;
+    scl_argerror(L, "use a colon: %s:%s(...) (self is %s%s, not %s %s)", what,
+                 name != NULL ? name : "method", none ? "" : "a ", type,
+                 strchr("AEIOU", what[0]) != NULL ? "an" : "a", what);
+}
+
 void *scl_check_self(lua_State *L, const char *what)
 {
     void *p = upvalue_self(L);
     if (p == NULL)
-        scl_argerror(L, "%s expected as self (use a colon: obj:method()), got %s", what,
-                     luaL_typename(L, 1));
+        not_self(L, what, NULL);
+    return p;
+}
+
+void *scl_check_self_as(lua_State *L, const char *what, const char *name)
+{
+    void *p = upvalue_self(L);
+    if (p == NULL)
+        not_self(L, what, name);
     return p;
 }
 

@@ -33,8 +33,11 @@ void *scl_check_udata(lua_State *L, int i, const char *tname, const char *what);
 void scl_setmethods(lua_State *L, int mt_idx, const luaL_Reg *l);
 /* The method's self (argument 1) if its metatable is the one the method
  * closes over: an identity check, where luaL_testudata hashes the type name
- * into the registry on every call (the hot path calls this per statement). */
+ * into the registry on every call (the hot path calls this per statement).
+ * Else ArgumentError "use a colon: what:method(...)" (a call with a dot). */
 void *scl_check_self(lua_State *L, const char *what);
+/* The same, naming the method (NULL: found as scl_check_self finds it). */
+void *scl_check_self_as(lua_State *L, const char *what, const char *name);
 /* The same identity check for a metamethod (__gc, __index, ...), which
  * getmetatable() hands to anyone: the userdata at 1 if its metatable is
  * upvalue 1, else ArgumentError naming the metamethod. A finalizer passes

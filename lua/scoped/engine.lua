@@ -519,13 +519,25 @@ function Engine:_set_hooks(hooks)
   refresh(self)
 end
 
+-- connect, and Connection's execute and close, are the hot paths: they
+-- check their self by a field every instance has (_fast, _tx), read anyway,
+-- instead of exc.colon_methods' call more (see the end of this file); a
+-- number or a boolean as self still meets Lua's own "attempt to index".
+
 --- engine:connect() -> Connection (checked out at once). In Lua 5.4,
 -- `local conn <close> = engine:connect()` closes it at the end of the scope.
 -- @treturn Connection
 -- @raise TimeoutError after pool_timeout; OperationalError when the server cannot be reached
 function Engine:connect()
+  if not self then exc.colon("Engine", "connect", self) end
   local raw
-  if self._fast then raw = pool_checkout(self._cpool) else raw = self:_checkout() end
+  local fast = self._fast
+  if fast then
+    raw = pool_checkout(self._cpool)
+  else
+    if fast == nil then exc.colon("Engine", "connect", self) end
+    raw = self:_checkout()
+  end
   -- the fields every unit of work writes, up front: they then change in
   -- place instead of growing the table (four: a fifth doubles its size,
   -- which costs checkout + checkin a sixth on Lua 5.4)
@@ -696,8 +708,13 @@ end
 -- @raise DBAPIError kinds for server errors, ArgumentError for binds
 function Connection:execute(sql, params)
   -- every statement's path: one field test when a transaction is running
+  -- (_tx is never nil on a Connection: a self that is none goes the slow way)
+  if not self then exc.colon("Connection", "execute", self) end
   local raw = self.raw
-  if raw == nil or self._tx ~= ACTIVE then raw = begin_statement(self) end
+  if raw == nil or self._tx ~= ACTIVE then
+    if self._tx == nil then exc.colon("Connection", "execute", self) end
+    raw = begin_statement(self)
+  end
   local engine = self.engine
   if engine._fast then return raw_execute(raw, sql, params) end
   if engine._echo then log_statement(self, sql, params) end
@@ -843,8 +860,10 @@ end
 --- Gives the connection back to the pool, its own transaction rolled back
 --- whatever pool_reset_on_return says (SQLAlchemy's Connection.close()).
 function Connection:close()
+  if not self then exc.colon("Connection", "close", self) end
   if self.closed then return end
   local raw = self.raw
+  if raw == nil and self._tx == nil then exc.colon("Connection", "close", self) end
   local engine = self.engine
   local fast = engine._fast
   -- a busy connection (this was called from inside one of its statements)
@@ -987,5 +1006,11 @@ Transaction.__close = function(self, err)
     error(commit_err, 0)
   end
 end
+
+-- Every other public method checks its self with one call more (exc.colon_methods).
+exc.colon_methods(Engine, "Engine", EngineMT, {connect = true})
+exc.colon_methods(Connection, "Connection", Connection, {execute = true, close = true})
+exc.colon_methods(Transaction, "Transaction", Transaction)
+exc.colon_methods(Pool, "Pool", Pool)
 
 return M

@@ -126,6 +126,46 @@ function exc.pending_rollback(in_savepoint)
     in_savepoint and "savepoint " or "")
 end
 
+-- ---- methods called with a dot ------------------------------------------------
+--
+-- `s.execute("SELECT 1")` passes the statement as self. Every public method
+-- refuses a self that is not an instance of its class with one error,
+-- naming the class and method, instead of a bare Lua error from deep inside.
+
+local function describe(v)
+  if v == nil then return "nil" end
+  return "a " .. type(v)
+end
+
+--- Raises ArgumentError "use a colon: Class:method(...)" for a method
+--- called on something that is not an instance of its class.
+function exc.colon(class, method, self)
+  exc.raise("ArgumentError", "use a colon: %s:%s(...) (self is %s, not %s %s)",
+    class, method, describe(self), class:find("^[AEIOU]") and "an" or "a", class)
+end
+
+--- Checks self on every public method of a class (its method table: every
+--- function whose name does not start with "_"), but those in `except`,
+--- which check for themselves: the hot paths, which cannot afford a call
+--- more (they test a field every instance has, and call exc.colon).
+--- `mt` is the instances' metatable. Returns the unchecked functions, for
+--- callers that know what they hold.
+function exc.colon_methods(class, name, mt, except)
+  local impl = {}
+  for k, f in pairs(class) do
+    if type(f) == "function" and type(k) == "string" and k:sub(1, 1) ~= "_" then
+      impl[k] = f
+      if not (except and except[k]) then
+        class[k] = function(self, ...)
+          if getmetatable(self) ~= mt then exc.colon(name, k, self) end
+          return f(self, ...)
+        end
+      end
+    end
+  end
+  return impl
+end
+
 --- A new error table of `kind` (fields are copied onto it).
 function exc.new(kind, message, fields)
   local err = {}

@@ -56,6 +56,10 @@ local R = core.result_methods
 --- Discards the remaining rows; `rowcount` and `lastrowid` stay readable.
 -- @function Result:close
 
+-- the methods written in C check their self there (scl_check_self)
+local in_c = {}
+for k in pairs(R) do in_c[k] = true end
+
 --- The first row, or nil; the rest is discarded (SQLAlchemy closes it).
 -- @treturn Row|nil
 -- @function Result:first
@@ -247,5 +251,8 @@ end
 
 --- A generic-for iterator.
 -- @function MappingResult:iter
+
+-- the ones above check it with one call more (exc.colon_methods)
+exc.colon_methods(R, "Result", core.result_mt, in_c)
 
 return R

@@ -125,11 +125,13 @@ function M.scoped_session(factory, scopefunc)
   end
 
   local S = {session_factory = factory}
+  local registry_mt = {__call = function() return get() or make() end}
   local registry = setmetatable({
     has = function() return get() ~= nil end,
     set = function(_, s) set(s) end,
     clear = function() clear() end,
-  }, {__call = function() return get() or make() end})
+  }, registry_mt)
+  exc.colon_methods(registry, "registry", registry_mt)
   S.registry = registry
 
   local mt = {}
@@ -146,7 +148,9 @@ function M.scoped_session(factory, scopefunc)
   mt.__tostring = function() return "scoped_session(" .. tostring(factory) .. ")" end
   setmetatable(S, mt)
 
-  -- Every proxied method works as Session:m(...) and as Session.m(...).
+  -- Every proxied method works as Session:m(...) and as Session.m(...)
+  -- (SQLAlchemy's scoped_session is called as Session.execute(...)): there
+  -- is no wrong self here; the session's own method checks its arguments.
   for _, name in ipairs(PROXIED) do
     S[name] = function(first, ...)
       local s = get() or make()
