@@ -512,10 +512,8 @@ static int l_connect(lua_State *L)
     scl_url_from_lua(L, 1, owned);
     sc_conn *c = sc_conn_open(owned, NULL, &err);
     sc_url_free(owned);
-    if (c == NULL) {
-        scl_push_dberror(L, &err, NULL, 0, 0, 0);
-        return lua_error(L);
-    }
+    if (c == NULL)
+        return scl_raise_connect_error(L, &err, 1);
     scl_lconn_push(L, c, 0, 0);
     return 1;
 }

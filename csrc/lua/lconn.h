@@ -45,6 +45,9 @@ typedef struct lconn {
  * checked-out RawConnection is garbage-collected (pool:set_gc_hook): it
  * fires the reset and checkin events before the connection goes back. */
 #define SC_GC_HOOK_SLOT 3
+/* Slot of the same table holding the engine's URL table, read only to
+ * write the hint of an error opening a connection (scl_raise_connect_error). */
+#define SC_URL_SLOT 4
 
 /* Pushes a new userdata for c. owner_idx (the pool's userdata, or 0): the
  * connection shares the owner's user value, a table holding the owner, so

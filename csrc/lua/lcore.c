@@ -20,6 +20,7 @@ static const struct {
                                         * checkouts hold the RawConnection metatable */
     {"lregistry.c", scl_open_registry}, /* thread_registry, current_thread */
     {"llease.c", scl_open_lease},       /* lease, lease_borrow, lease_return, lease_count */
+    {"lutil.c", scl_open_hints},        /* set_hinter: exc.lua's writer of error hints */
 };
 
 /* core.monotonic() -> seconds on the clock the pool measures ages with */

@@ -34,8 +34,9 @@ static const char *const isolation_levels[] = {
  * own failure (SC_ERR_CANNOT_CONNECT). */
 static int raise_open_error(lua_State *L, const sc_error *err)
 {
-    scl_push_dberror(L, err, NULL, 0, 0, 0);
-    return lua_error(L);
+    scl_getuservalue(L, 1); /* the pool's {pool, spares, hook, url} */
+    lua_rawgeti(L, -1, SC_URL_SLOT);
+    return scl_raise_connect_error(L, err, -1);
 }
 
 /* ---- core.pool_new(url, opts) -------------------------------------------- */
@@ -97,9 +98,11 @@ static int l_pool_new(lua_State *L)
     /* {pool, spares}: the user value every checked-out connection shares,
      * so that the pool outlives its connections (see scl_lconn_push); slot 2
      * will hold the spare userdata of checkout_spare */
-    lua_createtable(L, 3, 0);
+    lua_createtable(L, 4, 0);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, SC_URL_SLOT);
     scl_setuservalue(L, -2);
 
     sc_url *owned = scl_url_push_owned(L);
@@ -194,9 +197,22 @@ static int raise_timeout(lua_State *L, lpool *lp)
     const sc_pool_config *cfg = sc_pool_get_config(lp->pool);
     char timeout[32]; /* lua_pushfstring has no precision on Lua 5.1 */
     snprintf(timeout, sizeof timeout, "%.2f", cfg->timeout);
-    return scl_raise(L, "TimeoutError",
-                    "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %s",
-                    cfg->pool_size, cfg->max_overflow, timeout);
+    scl_push_error(L, "TimeoutError",
+                   "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %s",
+                   cfg->pool_size, cfg->max_overflow, timeout);
+    /* what the hint says (exc.lua): how many are out, against which limits */
+    sc_pool_stats st;
+    sc_pool_stats_get(lp->pool, &st);
+    lua_pushinteger(L, st.checkedout);
+    lua_setfield(L, -2, "checkedout");
+    lua_pushinteger(L, cfg->pool_size);
+    lua_setfield(L, -2, "pool_size");
+    lua_pushinteger(L, cfg->max_overflow);
+    lua_setfield(L, -2, "max_overflow");
+    lua_pushnumber(L, cfg->timeout);
+    lua_setfield(L, -2, "pool_timeout");
+    scl_add_hint(L, 0);
+    return lua_error(L);
 }
 
 /* pool:checkout() -> conn, fresh: waits on the pool's condition variable */

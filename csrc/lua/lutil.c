@@ -64,6 +64,55 @@ void scl_push_dberror(lua_State *L, const sc_error *e, const char *statement, si
     set_error_mt(L);
 }
 
+/* The hint writer exc.lua registers (core.set_hinter), in the registry. */
+static const char hinter_key = 'h';
+
+static int l_set_hinter(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushlightuserdata(L, (void *)&hinter_key);
+    lua_pushvalue(L, 1);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+void scl_add_hint(lua_State *L, int url_idx)
+{
+    if (url_idx < 0)
+        url_idx = lua_gettop(L) + url_idx + 1;
+    int err = lua_gettop(L);
+    lua_pushlightuserdata(L, (void *)&hinter_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushvalue(L, err);
+    if (url_idx > 0)
+        lua_pushvalue(L, url_idx);
+    else
+        lua_pushnil(L);
+    /* a hint must never replace the error it explains */
+    if (lua_pcall(L, 2, 0, 0) != 0)
+        lua_pop(L, 1);
+}
+
+int scl_raise_connect_error(lua_State *L, const sc_error *e, int url_idx)
+{
+    if (url_idx < 0)
+        url_idx = lua_gettop(L) + url_idx + 1;
+    scl_push_dberror(L, e, NULL, 0, 0, 0);
+    scl_add_hint(L, url_idx);
+    return lua_error(L);
+}
+
+int scl_open_hints(lua_State *L)
+{
+    lua_pushcfunction(L, l_set_hinter);
+    lua_setfield(L, -2, "set_hinter");
+    return 0;
+}
+
 static const char *type_of(lua_State *L, int i)
 {
     return lua_typename(L, lua_type(L, i));

@@ -21,6 +21,15 @@ void scl_push_error(lua_State *L, const char *kind, const char *fmt, ...);
 void scl_push_dberror(lua_State *L, const sc_error *e, const char *statement, size_t stmtlen,
                      int params_idx, int invalidated);
 
+/* Raises the database error of a failed connect, with its one-line hint
+ * (bad credentials, server down, unknown database) written by the function
+ * exc.lua registers (core.set_hinter), which gets the error table and the
+ * URL table at url_idx (0: none); it never puts the password anywhere. */
+int scl_raise_connect_error(lua_State *L, const sc_error *e, int url_idx);
+/* Calls that function on the error table at the top of the stack (a pool
+ * TimeoutError: its fields say the counts). */
+void scl_add_hint(lua_State *L, int url_idx);
+
 /* Argument checks raising ArgumentError that names the argument. */
 const char *scl_check_string(lua_State *L, int i, const char *what, size_t *len);
 lua_Number scl_check_number(lua_State *L, int i, const char *what);
@@ -66,5 +75,6 @@ int scl_open_result(lua_State *L);
 int scl_open_pool(lua_State *L);
 int scl_open_registry(lua_State *L);
 int scl_open_lease(lua_State *L);
+int scl_open_hints(lua_State *L);
 
 #endif

@@ -434,8 +434,45 @@ local function released(engine)
   if notify then notify() end
 end
 
+-- A checkout that timed out on an engine with pool_leak_threshold: the
+-- hint says where the connections still out were checked out (the first
+-- frame of each traceback outside scoped itself; err.checked_out_at has
+-- the tracebacks).
+local function leak_hint(engine, err)
+  if not exc.is(err, "TimeoutError") then return err end
+  local places, seen, all = {}, {}, {}
+  for raw, h in pairs(engine._held) do
+    if not raw:closed() then
+      all[#all + 1] = h.where
+      local place
+      for line in h.where:gmatch("[^\n]+") do
+        local p = line:match("^%s*([^%s]+:%d+):")
+        if p and not p:find("scoped/", 1, true) then place = p; break end
+      end
+      place = place or "?"
+      if not seen[place] then seen[place] = 0; places[#places + 1] = place end
+      seen[place] = seen[place] + 1
+    end
+  end
+  if #all > 0 then
+    table.sort(places)
+    for i, p in ipairs(places) do places[i] = seen[p] > 1 and p .. " (" .. seen[p] .. "x)" or p end
+    err.checked_out_at = all
+    err.hint = (err.hint or ""):gsub("; pool_leak_threshold = seconds shows .*$", "") ..
+      "; they were checked out at " .. table.concat(places, ", ")
+  end
+  return err
+end
+
 function Engine:_checkout()
-  local raw, fresh = checkout(self)
+  local raw, fresh
+  if self._leak then
+    local ok, a, b = pcall(checkout, self)
+    if not ok then error(leak_hint(self, a), 0) end
+    raw, fresh = a, b
+  else
+    raw, fresh = checkout(self)
+  end
   if self._wrap then raw = self._wrap(raw) end
   if self.hide_parameters then raw:set_hide_parameters(true) end
   if self._has_events then

@@ -76,9 +76,12 @@ mt.__tostring = function(err)
         s = s .. "\n" .. exc.render_params(err.params)
       end
     end
+    if err.hint then s = s .. "\n[hint: " .. err.hint .. "]" end
     return s
   end
-  return "scoped." .. kind .. ": " .. tostring(err.message)
+  local s = "scoped." .. kind .. ": " .. tostring(err.message)
+  if err.hint then s = s .. "\n[hint: " .. err.hint .. "]" end
+  return s
 end
 
 -- With hide_parameters, bound values must not reach an error through the
@@ -125,6 +128,62 @@ function exc.pending_rollback(in_savepoint)
     "Can't reconnect until invalid %stransaction is rolled back.  Please rollback() fully before proceeding",
     in_savepoint and "savepoint " or "")
 end
+
+-- ---- hints: the next step for the errors a newcomer meets first ---------------
+--
+-- err.hint, one line, also shown by tostring(err). Written from the error
+-- and the engine's URL table, never from its password. The C binding calls
+-- exc.hint when a connection cannot be opened and when a checkout times out
+-- (core.set_hinter below).
+
+-- where a connection goes, as Connector/C picks it: a unix socket when the
+-- host is left out or is "localhost", else TCP
+local function target(url)
+  local q = url.query or {}
+  if url.host == nil or url.host == "localhost" then
+    return "unix socket " .. (q.unix_socket or "(the client's default path)")
+  end
+  return url.host .. ":" .. tostring(url.port or 3306)
+end
+
+local connect_hints = {
+  [1045] = function(err, url)
+    -- the server names the account as it sees it: user and the client's host
+    local user, host = tostring(err.message):match("for user '(.-)'@'(.-)'")
+    local who = user and string.format("'%s'@'%s'", user, host)
+      or string.format("'%s'", tostring(url.username or "root"))
+    return string.format("the server at %s refused %s: the password in the URL is wrong, or that " ..
+      "user may not connect from that host (CREATE USER / GRANT on the server)", target(url), who)
+  end,
+  [1049] = function(_, url)
+    return string.format("there is no database '%s' on %s: create it (CREATE DATABASE) or fix the URL",
+      tostring(url.database), target(url))
+  end,
+  [2002] = function(_, url)
+    local q = url.query or {}
+    return string.format("could not reach a server at %s (connect_timeout %s s): is it running and " ..
+      "listening there? Check the URL's host, port or unix_socket", target(url), q.connect_timeout or "10")
+  end,
+}
+connect_hints[2003] = connect_hints[2002]
+
+--- Sets err.hint for the errors that have one (url: the engine's URL
+--- table, for connect errors).
+function exc.hint(err, url)
+  if err.kind == "TimeoutError" and err.checkedout then
+    local n = err.checkedout
+    err.hint = string.format("%d connection%s checked out (pool_size %d + max_overflow %d) and none " ..
+      "came back within pool_timeout (%g s): give them back sooner (close(), Session:remove()) or raise " ..
+      "the limit; pool_leak_threshold = seconds shows where they were checked out",
+      n, n == 1 and " is" or "s are", err.pool_size, err.max_overflow, err.pool_timeout)
+    return err
+  end
+  local f = url and connect_hints[err.code]
+  if f then err.hint = f(err, url) end
+  return err
+end
+
+core.set_hinter(exc.hint)
 
 -- ---- methods called with a dot ------------------------------------------------
 --

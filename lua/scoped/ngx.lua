@@ -72,10 +72,13 @@ local semaphore -- ngx.semaphore, loaded on the first wait
 
 local function no_wait(engine, phase)
   local o = engine._opts
-  exc.raise("TimeoutError",
+  error(exc.hint(exc.new("TimeoutError", string.format(
     "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %.2f " ..
     "(the %s phase cannot wait for a connection)",
-    o.pool_size, o.max_overflow, o.pool_timeout, tostring(phase))
+    o.pool_size, o.max_overflow, o.pool_timeout, tostring(phase)), {
+      checkedout = engine._cpool:stats().checkedout, pool_size = o.pool_size,
+      max_overflow = o.max_overflow, pool_timeout = o.pool_timeout,
+    })), 0)
 end
 
 --- attach(engine): gives an engine made under OpenResty a non-blocking
