@@ -558,7 +558,7 @@ end
 
 -- connect, and Connection's execute and close, are the hot paths: they
 -- check their self by a field every instance has (_fast, _tx), read anyway,
--- instead of exc.colon_methods' call more (see the end of this file); a
+-- instead of exc._colon_methods' call more (see the end of this file); a
 -- number or a boolean as self still meets Lua's own "attempt to index".
 
 --- engine:connect() -> Connection (checked out at once). In Lua 5.4,
@@ -566,13 +566,13 @@ end
 -- @treturn Connection
 -- @raise TimeoutError after pool_timeout; OperationalError when the server cannot be reached
 function Engine:connect()
-  if not self then exc.colon("Engine", "connect", self) end
+  if not self then exc._colon("Engine", "connect", self) end
   local raw
   local fast = self._fast
   if fast then
     raw = pool_checkout(self._cpool)
   else
-    if fast == nil then exc.colon("Engine", "connect", self) end
+    if fast == nil then exc._colon("Engine", "connect", self) end
     raw = self:_checkout()
   end
   -- the fields every unit of work writes, up front: they then change in
@@ -746,10 +746,10 @@ end
 function Connection:execute(sql, params)
   -- every statement's path: one field test when a transaction is running
   -- (_tx is never nil on a Connection: a self that is none goes the slow way)
-  if not self then exc.colon("Connection", "execute", self) end
+  if not self then exc._colon("Connection", "execute", self) end
   local raw = self.raw
   if raw == nil or self._tx ~= ACTIVE then
-    if self._tx == nil then exc.colon("Connection", "execute", self) end
+    if self._tx == nil then exc._colon("Connection", "execute", self) end
     raw = begin_statement(self)
   end
   local engine = self.engine
@@ -897,10 +897,10 @@ end
 --- Gives the connection back to the pool, its own transaction rolled back
 --- whatever pool_reset_on_return says (SQLAlchemy's Connection.close()).
 function Connection:close()
-  if not self then exc.colon("Connection", "close", self) end
+  if not self then exc._colon("Connection", "close", self) end
   if self.closed then return end
   local raw = self.raw
-  if raw == nil and self._tx == nil then exc.colon("Connection", "close", self) end
+  if raw == nil and self._tx == nil then exc._colon("Connection", "close", self) end
   local engine = self.engine
   local fast = engine._fast
   -- a busy connection (this was called from inside one of its statements)
@@ -1044,10 +1044,10 @@ Transaction.__close = function(self, err)
   end
 end
 
--- Every other public method checks its self with one call more (exc.colon_methods).
-exc.colon_methods(Engine, "Engine", EngineMT, {connect = true})
-exc.colon_methods(Connection, "Connection", Connection, {execute = true, close = true})
-exc.colon_methods(Transaction, "Transaction", Transaction)
-exc.colon_methods(Pool, "Pool", Pool)
+-- Every other public method checks its self with one call more (exc._colon_methods).
+exc._colon_methods(Engine, "Engine", EngineMT, {connect = true})
+exc._colon_methods(Connection, "Connection", Connection, {execute = true, close = true})
+exc._colon_methods(Transaction, "Transaction", Transaction)
+exc._colon_methods(Pool, "Pool", Pool)
 
 return M

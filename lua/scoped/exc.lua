@@ -133,7 +133,7 @@ end
 --
 -- err.hint, one line, also shown by tostring(err). Written from the error
 -- and the engine's URL table, never from its password. The C binding calls
--- exc.hint when a connection cannot be opened and when a checkout times out
+-- exc._hint when a connection cannot be opened and when a checkout times out
 -- (core.set_hinter below).
 
 -- where a connection goes, as Connector/C picks it: a unix socket when the
@@ -167,9 +167,9 @@ local connect_hints = {
 }
 connect_hints[2003] = connect_hints[2002]
 
---- Sets err.hint for the errors that have one (url: the engine's URL
---- table, for connect errors).
-function exc.hint(err, url)
+-- Sets err.hint for the errors that have one (url: the engine's URL
+-- table, for connect errors).
+function exc._hint(err, url)
   if err.kind == "TimeoutError" and err.checkedout then
     local n = err.checkedout
     err.hint = string.format("%d connection%s checked out (pool_size %d + max_overflow %d) and none " ..
@@ -183,7 +183,7 @@ function exc.hint(err, url)
   return err
 end
 
-core.set_hinter(exc.hint)
+core.set_hinter(exc._hint)
 
 -- ---- methods called with a dot ------------------------------------------------
 --
@@ -196,27 +196,27 @@ local function describe(v)
   return "a " .. type(v)
 end
 
---- Raises ArgumentError "use a colon: Class:method(...)" for a method
---- called on something that is not an instance of its class.
-function exc.colon(class, method, self)
+-- Raises ArgumentError "use a colon: Class:method(...)" for a method
+-- called on something that is not an instance of its class.
+function exc._colon(class, method, self)
   exc.raise("ArgumentError", "use a colon: %s:%s(...) (self is %s, not %s %s)",
     class, method, describe(self), class:find("^[AEIOU]") and "an" or "a", class)
 end
 
---- Checks self on every public method of a class (its method table: every
---- function whose name does not start with "_"), but those in `except`,
---- which check for themselves: the hot paths, which cannot afford a call
---- more (they test a field every instance has, and call exc.colon).
---- `mt` is the instances' metatable. Returns the unchecked functions, for
---- callers that know what they hold.
-function exc.colon_methods(class, name, mt, except)
+-- Checks self on every public method of a class (its method table: every
+-- function whose name does not start with "_"), but those in `except`,
+-- which check for themselves: the hot paths, which cannot afford a call
+-- more (they test a field every instance has, and call exc._colon).
+-- `mt` is the instances' metatable. Returns the unchecked functions, for
+-- callers that know what they hold.
+function exc._colon_methods(class, name, mt, except)
   local impl = {}
   for k, f in pairs(class) do
     if type(f) == "function" and type(k) == "string" and k:sub(1, 1) ~= "_" then
       impl[k] = f
       if not (except and except[k]) then
         class[k] = function(self, ...)
-          if getmetatable(self) ~= mt then exc.colon(name, k, self) end
+          if getmetatable(self) ~= mt then exc._colon(name, k, self) end
           return f(self, ...)
         end
       end

@@ -72,7 +72,7 @@ local semaphore -- ngx.semaphore, loaded on the first wait
 
 local function no_wait(engine, phase)
   local o = engine._opts
-  error(exc.hint(exc.new("TimeoutError", string.format(
+  error(exc._hint(exc.new("TimeoutError", string.format(
     "QueuePool limit of size %d overflow %d reached, connection timed out, timeout %.2f " ..
     "(the %s phase cannot wait for a connection)",
     o.pool_size, o.max_overflow, o.pool_timeout, tostring(phase)), {

@@ -252,7 +252,7 @@ end
 --- A generic-for iterator.
 -- @function MappingResult:iter
 
--- the ones above check it with one call more (exc.colon_methods)
-exc.colon_methods(R, "Result", core.result_mt, in_c)
+-- the ones above check it with one call more (exc._colon_methods)
+exc._colon_methods(R, "Result", core.result_mt, in_c)
 
 return R

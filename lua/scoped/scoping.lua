@@ -131,7 +131,7 @@ function M.scoped_session(factory, scopefunc)
     set = function(_, s) set(s) end,
     clear = function() clear() end,
   }, registry_mt)
-  exc.colon_methods(registry, "registry", registry_mt)
+  exc._colon_methods(registry, "registry", registry_mt)
   S.registry = registry
 
   local mt = {}

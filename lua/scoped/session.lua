@@ -238,7 +238,7 @@ end
 
 -- execute, commit, rollback and close are the hot paths (a scoped_session's
 -- request): they check their self by the field every Session has (_active
--- is never nil), read anyway, instead of exc.colon_methods' call more (see
+-- is never nil), read anyway, instead of exc._colon_methods' call more (see
 -- the end of this file); a number or a boolean as self still meets Lua's
 -- own "attempt to index".
 
@@ -249,7 +249,7 @@ end
 -- @tparam[opt] table params
 -- @treturn Result
 function Session:execute(sql, params)
-  if not self then exc.colon("Session", "execute", self) end
+  if not self then exc._colon("Session", "execute", self) end
   local raw = self._raw
   if raw and self.bind._fast then return raw_execute(raw, sql, params) end
   local conn = self._conn
@@ -258,7 +258,7 @@ function Session:execute(sql, params)
     if active then
       check_usable(self) -- FAILED, or a begin() block
     elseif active == nil then
-      exc.colon("Session", "execute", self)
+      exc._colon("Session", "execute", self)
     end
     local bind = self.bind
     if bind ~= nil and bind._raw_sessions then
@@ -309,9 +309,9 @@ end
 -- whenever a transaction may be open, whatever pool_reset_on_return says.
 -- Inside a begin() block the block stays in _active, its transaction over.
 local function finish(self, commit)
-  if not self then exc.colon("Session", commit and "commit" or "rollback", self) end
+  if not self then exc._colon("Session", commit and "commit" or "rollback", self) end
   local a = self._active
-  if a == nil then exc.colon("Session", commit and "commit" or "rollback", self) end
+  if a == nil then exc._colon("Session", commit and "commit" or "rollback", self) end
   local after, was_ended = false, nil -- what _active is once the unit is over
   if a and a ~= true then -- rare: FAILED, or a begin() block
     if a == FAILED then
@@ -386,9 +386,9 @@ function Session:close()
   -- close() ends every scoped request (remove()), usually with nothing
   -- checked out any more: that case skips finish(). An open begin() block
   -- is closed with it.
-  if not self then exc.colon("Session", "close", self) end
+  if not self then exc._colon("Session", "close", self) end
   local a = self._active
-  if a == nil then exc.colon("Session", "close", self) end
+  if a == nil then exc._colon("Session", "close", self) end
   if a and a ~= true and a ~= FAILED then -- an open begin() block
     a._ended, a._closed = true, true
     self._active = true
@@ -525,10 +525,10 @@ SessionTransaction.__close = function(self, err)
   end
 end
 
--- Every other public method checks its self with one call more (exc.colon_methods).
-exc.colon_methods(Session, "Session", Session,
+-- Every other public method checks its self with one call more (exc._colon_methods).
+exc._colon_methods(Session, "Session", Session,
   {execute = true, commit = true, rollback = true, close = true})
-exc.colon_methods(SessionTransaction, "SessionTransaction", SessionTransaction)
-exc.colon_methods(Sessionmaker, "sessionmaker", Sessionmaker)
+exc._colon_methods(SessionTransaction, "SessionTransaction", SessionTransaction)
+exc._colon_methods(Sessionmaker, "sessionmaker", Sessionmaker)
 
 return M
