@@ -567,18 +567,23 @@ end
 -- @raise TimeoutError after pool_timeout; OperationalError when the server cannot be reached
 function Engine:connect()
   if not self then exc._colon("Engine", "connect", self) end
-  local raw
   local fast = self._fast
+  if fast == nil then exc._colon("Engine", "connect", self) end
+  -- The Connection is made before the checkout: an allocation after it may
+  -- raise (out of memory; on LuaJIT a finalizer's error), and a checked-out
+  -- connection held by nothing but the stack would be out of the pool until
+  -- the collector gives it back. Storing into the existing raw field
+  -- allocates nothing. (The fields every unit of work writes are all set
+  -- up front: they then change in place instead of growing the table; a
+  -- fifth would double its size, which costs checkout + checkin a sixth on
+  -- Lua 5.4.)
+  local conn = setmetatable({engine = self, raw = false, _tx = false, closed = false}, Connection)
   if fast then
-    raw = pool_checkout(self._cpool)
+    conn.raw = pool_checkout(self._cpool)
   else
-    if fast == nil then exc._colon("Engine", "connect", self) end
-    raw = self:_checkout()
+    conn.raw = self:_checkout()
   end
-  -- the fields every unit of work writes, up front: they then change in
-  -- place instead of growing the table (four: a fifth doubles its size,
-  -- which costs checkout + checkin a sixth on Lua 5.4)
-  return setmetatable({engine = self, raw = raw, _tx = false, closed = false}, Connection)
+  return conn
 end
 
 --- engine:begin() -> a Connection in a transaction. As a Lua 5.4 <close>
