@@ -181,10 +181,22 @@ function Pool:dispose() end
 ---@field raw? scoped.RawConnection
 local Connection = {}
 
+---@class scoped.ExecutionOptions
+---@field stream_results? boolean
+---@field yield_per? integer
+
 ---@param sql string
 ---@param params? scoped.Params|scoped.Params[]
+---@param opts? scoped.ExecutionOptions
 ---@return scoped.Result
-function Connection:execute(sql, params) end
+function Connection:execute(sql, params, opts) end
+
+---@param opts scoped.ExecutionOptions
+---@return scoped.Connection
+function Connection:execution_options(opts) end
+
+---@return scoped.ExecutionOptions
+function Connection:get_execution_options() end
 
 ---@param sql string
 ---@param param_sets scoped.Params[]
@@ -245,6 +257,11 @@ function RawConnection:executemany(sql, param_sets) end
 function RawConnection:exec_driver_sql(sql) end
 ---@param sql string
 ---@param params? scoped.Params
+---@param yield_per? integer
+---@return scoped.Result
+function RawConnection:stream(sql, params, yield_per) end
+---@param sql string
+---@param params? scoped.Params
 ---@return string
 function RawConnection:render(sql, params) end
 function RawConnection:commit() end
@@ -281,6 +298,8 @@ function Row:_asdict() end
 ---@field rowcount integer
 ---@field lastrowid integer
 ---@field returns_rows boolean
+---@field streaming? boolean
+---@field yield_per? integer
 local Result = {}
 
 ---@return scoped.Row?
@@ -311,6 +330,9 @@ function Result:scalar_one() end
 function Result:scalar_one_or_none() end
 ---@return fun(): scoped.Row?
 function Result:iter() end
+---@param n? integer
+---@return fun(): scoped.Row[]?
+function Result:partitions(n) end
 ---@param index? integer|string
 ---@return scoped.ScalarResult
 function Result:scalars(index) end
@@ -336,6 +358,9 @@ function ScalarResult:one() end
 function ScalarResult:one_or_none() end
 ---@return fun(): any
 function ScalarResult:iter() end
+---@param n? integer
+---@return fun(): any[]?
+function ScalarResult:partitions(n) end
 
 ---@class scoped.MappingResult
 local MappingResult = {}
@@ -356,6 +381,9 @@ function MappingResult:one() end
 function MappingResult:one_or_none() end
 ---@return fun(): table<string, any>?
 function MappingResult:iter() end
+---@param n? integer
+---@return fun(): table<string, any>[]?
+function MappingResult:partitions(n) end
 
 ---@class scoped.Sessionmaker
 ---@field kw table what sessions are made with (bind, info)
@@ -372,8 +400,9 @@ local Session = {}
 
 ---@param sql string
 ---@param params? scoped.Params|scoped.Params[]
+---@param opts? scoped.ExecutionOptions
 ---@return scoped.Result
-function Session:execute(sql, params) end
+function Session:execute(sql, params, opts) end
 ---@param sql string
 ---@param param_sets scoped.Params[]
 ---@return scoped.Result
@@ -423,8 +452,9 @@ function ScopedSession:remove() end
 function ScopedSession:configure(kw) end
 ---@param sql string
 ---@param params? scoped.Params|scoped.Params[]
+---@param opts? scoped.ExecutionOptions
 ---@return scoped.Result
-function ScopedSession:execute(sql, params) end
+function ScopedSession:execute(sql, params, opts) end
 ---@param sql string
 ---@param param_sets scoped.Params[]
 ---@return scoped.Result

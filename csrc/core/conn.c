@@ -279,6 +279,76 @@ int sc_conn_next_result(sc_conn *c, sc_error *err)
     return rc == 0 ? 1 : 0;
 }
 
+/* ---- streaming ------------------------------------------------------------ */
+
+MYSQL_RES *sc_conn_stream_open(sc_conn *c, sc_error *err)
+{
+    MYSQL_RES *res = sc_conn_use_result(c, err);
+    c->pending = res; /* held while the caller reads; freed by the calls below */
+    return res;
+}
+
+int sc_conn_returns_rows(const sc_conn *c)
+{
+    return mysql_field_count(c->my) != 0;
+}
+
+int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_error *err)
+{
+    MYSQL_RES *res = c->pending;
+    if (res == NULL) {
+        err->code = 0;
+        return 0;
+    }
+    MYSQL_ROW r = mysql_fetch_row(res);
+    if (r != NULL) {
+        *row = r;
+        *lens = mysql_fetch_lengths(res);
+        return 1;
+    }
+    /* the end, or an error the server sent after some rows */
+    int failed = sc_conn_fetch_error(c, err);
+    c->pending = NULL;
+    mysql_free_result(res);
+    if (failed)
+        return -1;
+    err->code = 0;
+    for (;;) {
+        int more = sc_conn_next_result(c, err);
+        if (more < 0)
+            return -1;
+        if (more == 0)
+            return 0;
+        MYSQL_RES *next = sc_conn_use_result(c, err);
+        if (next != NULL) {
+            while (mysql_fetch_row(next) != NULL) {
+            }
+            int bad = sc_conn_fetch_error(c, err);
+            mysql_free_result(next);
+            if (bad)
+                return -1;
+        } else if (err->code != 0) {
+            return -1;
+        }
+    }
+}
+
+void sc_conn_stream_close(sc_conn *c, int discard)
+{
+    if (c->pending == NULL)
+        return;
+    sc_error ignored;
+    if (discard || c->broken || foreign(c, &ignored)) {
+        forget_pending(c); /* nothing read: out of sync, so never reused */
+        c->broken = 1;
+        c->unclean = 1;
+        return;
+    }
+    sc_conn_drop_pending(c);
+    if (mysql_errno(c->my) != 0 && sc_is_disconnect(mysql_errno(c->my)))
+        c->broken = 1;
+}
+
 int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err)
 {
     if (foreign(c, err))

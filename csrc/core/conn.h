@@ -47,7 +47,9 @@ typedef struct sc_conn {
     unsigned long server_version; /* mysql_get_server_version: which versioned comments run */
     MYSQL_RES *pending; /* a result being decoded into Lua (csrc/lua/lresult.c): a Lua
                          * error half-way (out of memory) leaves it here, and the
-                         * next call on the connection frees it (sc_conn_drop_pending) */
+                         * next call on the connection frees it (sc_conn_drop_pending);
+                         * and a streamed result (stream_results, sc_conn_stream_open)
+                         * while its caller reads it row by row */
 } sc_conn;
 
 /* Connects with the URL's parameters and applies settings (NULL: the
@@ -73,6 +75,26 @@ int sc_conn_ping(sc_conn *c);
 /* Frees a result whose decoding was cut short, and any further result sets
  * the server still has for it, so the connection is in sync again. */
 void sc_conn_drop_pending(sc_conn *c);
+/* Streaming (stream_results): the current result, kept open in c->pending
+ * while the caller reads its rows one by one; nothing else may be sent
+ * meanwhile (the binding refuses it). NULL with err->code 0 when the
+ * statement returns no rows (then nothing is held), NULL with err filled on
+ * error. */
+MYSQL_RES *sc_conn_stream_open(sc_conn *c, sc_error *err);
+/* The next row of the open stream: 1 with *row and *lens set (valid until
+ * the next call); 0 at its end; -1 with err filled when the server sent an
+ * error after some rows, or the connection failed. On 0 and -1 the result
+ * is freed and any further results of the statement (a CALL's status) are
+ * read and dropped: the connection is in sync again, or broken. */
+int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_error *err);
+/* Ends an open stream before its end: the rest of its rows are read and
+ * dropped (mysql_free_result drains them) and the connection is in sync
+ * again, unclean (a ROLLBACK is due, sc_conn_needs_end). discard, or a
+ * connection that is broken or another process's: nothing is read, the
+ * connection is marked broken (it must be discarded, never pooled). */
+void sc_conn_stream_close(sc_conn *c, int discard);
+/* Whether the statement just sent returns rows (a result set follows). */
+int sc_conn_returns_rows(const sc_conn *c);
 /* Turns autocommit on or off (a round trip). 0, or -1 with err filled. */
 int sc_conn_set_autocommit(sc_conn *c, int on, sc_error *err);
 /* Closes politely (COM_QUIT) and frees. */

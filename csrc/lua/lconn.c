@@ -42,11 +42,15 @@ static int reset(lconn *lc)
     return sc_conn_reset(lc->c, lc->reset_mode, &err);
 }
 
+const char SCL_STREAM_OPEN[] = "a streaming Result";
+
 int scl_lconn_release(lconn *lc)
 {
     if (lc->c == NULL)
         return 0;
     int rc = 0;
+    if (lc->stream != NULL) /* every caller ended it first; a checkin never pools one */
+        scl_stream_detach(lc, 1);
     if (lc->pool != NULL) {
         rc = reset(lc);
         if (lc->entry->pid != sc_getpid())
@@ -147,13 +151,16 @@ static int busy_call_running(lua_State *L, const lconn *lc)
             return 1; /* cannot look: refuse, the safe answer */
         if (!lua_getinfo(T, "f", &ar))
             continue;
-        int guard = scl_lexec_is_guard(lua_tocfunction(T, -1));
+        lua_CFunction f = lua_tocfunction(T, -1);
+        int guard = scl_lexec_is_guard(f);
+        int reader = !guard && lc->stream != NULL && scl_stream_is_reader(f);
         lua_pop(T, 1);
-        if (!guard)
+        if (!guard && !reader)
             continue;
         if (lua_getlocal(T, &ar, 1) == NULL) /* the frame's self */
             continue;
-        int mine = lua_touserdata(T, -1) == (const void *)lc;
+        int mine = guard ? lua_touserdata(T, -1) == (const void *)lc
+                         : scl_stream_conn_at(T, -1) == lc;
         lua_pop(T, 1);
         if (mine)
             return 1;
@@ -163,6 +170,15 @@ static int busy_call_running(lua_State *L, const lconn *lc)
 
 static void push_busy(lua_State *L, const lconn *lc, const char *what)
 {
+    if (lc->stream != NULL) {
+        scl_push_error(L, "InvalidRequestError",
+                      "This connection is busy: a streaming Result (stream_results) is open on "
+                      "it, and %s() cannot use it until that Result is read to its end or closed "
+                      "(result:close(); commit(), rollback() and close() of its Connection or "
+                      "Session close it first)",
+                      what);
+        return;
+    }
     scl_push_error(L, "InvalidRequestError",
                   "This connection is busy: %s() is running on it, and %s() cannot use it until "
                   "that returns (it was called from inside: a finalizer, a metamethod of the "
@@ -176,6 +192,8 @@ static int is_busy(lua_State *L, lconn *lc)
 {
     if (lc->busy == NULL)
         return 0;
+    if (lc->stream != NULL)
+        return 1; /* a streaming Result is open on it: busy until it is closed */
     if (busy_call_running(L, lc))
         return 1;
     lc->busy = NULL;
@@ -188,6 +206,28 @@ void scl_lconn_check_busy(lua_State *L, lconn *lc, const char *what)
         push_busy(L, lc, what);
         lua_error(L);
     }
+}
+
+int scl_lconn_read_running(lua_State *L, lconn *lc)
+{
+    return busy_call_running(L, lc);
+}
+
+int scl_lconn_end_stream(lua_State *L, lconn *lc)
+{
+    if (lc->stream == NULL)
+        return 0;
+    if (lc->busy != SCL_STREAM_OPEN && busy_call_running(L, lc))
+        return -1; /* called from inside a read of it */
+    scl_stream_detach(lc, lc->invalidated);
+    return 0;
+}
+
+void scl_lconn_set_read_owner(lua_State *L, lconn *lc)
+{
+    push_owners(L);
+    scl_lconn_set_owner(L, lc, lua_gettop(L));
+    lua_pop(L, 1);
 }
 
 /* An open connection that no call is running on. */
@@ -307,6 +347,7 @@ static int l_finish(lua_State *L)
     lconn *lc = check_open(L);
     int commit = lua_toboolean(L, 2);
     int reuse = lua_toboolean(L, 3);
+    scl_lconn_end_stream(L, lc); /* an open streaming Result is closed first */
     if (is_busy(L, lc)) {
         /* nothing done. A Session's fast path (reuse) gets the error as a
          * value: it has let go of the connection in its own fields already,
@@ -351,14 +392,18 @@ static int l_finish(lua_State *L)
     return 0;
 }
 
-/* raw:_check_idle([what]): raises the busy error, naming what (the call
+/* raw:_check_idle([what [, ends]]): raises the busy error, naming what (the call
  * about to be made, e.g. "commit"), when a call is running on the
  * connection: scoped/engine.lua and session.lua ask before they change a
- * Connection's or Session's own state for a call the C side would refuse */
+ * Connection's or Session's own state for a call the C side would refuse.
+ * ends true: what comes is a commit, rollback or close, which closes an open
+ * streaming Result first (scl_lconn_end_stream): done here. */
 static int l_check_idle(lua_State *L)
 {
     lconn *lc = check_conn(L);
     const char *what = lua_tostring(L, 2);
+    if (lua_toboolean(L, 3))
+        scl_lconn_end_stream(L, lc);
     scl_lconn_check_idle(L, lc, what != NULL ? what : "_check_idle");
     return 0;
 }
@@ -390,6 +435,7 @@ static int l_close(lua_State *L)
     lconn *lc = check_conn(L);
     if (lc->c == NULL)
         return 0;
+    scl_lconn_end_stream(L, lc); /* an open streaming Result is closed first */
     scl_lconn_check_idle(L, lc, "close");
     if (lua_toboolean(L, 2) && !lc->invalidated && !lc->c->broken && !scl_lconn_forked(lc)) {
         sc_error err;
@@ -418,6 +464,7 @@ static int l_gc(lua_State *L)
     lconn *lc = scl_check_meta_self(L, "__gc", "connection");
     /* the collector never finalizes a busy connection (the busy call's
      * frame holds it): only a __gc called by hand meets this */
+    scl_lconn_end_stream(L, lc);
     scl_lconn_check_idle(L, lc, "__gc");
     drop_owner(L, lc);
     if (lc->c != NULL && lc->pool != NULL) {

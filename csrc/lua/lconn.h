@@ -36,7 +36,16 @@ typedef struct lconn {
     lconn_owner owner;     /* the thread of its busy calls (lconn.c): belongs to the
                             * userdata, not to the connection, so whoever moves or
                             * clears the fields above keeps it as it was */
+    struct lstream *stream; /* the streaming Result open on it (lresult.c), or NULL.
+                            * While set, busy is never NULL: SCL_STREAM_OPEN between
+                            * reads, the reading method's name during one; every
+                            * statement is refused (busy), and what ends the unit of
+                            * work closes the stream first (scl_lconn_end_stream) */
 } lconn;
+
+/* The busy mark of a connection with a streaming Result open on it and no
+ * read of it running (compared by address). */
+extern const char SCL_STREAM_OPEN[];
 
 /* Slot of the pool's shared user-value table ({pool, spares}) holding the
  * list of idle RawConnection userdata that pool:checkout_spare reuses. */
@@ -156,6 +165,31 @@ static inline int scl_lconn_guarded(lua_State *L, const char *name, int statemen
     lc->busy = NULL;
     return n;
 }
+
+/* Closes the streaming Result open on lc, if any (its rest read and
+ * dropped; on an invalidated connection discarded), so that a commit,
+ * rollback, close or checkin can go on: 0. -1 when a read of that Result
+ * is running (this was called from inside it: a finalizer, a hook): then
+ * nothing is done and the caller's busy check refuses. */
+int scl_lconn_end_stream(lua_State *L, lconn *lc);
+/* Whether the read marked on lc (busy set by a streaming Result's fetch) is
+ * still running: its frame is on the stack of its thread (see "busy"). */
+int scl_lconn_read_running(lua_State *L, lconn *lc);
+/* Records L as the thread of a read of lc's stream (a coroutine). */
+void scl_lconn_set_read_owner(lua_State *L, lconn *lc);
+
+/* lresult.c: a streaming Result over the statement just sent on lc (the
+ * user's text at index sql_idx, for errors; yield_per, 0 for none): pushes
+ * it, or a buffered Result when the statement returns no rows. Raises the
+ * DBAPIError on failure. */
+int scl_stream_push(lua_State *L, lconn *lc, int sql_idx, int yield_per);
+/* lresult.c: ends lc's stream in C (drained, or discarded), unlinks it
+ * from lc and clears lc->busy. No read of it may be running. */
+void scl_stream_detach(lconn *lc, int discard);
+/* lresult.c: whether f is one of a streaming Result's reading methods; if
+ * so, and the value at idx of T is a streaming Result, its connection. */
+int scl_stream_is_reader(lua_CFunction f);
+lconn *scl_stream_conn_at(lua_State *T, int idx);
 
 /* lexec.c: the guarded methods, {name, guard_*} ending with {NULL, NULL}. */
 extern const luaL_Reg scl_lexec_methods[];

@@ -71,6 +71,16 @@ static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, 
     scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
 }
 
+/* The results of the statement just sent, collected into a Result. */
+static int run_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
+{
+    sc_error err;
+    if (scl_result_collect(L, lc->c, &err) != 0)
+        return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
+    check_charset(L, lc, sql, len, params);
+    return 1;
+}
+
 static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *sql, size_t len,
                int params)
 {
@@ -147,6 +157,40 @@ static int l_execute(lua_State *L, lconn *lc) /* run by guard_* */
     lc->c->sql.len = 0;
     scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
     return run(L, lc, lc->c->sql.data, lc->c->sql.len, sql, len, params);
+}
+
+/* conn:stream(sql [, params [, yield_per]]) -> a streaming Result
+ * (stream_results: lresult.c reads its rows as they are asked for), or a
+ * buffered one for a statement that returns no rows. The connection stays
+ * busy until that Result is closed (lconn.h, "stream"). */
+static int l_stream(lua_State *L, lconn *lc) /* run by guard_stream */
+{
+    size_t len;
+    const char *sql = scl_check_string(L, 2, "statement", &len);
+    int params = opt_params(L, 3);
+    int yield_per = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        lua_Number n = scl_check_number(L, 4, "yield_per");
+        if (!(n >= 1 && n <= 1e9) || n != (lua_Number)(int)n)
+            return scl_argerror(L, "yield_per must be a positive integer");
+        yield_per = (int)n;
+    }
+    const char *q = sql;
+    size_t qlen = len;
+    if (params || memchr(sql, ':', len) != NULL || memchr(sql, '?', len) != NULL) {
+        int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+        lc->c->sql.len = 0;
+        scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+        q = lc->c->sql.data;
+        qlen = lc->c->sql.len;
+    }
+    sc_error err;
+    if (sc_conn_query(lc->c, q, qlen, &err) != 0)
+        return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
+    if (!sc_conn_returns_rows(lc->c))
+        return run_collect(L, lc, sql, len, params);
+    check_charset(L, lc, sql, len, params);
+    return scl_stream_push(L, lc, 2, yield_per);
 }
 
 /* ---- executemany ------------------------------------------------------------ */
@@ -301,10 +345,21 @@ static int guard_render(lua_State *L)
     return scl_lconn_guarded(L, "render", 0, l_render);
 }
 
+/* The guard clears the busy mark when the body returns; a stream it opened
+ * keeps the connection busy until it is closed. */
+static int guard_stream(lua_State *L)
+{
+    int n = scl_lconn_guarded(L, "execute", 1, l_stream);
+    lconn *lc = lua_touserdata(L, 1);
+    if (lc->stream != NULL)
+        lc->busy = SCL_STREAM_OPEN;
+    return n;
+}
+
 int scl_lexec_is_guard(lua_CFunction f)
 {
     return f == guard_execute || f == guard_executemany || f == guard_exec_driver_sql ||
-           f == guard_render;
+           f == guard_render || f == guard_stream;
 }
 
 /* The calls that hold the connection's C state while they may run Lua
@@ -315,5 +370,6 @@ const luaL_Reg scl_lexec_methods[] = {
     {"exec_driver_sql", guard_exec_driver_sql},
     {"executemany", guard_executemany},
     {"render", guard_render},
+    {"stream", guard_stream},
     {NULL, NULL},
 };

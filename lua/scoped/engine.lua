@@ -711,10 +711,10 @@ end
 -- scoped.event): before_execute, the statement timed, then after_execute;
 -- or handle_error with the error, which is raised unless a listener raises
 -- its own.
-local function observed(self, engine, raw, method, sql, params)
+local function observed(self, engine, raw, method, sql, params, extra)
   event.fire(engine, "before_execute", self, sql, params)
   local t0 = core.monotonic()
-  local ok, res = pcall(raw[method], raw, sql, params)
+  local ok, res = pcall(raw[method], raw, sql, params, extra)
   if not ok then
     event.fire(engine, "handle_error", self, res)
     error(res, 0)
@@ -722,6 +722,8 @@ local function observed(self, engine, raw, method, sql, params)
   event.fire(engine, "after_execute", self, sql, params, res, core.monotonic() - t0)
   return res
 end
+
+local execute_opts -- the execution options' path (below)
 
 --- A connection checked out of an Engine's pool, with SQLAlchemy 2.0's
 -- transaction rules: the first statement begins a transaction by itself
@@ -746,12 +748,16 @@ end
 --     conn:execute("SELECT * FROM t WHERE id = :id", {id = 1}):all()
 -- @tparam string sql the statement
 -- @tparam[opt] table params the binds; a list of tables with `:name` binds runs it once per set
+-- @tparam[opt] table opts execution options for this statement (SQLAlchemy 2.0's
+-- `execution_options` argument): `stream_results`, `yield_per` (see `execution_options`)
 -- @treturn Result
 -- @raise DBAPIError kinds for server errors, ArgumentError for binds
-function Connection:execute(sql, params)
+function Connection:execute(sql, params, opts)
   -- every statement's path: one field test when a transaction is running
   -- (_tx is never nil on a Connection: a self that is none goes the slow way)
   if not self then exc._colon("Connection", "execute", self) end
+  -- (opts: a local test)
+  if opts ~= nil then return execute_opts(self, sql, params, opts) end
   local raw = self.raw
   if raw == nil or self._tx ~= ACTIVE then
     if self._tx == nil then exc._colon("Connection", "execute", self) end
@@ -762,6 +768,96 @@ function Connection:execute(sql, params)
   if engine._echo then log_statement(self, sql, params) end
   if engine._stmt_events then return observed(self, engine, raw, "execute", sql, params) end
   return raw:execute(sql, params)
+end
+
+-- ---- execution options: stream_results and yield_per ----------------------
+--
+-- SQLAlchemy's spelling: conn:execution_options{stream_results = true,
+-- yield_per = n} (for the Connection's later statements; it returns the
+-- Connection) and the execution_options argument of execute (one
+-- statement). yield_per implies stream_results, as in SQLAlchemy 2.0. A
+-- streaming statement returns a Result read off the connection as it is
+-- iterated (raw:stream, csrc/lua/lresult.c); until it is closed the
+-- connection is busy.
+local function check_exec_options(opts, who)
+  if type(opts) ~= "table" then
+    exc.raise("ArgumentError", "%s: execution options must be a table, got %s", who, type(opts))
+  end
+  local stream, yield_per
+  for k, v in pairs(opts) do
+    if k == "stream_results" then
+      if type(v) ~= "boolean" then
+        exc.raise("ArgumentError", "%s: stream_results must be a boolean, got %s", who, type(v))
+      end
+      stream = v
+    elseif k == "yield_per" then
+      if type(v) ~= "number" or v < 1 or v ~= math.floor(v) or v > 1e9 then
+        exc.raise("ArgumentError", "%s: yield_per must be a positive integer", who)
+      end
+      yield_per = v
+    else
+      exc.raise("ArgumentError",
+        "%s: unknown execution option '%s' (stream_results and yield_per are accepted)", who, tostring(k))
+    end
+  end
+  return stream, yield_per
+end
+
+local EMPTY = {}
+
+execute_opts = function(self, sql, params, opts)
+  local stream, yield_per = check_exec_options(opts, "execute")
+  local xo = self._xo
+  if xo then
+    if stream == nil then stream = xo.stream_results end
+    if yield_per == nil then yield_per = xo.yield_per end
+  end
+  if stream == nil and yield_per ~= nil then stream = true end
+  if not stream then return Connection.execute(self, sql, params) end
+  local raw = self.raw
+  if raw == nil or self._tx ~= ACTIVE then raw = begin_statement(self) end
+  local engine = self.engine
+  if engine._echo then log_statement(self, sql, params) end
+  if engine._stmt_events then return observed(self, engine, raw, "stream", sql, params, yield_per) end
+  return raw:stream(sql, params, yield_per)
+end
+
+-- the execute of a Connection given stream_results by execution_options:
+-- set on that Connection alone, so that no other pays for the option
+local function execute_streaming(self, sql, params, opts)
+  return execute_opts(self, sql, params, opts or EMPTY)
+end
+
+--- Execution options for the Connection's later statements (SQLAlchemy's
+-- spelling; an execute's own options argument wins).
+--
+--     for row in conn:execution_options{stream_results = true}:execute(sql):iter() do ... end
+-- @tparam table opts `stream_results` (boolean: rows read off the
+-- connection as they are asked for, the connection busy until the Result
+-- is closed), `yield_per` (integer: `Result:partitions`' default size;
+-- implies `stream_results`)
+-- @treturn Connection the same Connection
+-- @raise ArgumentError for an unknown option or a wrong value
+function Connection:execution_options(opts)
+  if self.closed then closed_error() end
+  local stream, yield_per = check_exec_options(opts, "execution_options")
+  local xo = self._xo or {}
+  if stream ~= nil then xo.stream_results = stream end
+  if yield_per ~= nil then
+    xo.yield_per = yield_per
+    if xo.stream_results == nil then xo.stream_results = true end
+  end
+  rawset(self, "_xo", xo)
+  rawset(self, "execute", xo.stream_results and execute_streaming or nil)
+  return self
+end
+
+--- The execution options set by `execution_options`.
+-- @treturn table a copy
+function Connection:get_execution_options()
+  local t = {}
+  for k, v in pairs(self._xo or EMPTY) do t[k] = v end
+  return t
 end
 
 --- Runs sql once per parameter set; an INSERT ... VALUES (...) is sent as
@@ -822,7 +918,7 @@ function Connection:commit()
   if raw ~= nil then
     -- refused when called from inside one of its statements (a finalizer,
     -- a params metamethod): before anything here changes
-    raw:_check_idle("commit")
+    raw:_check_idle("commit", true) -- an open streaming Result is closed first
     -- FAILED until the COMMIT succeeds: one that fails (its connection
     -- lost, or refused) leaves the transaction to be rolled back, never
     -- forgotten, so the next statement cannot start a new one unawares
@@ -840,7 +936,8 @@ end
 function Connection:rollback()
   if self.closed then closed_error() end
   local raw = self.raw
-  if raw ~= nil then raw:_check_idle("rollback") end -- busy: refused before anything changes
+  -- busy: refused before anything changes (an open streaming Result is closed first)
+  if raw ~= nil then raw:_check_idle("rollback", true) end
   tx_ended(self)
   if raw == nil then return end
   if raw:is_invalidated() then
@@ -892,7 +989,7 @@ function Connection:invalidate(err)
   if self.closed then closed_error() end
   local raw = self.raw
   if raw then
-    raw:_check_idle("invalidate") -- busy: refused before anything changes
+    raw:_check_idle("invalidate", true) -- busy: refused before anything changes
     raw:invalidate()
     discard(self, raw, err)
   end
@@ -912,7 +1009,7 @@ function Connection:close()
   -- refuses, before anything here changes: raw_close runs no Lua code, so
   -- on the fast path it can go first
   if raw then
-    if fast then raw_close(raw, true) else raw:_check_idle("close") end
+    if fast then raw_close(raw, true) else raw:_check_idle("close", true) end
   end
   self.closed = true
   local had_tx = self._tx ~= false

@@ -207,17 +207,26 @@ end
 -- function whose name does not start with "_"), but those in `except`,
 -- which check for themselves: the hot paths, which cannot afford a call
 -- more (they test a field every instance has, and call exc._colon).
--- `mt` is the instances' metatable. Returns the unchecked functions, for
+-- `mt` is the instances' metatable (`mt2`, if given, a second kind's: a
+-- streaming Result). Returns the unchecked functions, for
 -- callers that know what they hold.
-function exc._colon_methods(class, name, mt, except)
+function exc._colon_methods(class, name, mt, except, mt2)
   local impl = {}
   for k, f in pairs(class) do
     if type(f) == "function" and type(k) == "string" and k:sub(1, 1) ~= "_" then
       impl[k] = f
       if not (except and except[k]) then
-        class[k] = function(self, ...)
-          if getmetatable(self) ~= mt then exc._colon(name, k, self) end
-          return f(self, ...)
+        if mt2 == nil then
+          class[k] = function(self, ...)
+            if getmetatable(self) ~= mt then exc._colon(name, k, self) end
+            return f(self, ...)
+          end
+        else -- a class of two kinds (a Result: buffered or streaming)
+          class[k] = function(self, ...)
+            local m = getmetatable(self)
+            if m ~= mt and m ~= mt2 then exc._colon(name, k, self) end
+            return f(self, ...)
+          end
         end
       end
     end

@@ -180,6 +180,16 @@ if rawget(_G, "ngx") ~= nil then require("scoped.ngx").install() end
 -- @tparam string sql
 -- @treturn Result
 
+--- Runs a statement whose rows are read as they are asked for
+-- (`stream_results`): a streaming Result, or a plain one for a statement
+-- that returns no rows. Until that Result is read to its end or closed the
+-- connection is busy.
+-- @function RawConnection:stream
+-- @tparam string sql
+-- @tparam[opt] table params
+-- @tparam[opt] integer yield_per
+-- @treturn Result
+
 --- The statement as it would be sent, binds written in.
 -- @function RawConnection:render
 -- @tparam string sql

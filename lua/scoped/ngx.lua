@@ -279,6 +279,9 @@ end
 function Offloaded:execute(sql, params) return run(self, "execute", sql, params) end
 function Offloaded:exec_driver_sql(sql) return run(self, "exec_driver_sql", sql) end
 function Offloaded:executemany(sql, sets) return run(self, "executemany", sql, sets) end
+-- stream_results under offload: the rows come back from the pool thread as
+-- plain tables, all at once, so the statement runs buffered
+function Offloaded:stream(sql, params) return run(self, "execute", sql, params) end
 function Offloaded:commit() return run(self, "commit") end
 function Offloaded:rollback() return run(self, "rollback") end
 

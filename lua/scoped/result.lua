@@ -28,6 +28,14 @@ local R = core.result_methods
 --- (boolean) whether the statement returned a result set
 -- @field returns_rows
 
+--- (true|nil) true on a streaming Result (`stream_results`): rows are read
+-- off the connection as they are asked for, and until it is read to its
+-- end or closed its connection is busy
+-- @field streaming
+
+--- (integer|nil) a streaming Result's `yield_per` execution option
+-- @field yield_per
+
 --- The next row, or nil. (In C, as are fetchmany, fetchall, all, keys, nextset and close.)
 -- @function Result:fetchone
 -- @treturn Row|nil
@@ -128,6 +136,26 @@ function R:iter()
   return function() return self:fetchone() end
 end
 
+--- An iterator of lists of up to n rows, for a generic for; it ends after
+-- the last rows. On a streaming Result (`stream_results`) each list is
+-- read off the connection when the loop asks for it.
+--
+--     for rows in result:partitions(500) do ... end
+-- @function Result:partitions
+-- @tparam[opt] integer n rows per list (default: the streaming Result's
+-- `yield_per`, else 1000)
+function R:partitions(n)
+  if n == nil then n = self.yield_per or 1000 end
+  if type(n) ~= "number" or n < 1 or n ~= math.floor(n) then
+    exc.raise("ArgumentError", "partitions: size must be a positive integer")
+  end
+  return function()
+    local rows = self:fetchmany(n)
+    if rows[1] ~= nil then return rows end
+    return nil
+  end
+end
+
 -- ScalarResult and MappingResult: views that pick one column, or turn each
 -- row into a plain {name = value} table.
 local function view(result, convert)
@@ -157,6 +185,16 @@ local function view(result, convert)
     return row and convert(row)
   end
   function v.iter() return function() return v.fetchone() end end
+  function v.partitions(_, n)
+    local it = result:partitions(n)
+    return function()
+      local rows = it()
+      if rows then
+        for i = 1, #rows do rows[i] = convert(rows[i]) end
+      end
+      return rows
+    end
+  end
   -- methods work with either v:all() or v.all()
   return setmetatable({}, {__index = function(_, k)
     local f = v[k]
@@ -223,6 +261,10 @@ end
 --- A generic-for iterator.
 -- @function ScalarResult:iter
 
+--- Lists of up to n values (see `Result:partitions`).
+-- @function ScalarResult:partitions
+-- @tparam[opt] integer n
+
 --- `Result:mappings`: each row as a `{name = value}` table. Its methods
 -- work with `:` and `.`.
 -- @type MappingResult
@@ -252,7 +294,11 @@ end
 --- A generic-for iterator.
 -- @function MappingResult:iter
 
+--- Lists of up to n rows as tables (see `Result:partitions`).
+-- @function MappingResult:partitions
+-- @tparam[opt] integer n
+
 -- the ones above check it with one call more (exc._colon_methods)
-exc._colon_methods(R, "Result", core.result_mt, in_c)
+exc._colon_methods(R, "Result", core.result_mt, in_c, core.stream_result_mt)
 
 return R

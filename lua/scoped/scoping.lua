@@ -160,10 +160,10 @@ function M.scoped_session(factory, scopefunc)
   end
   -- The ones every request calls, without varargs (a vararg call costs
   -- more than the lookup itself on Lua 5.4)
-  function S.execute(first, sql, params)
+  function S.execute(first, sql, params, opts)
     local s = get() or make()
-    if first == S then return s:execute(sql, params) end
-    return s:execute(first, sql)
+    if first == S then return s:execute(sql, params, opts) end
+    return s:execute(first, sql, params)
   end
   function S.commit()
     local s = get() or make()

@@ -247,9 +247,12 @@ end
 --     local rows = s:execute("SELECT * FROM t WHERE id = :id", {id = 1}):all()
 -- @tparam string sql
 -- @tparam[opt] table params
+-- @tparam[opt] table opts execution options (`stream_results`, `yield_per`: see
+-- `Connection:execute`), which go through the session's Connection
 -- @treturn Result
-function Session:execute(sql, params)
+function Session:execute(sql, params, opts)
   if not self then exc._colon("Session", "execute", self) end
+  if opts ~= nil then return self:connection():execute(sql, params, opts) end
   local raw = self._raw
   if raw and self.bind._fast then return raw_execute(raw, sql, params) end
   local conn = self._conn
@@ -344,7 +347,7 @@ local function finish(self, commit)
       return
     end
     -- listeners or logging came since the checkout: the Connection's path
-    local ok, err = pcall(raw._check_idle, raw, commit and "commit" or "rollback")
+    local ok, err = pcall(raw._check_idle, raw, commit and "commit" or "rollback", true)
     if not ok then
       if after then after._ended = was_ended end
       error(err, 0)
@@ -359,7 +362,7 @@ local function finish(self, commit)
   -- a busy connection refuses before the session changes
   local craw = conn.raw
   if craw then
-    local ok, err = pcall(craw._check_idle, craw, commit and "commit" or "rollback")
+    local ok, err = pcall(craw._check_idle, craw, commit and "commit" or "rollback", true)
     if not ok then
       if after then after._ended = was_ended end
       error(err, 0)
