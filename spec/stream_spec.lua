@@ -7,6 +7,11 @@
 local scoped = require "scoped"
 local H = require "helper"
 
+-- under ASan and valgrind (SCOPED_SLOW=1) freed memory is held back (ASan's
+-- quarantine alone is 256 MiB): the RSS bound is not checked there, and the
+-- stream is shorter; every row is still counted
+local SLOW = os.getenv("SCOPED_SLOW") == "1"
+
 local function gc_all()
   if rawget(_G, "jit") then jit.flush() end
   collectgarbage("collect"); collectgarbage("collect")
@@ -91,19 +96,22 @@ describe("streaming results", function()
 
   it("reads 2,000,000 rows in constant memory, every row once", function()
     local c = engine:connect():execution_options{stream_results = true}
+    local N = SLOW and 200000 or 2000000
     gc_all()
     local before = rss()
     local n, sum = 0, 0
-    for row in c:execute("SELECT seq FROM seq_1_to_2000000"):iter() do
+    for row in c:execute("SELECT seq FROM seq_1_to_" .. N):iter() do
       n = n + 1
       sum = sum + row[1]
     end
     gc_all()
     local grown = rss() - before
-    assert.equal(2000000, n)
-    assert.equal(2000001000000, sum)
-    print(("# stream of 2,000,000 rows: RSS grew by %.1f MiB"):format(grown / 1048576))
-    assert.is_true(grown < 20 * 1048576, ("RSS grew by %d bytes"):format(grown))
+    assert.equal(N, n)
+    assert.equal(N * (N + 1) / 2, sum)
+    print(("# stream of %d rows: RSS grew by %.1f MiB"):format(N, grown / 1048576))
+    if not SLOW then
+      assert.is_true(grown < 20 * 1048576, ("RSS grew by %d bytes"):format(grown))
+    end
     assert.equal(1, c:execute("SELECT 1"):scalar())
     c:close()
   end)
