@@ -113,7 +113,17 @@ static void drop_sets(lua_State *L, int ud, lresult *r)
 
 /* ---- row decoding: the hot path of every fetch ------------------------- */
 
-static int parse_int(const char *s, unsigned long len, long long *out)
+/* The cell decoders are inlined into both row loops (the buffered one in
+ * push_rows, the streaming one in stream_read): with two callers GCC stops
+ * inlining them, and the calls cost W3 ~70 instructions a row for
+ * push_cell, ~30 for parse_int and parse_double (bench/profile.sh w3). */
+#if defined(__GNUC__)
+#define SC_INLINE_CELL static inline __attribute__((always_inline))
+#else
+#define SC_INLINE_CELL static inline
+#endif
+
+SC_INLINE_CELL int parse_int(const char *s, unsigned long len, long long *out)
 {
     unsigned long i = 0;
     int neg = 0;
@@ -141,7 +151,7 @@ static int parse_int(const char *s, unsigned long len, long long *out)
  * and the power of ten are both exact doubles, and one multiplication or
  * division rounds correctly (Clinger's fast path). Anything else goes to
  * strtod, which is exact but several times slower. */
-static double parse_double(const char *s, unsigned long len)
+SC_INLINE_CELL double parse_double(const char *s, unsigned long len)
 {
     static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -172,15 +182,6 @@ static double parse_double(const char *s, unsigned long len)
     v = exp10 < 0 ? v / pow10[-exp10] : v * pow10[exp10];
     return neg ? -v : v;
 }
-
-/* Inlined into both row loops (the buffered one in push_rows, the
- * streaming one in stream_read): a call per cell costs W3 ~70 instructions
- * a row on Lua 5.4 (bench/profile.sh w3). */
-#if defined(__GNUC__)
-#define SC_INLINE_CELL static inline __attribute__((always_inline))
-#else
-#define SC_INLINE_CELL static inline
-#endif
 
 SC_INLINE_CELL void push_cell(lua_State *L, unsigned char kind, const char *s, unsigned long len)
 {
