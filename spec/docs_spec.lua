@@ -12,12 +12,8 @@
 local scoped = require "scoped"
 local H = require "helper"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+-- the file's text; an error when it cannot be read
+local function read(path) return assert(H.read_file(path), "cannot read " .. path) end
 
 local function sorted(set)
   local l = {}

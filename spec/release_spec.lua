@@ -4,13 +4,10 @@
 -- dist -> pack -> install -> require chain is `make test-release`, a CI
 -- stage: it packs HEAD with git archive, so it runs on a clean clone.)
 local scoped = require "scoped"
+local H = require "helper"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+-- the file's text; an error when it cannot be read
+local function read(path) return assert(H.read_file(path), "cannot read " .. path) end
 
 -- a rockspec is Lua assignments: run it in an empty environment
 local function load_rockspec(path)

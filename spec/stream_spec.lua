@@ -25,21 +25,14 @@ local function rss()
   return resident * 4096
 end
 
--- whether the server holds a transaction for thread_id: innodb_trx is a
--- cache refreshed at most every 0.1 s, so poll it before believing it
-local function trx_of(thread_id)
-  return H.observer():execute(
-    "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = :id",
-    {id = thread_id}):scalar() ~= 0
+-- whether the server holds a transaction for thread_id, asked through the
+-- independent client (LuaSQL), polled as innodb_trx's cache needs
+local independent_client
+local function ind()
+  independent_client = independent_client or require("support.independent").connect()
+  return independent_client
 end
-
-local function trx_gone(thread_id)
-  for _ = 1, 10 do
-    if not trx_of(thread_id) then return true end
-    H.sleep(0.15)
-  end
-  return false
-end
+local function trx_gone(thread_id) return ind():trx_gone(thread_id) end
 
 describe("streaming results", function()
   local engine

@@ -23,23 +23,10 @@ end
 
 -- ---- what the server holds for one connection ---------------------------------
 
--- information_schema.innodb_trx is served from a cache that InnoDB
--- refreshes only when it was last read more than 0.1 s ago (every read
--- counts, so polling faster than that sees the same stale copy forever):
--- poll it every 0.15 s, for up to 1.5 s, before believing a transaction is
--- (still) there.
-local function trx_of(thread_id)
-  return I.scalar("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = " ..
-    thread_id) ~= "0"
-end
-
-local function trx_gone(thread_id)
-  for _ = 1, 10 do
-    if not trx_of(thread_id) then return true end
-    H.sleep(0.15)
-  end
-  return false
-end
+-- information_schema.innodb_trx through the independent client, polled
+-- as its cache needs (spec/support/independent.lua's trx_gone).
+local function trx_of(thread_id) return I.has_trx(thread_id) end
+local function trx_gone(thread_id) return I.trx_gone(thread_id) end
 
 local function mdl_of(thread_id)
   return I.q("SELECT LOCK_MODE, TABLE_NAME FROM information_schema.metadata_lock_info WHERE THREAD_ID = " ..
@@ -100,6 +87,8 @@ setup(function()
     exec = function(sql) c:run(sql) end,
     q = function(sql) return c:rows(sql) end,
     scalar = function(sql) return c:scalar(sql) end,
+    has_trx = function(id) return c:has_trx(id) end,
+    trx_gone = function(id) return c:trx_gone(id) end,
   }
   pcall(I.exec, "INSTALL SONAME 'metadata_lock_info'") -- present already on a second run
   I.exec("DROP TABLE IF EXISTS st_t")

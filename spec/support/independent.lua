@@ -112,6 +112,23 @@ function C:scalar(sql)
   return v
 end
 
+-- Whether the server holds an InnoDB transaction for thread_id.
+-- information_schema.innodb_trx is a copy refreshed at most every 0.1 s
+-- (and only when nobody read it in the last 0.1 s): trx_gone polls it every
+-- 0.15 s, for up to 1.5 s, before believing a transaction is still there.
+function C:has_trx(thread_id)
+  return self:scalar("SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = " ..
+    string.format("%d", thread_id)) ~= "0"
+end
+
+function C:trx_gone(thread_id)
+  for _ = 1, 10 do
+    if not self:has_trx(thread_id) then return true end
+    os.execute("sleep 0.15")
+  end
+  return false
+end
+
 function C:thread_id() return self.id end
 function C:autocommit(on) assert(self.conn:setautocommit(on)) end
 function C:commit() return self.conn:commit() end
