@@ -16,6 +16,9 @@
 #   make dist            scoped-V.tar.gz (git archive of HEAD) and scoped-V-1.src.rock
 #   make test-release    dist, then the .src.rock installed offline into private trees
 #                        on Lua 5.4 and LuaJIT, and require "scoped" from each
+#   make mutants         the mutation run: each mutant of spec/mutants/list.lua applied to a
+#                        scratch copy, which the specs must fail (MUTANTS=id1,id2 for some,
+#                        MUTANTS_SINCE=<rev> for those of files changed since rev)
 
 LUA ?= lua5.4
 CC ?= cc
@@ -50,7 +53,7 @@ CORE = $(BUILD)/scoped/core.so
 # fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
 SPEC_POSIX = $(BUILD)/spec_posix.so
 
-.PHONY: docs dist test-release all build test test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
+.PHONY: docs dist test-release all build test mutants test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
@@ -114,6 +117,13 @@ soak: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
 	@$(MAKE) --no-print-directory LUA=luajit
 	@bash spec/support/with-db.sh bash spec/support/run-soak.sh
+
+# ---- mutation testing: spec/mutants/ (CONTRIBUTING.md, "Mutants") -----------------
+# one throwaway MariaDB for the whole run; never part of `make test`
+
+mutants: deps
+	@MUTANTS="$(MUTANTS)" MUTANTS_SINCE="$(MUTANTS_SINCE)" \
+	    bash spec/support/with-db.sh bash spec/mutants/run.sh
 
 # ---- libFuzzer targets: the pure C parsers (spec/fuzz/fuzz_*.c) -------------------
 FUZZ_CC ?= clang-14
