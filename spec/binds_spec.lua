@@ -51,6 +51,15 @@ describe("binds", function()
     assert.equal("'\"\\\n\r\26`", roundtrip("'\"\\\n\r\26`"))
   end)
 
+  it("writes a value holding the end of a C comment in hex, never as text", function()
+    -- a skipped /*!NNNNN ... */ ends at the first star-slash, quotes or not:
+    -- a value never carries one, whatever comment it may land in
+    assert.equal("SELECT _utf8mb4 X'612A2F62'", c:render("SELECT :v", {v = "a*/b"}))
+    assert.equal("SELECT _utf8mb4 X'2A2F'", c:render("SELECT :v", {v = "*/"}))
+    assert.equal("SELECT 'a*b/c/*'", c:render("SELECT :v", {v = "a*b/c/*"}))
+    assert.equal("a*/b", roundtrip("a*/b"))
+  end)
+
   it("stores binary data in a BLOB unchanged", function()
     c:execute("DROP TABLE IF EXISTS bind_blob")
     c:execute("CREATE TABLE bind_blob (b LONGBLOB, t TEXT CHARACTER SET utf8mb4)")
