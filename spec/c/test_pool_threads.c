@@ -6,6 +6,7 @@
  * which could hide a missing synchronisation inside the pool. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,34 @@ static void test_timeout(void)
           "timeout: second checkout answers SC_POOL_TIMEOUT after %.3f s (rc %d)", a.took, a.rc);
     check(stats(p).waiting == 0, "timeout: the timed-out waiter left the queue");
     sc_pool_checkin(p, held, 0);
+    sc_pool_free(p);
+}
+
+/* A thread blocked in checkout with a long pool_timeout gets a connection
+ * as soon as another thread checks one in: not at its deadline (a lost
+ * wakeup), and not a timeout (a checkin that went idle past the queue). */
+static void test_wakeup(void)
+{
+    fake_ud *u;
+    sc_pool *p = new_pool(config(1, 0, 5), &u);
+    sc_pool_entry *held = NULL;
+    sc_error err;
+    sc_pool_checkout(p, &held, &err);
+    waiter_arg a;
+    memset(&a, 0, sizeof a);
+    a.p = p;
+    pthread_t th;
+    pthread_create(&th, NULL, waiter_thread, &a);
+    int queued = wait_for_waiting(p, 1);
+    sleep_s(0.1);
+    sc_pool_checkin(p, held, 0);
+    pthread_join(th, NULL);
+    check(queued && a.rc == SC_POOL_OK && a.took < 1.0,
+          "wakeup: a waiter (pool_timeout 5 s) is served when another thread checks in "
+          "after 0.1 s: rc %d (0 = ok) after %.3f s, want < 1 s",
+          a.rc, a.took);
+    check(stats(p).waiting == 0 && stats(p).checkedout == 0,
+          "wakeup: nothing left queued or checked out");
     sc_pool_free(p);
 }
 
@@ -854,18 +883,55 @@ static void test_shared(void)
     check(LOAD(shared_freed) == 3 + N, "shared: released by all, freed once");
 }
 
+/* ---- the watchdog: a hang (a waiter nobody wakes) is a failure with output,
+ * not a runner's timeout with no TAP line */
+
+#define WATCHDOG_S 120
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const char *volatile running = "start";
+
+static void say(const char *s)
+{
+    ssize_t r = write(1, s, strlen(s));
+    (void)r;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    say("not ok - watchdog: still running after " STR(WATCHDOG_S) " s, in test_");
+    say(running);
+    say(" (a hang: a waiter never woken?)\n");
+    _exit(1);
+}
+
+#define RUN(t)                                                                                     \
+    do {                                                                                           \
+        running = #t;                                                                              \
+        test_##t();                                                                                \
+    } while (0)
+
 int main(void)
 {
     double t0 = sc_monotonic();
-    test_threads();
-    test_timeout();
-    test_fifo();
-    test_tickets();
-    test_behaviour();
-    test_fork();
-    test_open_failure();
-    test_shared();
-    test_invalidate();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(WATCHDOG_S);
+    RUN(wakeup); /* first: a lost wakeup hangs test_threads (the watchdog's case) */
+    RUN(threads);
+    RUN(timeout);
+    RUN(fifo);
+    RUN(tickets);
+    RUN(behaviour);
+    RUN(fork);
+    RUN(open_failure);
+    RUN(shared);
+    RUN(invalidate);
+    alarm(0);
     printf("1..%d\n", n_tests);
     printf("%d passed, %d failed (%.2f s)\n", n_tests - n_failed, n_failed, sc_monotonic() - t0);
     return n_failed ? 1 : 0;
