@@ -85,10 +85,9 @@ static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *
                int params)
 {
     sc_error err;
-    if (sc_conn_query(lc->c, q, qlen, &err) != 0 || scl_result_collect(L, lc->c, &err) != 0)
+    if (sc_conn_query(lc->c, q, qlen, &err) != 0)
         return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
-    check_charset(L, lc, sql, len, params);
-    return 1;
+    return run_collect(L, lc, sql, len, params);
 }
 
 /* Parses sql into plan as the server will lex it; returns the class of the
