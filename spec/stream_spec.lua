@@ -174,6 +174,18 @@ describe("streaming results", function()
     c:close()
   end)
 
+  it("is busy from the moment the stream opens, before any row is read", function()
+    local c = engine:connect():execution_options{stream_results = true}
+    local r = c:execute("SELECT seq FROM seq_1_to_1000")
+    local err = H.error_of(c.execute, c, "SELECT 1")
+    assert.equal("InvalidRequestError", err.kind)
+    assert.truthy(err.message:find("streaming Result", 1, true), err.message)
+    assert.equal(1, r:fetchone()[1]) -- the stream is intact
+    r:close()
+    assert.equal(1, c:scalar("SELECT 1"))
+    c:close()
+  end)
+
   it("while a stream is open its connection is busy: statements raise InvalidRequestError", function()
     local c = engine:connect():execution_options{stream_results = true}
     local r = c:execute("SELECT seq FROM seq_1_to_1000")

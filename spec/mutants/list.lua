@@ -408,6 +408,17 @@ return {
     why = "SET NAMES to a charset whose multibyte characters hold ASCII bytes (sjis, gbk) is not refused after the statement: later binds are written for the wrong charset (injection)",
     specs = {"spec/security_spec.lua", "spec/injection_spec.lua", "spec/hostile_spec.lua"},
   },
+  -- ---- streaming results (issue 20: csrc/lua/lexec.c, lresult.c) -----------------------
+  {
+    id = "stream-not-busy",
+    file = "csrc/lua/lexec.c",
+    before = [[    if (lc->stream != NULL)
+        lc->busy = SCL_STREAM_OPEN;]],
+    after = [[    if (lc->stream != NULL)
+        lc->busy = NULL;]],
+    why = "a connection with a streaming Result open is not marked busy: another statement on it gets \"Commands out of sync\" or reads the stream's rows as its own",
+    specs = {"spec/stream_spec.lua"},
+  },
   -- ---- fork (csrc/core/pid.c, csrc/core/conn.c) -------------------------------------
   {
     id = "fork-pid-stale",
