@@ -105,6 +105,15 @@ local function wait_until(fn, timeout)
   return nil
 end
 
+-- What a log phase or a timer stored under key (the app's /t/result),
+-- once it is there: those run after the response, so poll for it.
+local function stored_result(key)
+  return wait_until(function()
+    local _, t = get_json("/t/result?key=" .. key)
+    return type(t) == "table" and not t.missing and t
+  end)
+end
+
 local function count_in_log(needle)
   local s = read_file(prefix .. "/error.log") or ""
   local n, i = 0, 1
@@ -295,7 +304,7 @@ check("single", "a phase that cannot yield (header_filter, log) raises TimeoutEr
   end)
   local _, _, _, headers = http("/hf/x")
   http("/lg/x?key=busy-" .. run_id)
-  local _, lg = get_json("/t/result?key=busy-" .. run_id)
+  local lg = stored_result("busy-" .. run_id)
   finish(hold)
   local hf = cjson.decode(headers:match("X%-Result: ([^\r\n]+)") or "")
   if not (hf and lg) then return false, "no result: " .. tostring(headers) end
@@ -306,7 +315,7 @@ check("single", "a phase that cannot yield (header_filter, log) raises TimeoutEr
   _, _, _, headers = http("/hf/x")
   hf = cjson.decode(headers:match("X%-Result: ([^\r\n]+)") or "")
   http("/lg/x?key=free-" .. run_id)
-  _, lg = get_json("/t/result?key=free-" .. run_id)
+  lg = stored_result("free-" .. run_id)
   return hf and hf.ok and lg and lg.ok, cjson.encode({hf, lg})
 end)
 
@@ -329,10 +338,7 @@ check("single", "offload: a transaction over several statements in worker thread
   want(r.leases_after == 0, "no lease left")
   want(db_scalar("SELECT COUNT(*) FROM ngx_off WHERE tag = :t", {t = "off-" .. run_id}) == 1, "committed once")
   get_json("/t/offload_timer?key=timer-" .. run_id)
-  local timer = wait_until(function()
-    local _, t = get_json("/t/result?key=timer-" .. run_id)
-    return t and not t.missing and t
-  end)
+  local timer = stored_result("timer-" .. run_id)
   want(timer and timer.ok and timer.value == 42 and timer.phase == "timer", "offload from a timer")
   return #bad == 0, table.concat(bad, "; ") .. " " .. cjson.encode(r)
 end)

@@ -258,7 +258,10 @@ end
 
 -- Reads what a log-phase check stored.
 function H.result()
-  reply(cjson.decode(shared:get("result:" .. ngx.var.arg_key) or "null") or {missing = true})
+  -- nothing stored yet is {missing = true} (cjson.decode("null") would be
+  -- cjson.null, a truthy userdata, which the checks cannot index)
+  local stored = shared:get("result:" .. ngx.var.arg_key)
+  reply(stored and cjson.decode(stored) or {missing = true})
 end
 
 function M.dispatch()
