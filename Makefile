@@ -90,7 +90,7 @@ ctest: $(CTEST_BINS)
 # ---- the one test command ----------------------------------------------------
 deps:
 	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl lua-sql-mysql \
-	    lua-ldoc python3-mysqldb
+	    lua-ldoc python3-mysqldb lua-cqueues lua-luv
 
 test: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4

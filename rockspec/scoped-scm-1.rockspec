@@ -36,6 +36,7 @@ build = {
     ["scoped.session"] = "lua/scoped/session.lua",
     ["scoped.scoping"] = "lua/scoped/scoping.lua",
     ["scoped.ngx"] = "lua/scoped/ngx.lua",
+    ["scoped.nonblocking"] = "lua/scoped/nonblocking.lua",
     ["scoped.metrics"] = "lua/scoped/metrics.lua",
     ["scoped.core"] = {
       sources = {
@@ -43,7 +44,7 @@ build = {
         "csrc/core/connector.c", "csrc/core/error.c", "csrc/core/pid.c", "csrc/core/pool.c",
         "csrc/core/url.c",
         "csrc/lua/lbinds.c", "csrc/lua/lconn.c", "csrc/lua/lcore.c", "csrc/lua/lexec.c",
-        "csrc/lua/llease.c", "csrc/lua/lpool.c", "csrc/lua/lregistry.c", "csrc/lua/lresult.c",
+        "csrc/lua/llease.c", "csrc/lua/lnb.c", "csrc/lua/lpool.c", "csrc/lua/lregistry.c", "csrc/lua/lresult.c",
         "csrc/lua/lurl.c", "csrc/lua/lutil.c",
       },
       defines = {"_POSIX_C_SOURCE=200809L"},

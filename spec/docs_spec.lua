@@ -222,7 +222,7 @@ describe("reference docs and editor types", function()
     local out = p:read("*a")
     p:close()
     for _, m in ipairs{"scoped", "scoped.engine", "scoped.session", "scoped.scoping", "scoped.result",
-        "scoped.url", "scoped.event", "scoped.metrics"} do
+        "scoped.url", "scoped.event", "scoped.metrics", "scoped.nonblocking"} do
       local f = io.open(dir .. "/modules/" .. m .. ".html")
       assert.truthy(f, m .. ": no page; ldoc said:\n" .. out)
       f:close()

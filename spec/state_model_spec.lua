@@ -1272,6 +1272,18 @@ end
 
 -- ---- the variants ---------------------------------------------------------------------------
 
+-- io_wait that waits in select(2) (LuaSocket: any object with getfd): the
+-- workers are coroutines, so every statement, COMMIT and ROLLBACK of the
+-- units runs through the non-blocking driver (csrc/lua/lnb.c) while the
+-- model's steps stay one after the other.
+local socket = require "socket"
+local function select_io_wait(_, fd, events, timeout)
+  local obj = {getfd = function() return fd end, dirty = function() return false end}
+  local r, w = socket.select(events:find("r", 1, true) and {obj} or nil,
+    events:find("w", 1, true) and {obj} or nil, timeout)
+  return (r and r[1] ~= nil) or (w and w[1] ~= nil) or false
+end
+
 local VARIANTS = {
   {name = "QueuePool FIFO", opts = {}},
   {name = "QueuePool LIFO", opts = {pool_use_lifo = true}},
@@ -1280,6 +1292,7 @@ local VARIANTS = {
   {name = "reset false", opts = {pool_reset_on_return = false}},
   {name = "reset_connection", opts = {pool_reset_on_return = "reset_connection"}},
   {name = "NullPool", opts = {poolclass = "NullPool"}},
+  {name = "io_wait", opts = {io_wait = select_io_wait}},
 }
 
 describe("state model (seeded random units of work, checked against the server)", function()

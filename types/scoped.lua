@@ -46,6 +46,7 @@
 ---@field scopes scoped.scopes
 ---@field URL scoped.URL the URL class
 ---@field metrics scoped.metrics
+---@field nonblocking scoped.nonblocking
 local scoped = {}
 
 ---A URL object from a string (or the URL itself).
@@ -95,6 +96,8 @@ function scoped.raw_connect(u) end
 ---@field connect_args? table<string, string|number> URL query parameters
 ---@field hide_parameters? boolean keep bind values out of errors and logs
 ---@field pool_wait? fun(remaining: number) wait (may yield) until a connection may be free, at most remaining seconds
+---@field pool_wake? fun() called at each checkin: wakes a yielding pool_wait
+---@field io_wait? fun(raw: scoped.RawConnection, fd: integer, events: "r"|"w"|"rw", timeout: number|nil): boolean wait (yielding) until the socket is ready: true, or false when timeout seconds passed
 ---@field shared? string engines of this name share one pool process-wide
 ---@field pool_leak_threshold? number seconds: report a connection held longer
 ---@field offload? string OpenResty: the nginx thread pool to run statements in
@@ -523,6 +526,17 @@ local metrics = {}
 ---@param engines scoped.Engine|scoped.Engine[]
 ---@return string
 function metrics.prometheus(engines) end
+
+---@class scoped.nonblocking
+local nonblocking = {}
+---create_engine options with io_wait, pool_wait and pool_wake for cqueues.
+---@param opts? scoped.EngineOptions
+---@return scoped.EngineOptions
+function nonblocking.cqueues(opts) end
+---create_engine options with io_wait, pool_wait and pool_wake for luv (libuv).
+---@param opts? scoped.EngineOptions
+---@return scoped.EngineOptions
+function nonblocking.luv(opts) end
 
 ---@class scoped.Error
 ---@field kind scoped.ErrorKind

@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,8 +218,23 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
 
 static void forget_pending(sc_conn *c);
 
+/* Frees what is left of a reply the non-blocking driver stored. */
+static void stored_clear(sc_conn *c)
+{
+    for (int i = c->stored_cur; i < c->nstored; i++) {
+        if (c->stored[i].res != NULL)
+            mysql_free_result(c->stored[i].res);
+        c->stored[i].res = NULL;
+    }
+    c->nstored = 0;
+    c->stored_cur = 0;
+    c->replay = 0;
+}
+
 void sc_conn_drop_pending(sc_conn *c)
 {
+    if (c->replay)
+        stored_clear(c);
     if (c->pending == NULL)
         return;
     sc_error ignored;
@@ -245,7 +261,7 @@ int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
 {
     if (foreign(c, err))
         return -1;
-    if (c->pending != NULL)
+    if (c->pending != NULL || c->replay)
         sc_conn_drop_pending(c);
     c->pristine = 0;
     if (mysql_real_query(c->my, sql, (unsigned long)len) != 0)
@@ -255,8 +271,14 @@ int sc_conn_query(sc_conn *c, const char *sql, size_t len, sc_error *err)
 
 MYSQL_RES *sc_conn_use_result(sc_conn *c, sc_error *err)
 {
-    MYSQL_RES *res = mysql_use_result(c->my);
     err->code = 0;
+    if (c->replay) {
+        /* a reply the non-blocking driver read in full: its next set */
+        MYSQL_RES *stored = c->stored[c->stored_cur].res;
+        c->stored[c->stored_cur].res = NULL; /* the caller frees it */
+        return stored;
+    }
+    MYSQL_RES *res = mysql_use_result(c->my);
     if (res == NULL && mysql_field_count(c->my) != 0)
         fail(c, err);
     return res;
@@ -271,6 +293,12 @@ int sc_conn_fetch_error(sc_conn *c, sc_error *err)
 
 int sc_conn_next_result(sc_conn *c, sc_error *err)
 {
+    if (c->replay) {
+        if (++c->stored_cur < c->nstored)
+            return 1;
+        stored_clear(c);
+        return 0;
+    }
     if (!mysql_more_results(c->my))
         return 0;
     int rc = mysql_next_result(c->my);
@@ -385,6 +413,7 @@ static void forget_pending(sc_conn *c)
 
 static void conn_free(sc_conn *c)
 {
+    free(c->stored);
     free(c->init_command);
     sc_buf_free(&c->sql);
     sc_bind_plan_free(&c->plan);
@@ -401,7 +430,10 @@ void sc_conn_close(sc_conn *c)
         sc_conn_discard(c); /* a COM_QUIT would close the parent's session */
         return;
     }
+    if (c->nb_step != SC_NB_NONE)
+        sc_conn_nb_abandon(c); /* mid-protocol: nothing polite can be said */
     forget_pending(c);
+    stored_clear(c);
     mysql_close(c->my);
     conn_free(c);
 }
@@ -415,6 +447,7 @@ void sc_conn_discard(sc_conn *c)
      * /dev/null first: what mysql_close writes goes nowhere, and closing
      * our copy of the descriptor leaves the parent's socket open. */
     forget_pending(c);
+    stored_clear(c);
     int fd = (int)mysql_get_socket(c->my);
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (fd >= 0 && devnull >= 0 && dup2(devnull, fd) >= 0) {
@@ -424,6 +457,233 @@ void sc_conn_discard(sc_conn *c)
     if (devnull >= 0)
         close(devnull);
     conn_free(c);
+}
+
+/* ---- the non-blocking driver ------------------------------------------------ */
+
+int sc_conn_nb_enable(sc_conn *c)
+{
+    if (c->nb_enabled)
+        return 0;
+    if (mysql_options(c->my, MYSQL_OPT_NONBLOCK, 0) != 0)
+        return -1;
+    c->nb_enabled = 1;
+    return 0;
+}
+
+/* For an operation about to start: c is ours and in sync. */
+static int nb_ready(sc_conn *c, sc_error *err)
+{
+    if (foreign(c, err))
+        return -1;
+    if (sc_conn_nb_enable(c) != 0) {
+        err->code = 2008; /* CR_OUT_OF_MEMORY */
+        strcpy(err->sqlstate, "HY000");
+        snprintf(err->message, sizeof err->message, "out of memory (non-blocking context)");
+        return -1;
+    }
+    if (c->pending != NULL || c->replay)
+        sc_conn_drop_pending(c);
+    return 0;
+}
+
+int sc_conn_nb_fd(const sc_conn *c)
+{
+    return (int)mysql_get_socket(c->my);
+}
+
+unsigned sc_conn_nb_timeout_ms(const sc_conn *c)
+{
+    return mysql_get_timeout_value_ms(c->my);
+}
+
+unsigned long long sc_conn_affected_rows(const sc_conn *c)
+{
+    return c->replay ? c->stored[c->stored_cur].affected : (unsigned long long)mysql_affected_rows(c->my);
+}
+
+unsigned long long sc_conn_insert_id(const sc_conn *c)
+{
+    return c->replay ? c->stored[c->stored_cur].insert_id : (unsigned long long)mysql_insert_id(c->my);
+}
+
+/* The operation failed at its current call: what it stored so far goes. */
+static int nb_fail(sc_conn *c, sc_error *err)
+{
+    c->nb_step = SC_NB_NONE;
+    c->stored_cur = 0;
+    stored_clear(c);
+    return fail(c, err);
+}
+
+static int stored_push(sc_conn *c, MYSQL_RES *res)
+{
+    if (c->nstored == c->stored_cap) {
+        int cap = c->stored_cap ? c->stored_cap * 2 : 4;
+        sc_stored *grown = realloc(c->stored, (size_t)cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        c->stored = grown;
+        c->stored_cap = cap;
+    }
+    sc_stored *s = &c->stored[c->nstored++];
+    s->res = res;
+    s->affected = (unsigned long long)mysql_affected_rows(c->my);
+    s->insert_id = (unsigned long long)mysql_insert_id(c->my);
+    return 0;
+}
+
+/* Moves the operation on from a call that finished (st == 0) to the next
+ * call of its sequence: query, then (store, next)* until no result is
+ * left; ping alone. Returns as the sc_conn_nb_* calls do. */
+static int nb_advance(sc_conn *c, int st, sc_error *err)
+{
+    while (st == 0) {
+        switch (c->nb_step) {
+        case SC_NB_QUERY:
+            if (c->nb_ret != 0)
+                return nb_fail(c, err);
+            c->nb_step = SC_NB_STORE;
+            st = mysql_store_result_start(&c->nb_res, c->my);
+            break;
+        case SC_NB_STORE:
+            if (c->nb_res == NULL && mysql_field_count(c->my) != 0)
+                return nb_fail(c, err); /* the rows could not be read */
+            if (stored_push(c, c->nb_res) != 0) {
+                mysql_free_result(c->nb_res);
+                c->nb_res = NULL;
+                c->nb_step = SC_NB_NONE;
+                stored_clear(c);
+                c->broken = 1; /* the rest of the reply is still on the socket */
+                c->unclean = 1;
+                err->code = 2008; /* CR_OUT_OF_MEMORY */
+                strcpy(err->sqlstate, "HY000");
+                snprintf(err->message, sizeof err->message, "out of memory");
+                c->gone = *err;
+                return -1;
+            }
+            c->nb_res = NULL;
+            if (mysql_more_results(c->my)) {
+                c->nb_step = SC_NB_NEXT;
+                st = mysql_next_result_start(&c->nb_ret, c->my);
+                break;
+            }
+            c->nb_step = SC_NB_NONE;
+            c->stored_cur = 0;
+            c->replay = 1;
+            if (c->nb_end) {
+                /* the OK packet of our own COMMIT/ROLLBACK (sc_conn_end) */
+                stored_clear(c);
+                c->unclean = 0;
+            }
+            err->code = 0;
+            return 0;
+        case SC_NB_NEXT:
+            if (c->nb_ret > 0)
+                return nb_fail(c, err);
+            c->nb_step = SC_NB_STORE;
+            st = mysql_store_result_start(&c->nb_res, c->my);
+            break;
+        case SC_NB_PING:
+            c->nb_step = SC_NB_NONE;
+            if (c->nb_ret != 0) {
+                fail(c, err);
+                c->broken = 1;
+                return -1;
+            }
+            err->code = 0;
+            return 0;
+        default:
+            err->code = 0;
+            return 0;
+        }
+    }
+    return st;
+}
+
+int sc_conn_nb_query(sc_conn *c, const char *sql, size_t len, int end, sc_error *err)
+{
+    if (nb_ready(c, err) != 0)
+        return -1;
+    c->pristine = 0;
+    c->nb_end = end;
+    c->nb_step = SC_NB_QUERY;
+    return nb_advance(c, mysql_real_query_start(&c->nb_ret, c->my, sql, (unsigned long)len), err);
+}
+
+int sc_conn_nb_ping(sc_conn *c, sc_error *err)
+{
+    if (nb_ready(c, err) != 0)
+        return -1;
+    c->nb_step = SC_NB_PING;
+    return nb_advance(c, mysql_ping_start(&c->nb_ret, c->my), err);
+}
+
+int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err)
+{
+    int st;
+    switch (c->nb_step) {
+    case SC_NB_QUERY:
+        st = mysql_real_query_cont(&c->nb_ret, c->my, ready);
+        break;
+    case SC_NB_STORE:
+        st = mysql_store_result_cont(&c->nb_res, c->my, ready);
+        break;
+    case SC_NB_NEXT:
+        st = mysql_next_result_cont(&c->nb_ret, c->my, ready);
+        break;
+    case SC_NB_PING:
+        st = mysql_ping_cont(&c->nb_ret, c->my, ready);
+        break;
+    default:
+        err->code = 0;
+        return 0;
+    }
+    return nb_advance(c, st, err);
+}
+
+void sc_conn_nb_abandon(sc_conn *c)
+{
+    if (c->nb_step == SC_NB_NONE)
+        return;
+    /* Shut the socket down: each read or write of the suspended call then
+     * fails at once, and run to its end it frees what it holds (a half-read
+     * result). Bounded: a call that would still wait is left suspended,
+     * and mysql_close frees its context. */
+    int fd = (int)mysql_get_socket(c->my);
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    sc_error ignored;
+    for (int i = 0; i < 64 && c->nb_step != SC_NB_NONE; i++) {
+        if (sc_conn_nb_cont(c, SC_WAIT_READ | SC_WAIT_WRITE, &ignored) <= 0)
+            break;
+    }
+    if (c->nb_res != NULL) {
+        mysql_free_result(c->nb_res);
+        c->nb_res = NULL;
+    }
+    c->nb_step = SC_NB_NONE;
+    stored_clear(c);
+    c->unclean = 1;
+    if (!c->broken) {
+        c->broken = 1;
+        c->gone.code = 2013; /* CR_SERVER_LOST */
+        strcpy(c->gone.sqlstate, "HY000");
+        snprintf(c->gone.message, sizeof c->gone.message,
+                 "statement abandoned while waiting for the server (its waiter raised or went away)");
+    }
+}
+
+int sc_conn_kill(const sc_url *url, unsigned long thread_id, sc_error *err)
+{
+    sc_conn *side = sc_conn_open(url, NULL, err);
+    if (side == NULL)
+        return -1;
+    char sql[48];
+    int n = snprintf(sql, sizeof sql, "KILL CONNECTION %lu", thread_id);
+    int rc = sc_conn_query(side, sql, (size_t)n, err);
+    sc_conn_close(side);
+    return rc;
 }
 
 int sc_conn_needs_end(const sc_conn *c)

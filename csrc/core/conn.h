@@ -50,7 +50,30 @@ typedef struct sc_conn {
                          * next call on the connection frees it (sc_conn_drop_pending);
                          * and a streamed result (stream_results, sc_conn_stream_open)
                          * while its caller reads it row by row */
+    /* the non-blocking driver (see "non-blocking" below) */
+    int nb_enabled;     /* MYSQL_OPT_NONBLOCK is set (its context made once) */
+    int nb_step;        /* the Connector/C call in flight (SC_NB_*), SC_NB_NONE when none */
+    int nb_end;         /* the operation is our COMMIT (2) or ROLLBACK (1), 0 otherwise */
+    int nb_ret;         /* what the int-returning call in flight returned */
+    MYSQL_RES *nb_res;  /* what mysql_store_result_start/_cont returned */
+    struct sc_stored *stored; /* the reply read in full by sc_conn_nb_query: every
+                         * result set, replayed by sc_conn_use_result and
+                         * sc_conn_next_result as if read off the socket */
+    int nstored, stored_cap, stored_cur;
+    int replay;         /* stored is being replayed (until its last set is taken) */
 } sc_conn;
+
+/* One result set of a reply read in full by the non-blocking driver. */
+typedef struct sc_stored {
+    MYSQL_RES *res;     /* NULL for a statement that returns no rows */
+    unsigned long long affected, insert_id;
+} sc_stored;
+
+/* The Connector/C call a non-blocking operation is in (sc_conn.nb_step). */
+enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING };
+
+/* What a non-blocking operation waits for: Connector/C's MYSQL_WAIT_* bits. */
+enum { SC_WAIT_READ = 1, SC_WAIT_WRITE = 2, SC_WAIT_EXCEPT = 4, SC_WAIT_TIMEOUT = 8 };
 
 /* Connects with the URL's parameters and applies settings (NULL: the
  * server's defaults, as raw_connect wants); multi-statements stay off,
@@ -145,6 +168,54 @@ void sc_conn_refuse_charset(sc_conn *c, sc_error *err);
  * --skip-character-set-client-handshake ignores ours). 0, or -1 with err
  * filled (a refused charset marks the connection broken). */
 int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err);
+
+/* ---- non-blocking: the I/O seam -------------------------------------------
+ *
+ * Every round trip above blocks the calling thread. A connection switched
+ * to the non-blocking driver (sc_conn_nb_enable) also runs the operations
+ * below with MariaDB Connector/C's _start/_cont pairs: each returns 0 when
+ * done, -1 when it failed (err filled, as the blocking call would), or the
+ * events to wait for (SC_WAIT_* bits, never 0) on sc_conn_nb_fd, for at
+ * most sc_conn_nb_timeout_ms when SC_WAIT_TIMEOUT is among them; the
+ * caller waits however it likes (a coroutine yields to its event loop) and
+ * calls sc_conn_nb_cont with what happened (the ready events, or
+ * SC_WAIT_TIMEOUT) until it returns 0 or -1. While one is in flight
+ * (c->nb_step != SC_NB_NONE) nothing but sc_conn_nb_cont and
+ * sc_conn_nb_abandon may be called on c. The blocking calls keep working on
+ * such a connection (Connector/C blocks in poll(2) when no non-blocking
+ * call is active), so whatever cannot wait (a finalizer, the pool's checkin
+ * reset, a caller that cannot yield) uses them as before. */
+
+/* Switches c to the non-blocking driver (MYSQL_OPT_NONBLOCK), once; the
+ * operations below do it when it was not done. 0, or -1. */
+int sc_conn_nb_enable(sc_conn *c);
+/* Sends a statement and reads its whole reply, every result set stored
+ * client-side (mysql_store_result: the rows are in memory when the
+ * operation ends, so no row read can block); then sc_conn_use_result,
+ * sc_conn_next_result, sc_conn_affected_rows and sc_conn_insert_id replay
+ * them as the blocking path reads them off the socket, and the same row
+ * builder decodes either. end: 0, or our own COMMIT (2) / ROLLBACK (1),
+ * which on success clears unclean as sc_conn_end does. */
+int sc_conn_nb_query(sc_conn *c, const char *sql, size_t len, int end, sc_error *err);
+/* COM_PING; on failure the connection is broken. */
+int sc_conn_nb_ping(sc_conn *c, sc_error *err);
+int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err);
+int sc_conn_nb_fd(const sc_conn *c);
+unsigned sc_conn_nb_timeout_ms(const sc_conn *c);
+/* Gives up the operation in flight (its waiter is gone or raised): the
+ * socket is shut down, the suspended Connector/C call is run to its
+ * failure (so that it frees what it holds), and c is broken: discard it.
+ * The server may still be running the statement: see sc_conn_kill. */
+void sc_conn_nb_abandon(sc_conn *c);
+/* Asks the server, through a short-lived connection of its own opened
+ * with url (blocking: connect_timeout bounds it), to end the session with
+ * the given thread id (KILL CONNECTION): what an abandoned statement was
+ * doing stops, and its locks go. 0, or -1 with err filled. */
+int sc_conn_kill(const sc_url *url, unsigned long thread_id, sc_error *err);
+/* The affected rows and insert id of the current result (the stored one
+ * while a reply is replayed). */
+unsigned long long sc_conn_affected_rows(const sc_conn *c);
+unsigned long long sc_conn_insert_id(const sc_conn *c);
 
 /* MySQL codes that mean the connection is gone (SQLAlchemy's list). */
 int sc_is_disconnect(unsigned code);

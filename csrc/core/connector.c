@@ -42,6 +42,16 @@ static int mysql_broken_cb(void *ud, void *conn)
     return ((sc_conn *)conn)->broken;
 }
 
+/* KILL CONNECTION through a connection of its own, with the pool's URL and
+ * the server's defaults; a failure leaves the statement running on the
+ * server (the connection is discarded all the same). */
+static void mysql_kill_cb(void *ud, void *conn)
+{
+    connect_spec *spec = ud;
+    sc_error err;
+    sc_conn_kill(&spec->url, mysql_thread_id(((sc_conn *)conn)->my), &err);
+}
+
 static void spec_free_cb(void *ud)
 {
     connect_spec *spec = ud;
@@ -68,5 +78,6 @@ int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connect
     out->free_ud = spec_free_cb;
     out->ud = spec;
     out->broken = mysql_broken_cb;
+    out->kill = mysql_kill_cb;
     return 0;
 }

@@ -871,6 +871,12 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
     close_entries(p, to_close, me);
 }
 
+void sc_pool_kill(sc_pool *p, void *conn)
+{
+    if (p->c.kill != NULL)
+        p->c.kill(p->c.ud, conn);
+}
+
 void sc_pool_dispose(sc_pool *p)
 {
     pid_t me = sc_getpid();

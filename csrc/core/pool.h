@@ -35,6 +35,10 @@ typedef struct sc_connector {
      * checked-out ones when they come back, so the next checkout opens a
      * fresh one instead of trying every stale one in turn. */
     int (*broken)(void *ud, void *conn);
+    /* Ends, from a connection of its own, the server session of a checked-out
+     * connection whose statement was abandoned mid-reply (non-blocking
+     * driver), so that the server stops running it; may be NULL. */
+    void (*kill)(void *ud, void *conn);
 } sc_connector;
 
 typedef struct sc_pool_config {
@@ -108,6 +112,10 @@ double sc_waiter_remaining(const sc_waiter *ticket);
  * sc_connector.broken). An entry from an older generation (dispose) or
  * another process (fork) is closed / discarded. */
 void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard);
+
+/* The connector's kill (see sc_connector) on a connection checked out of
+ * p; nothing when it has none. Takes no lock: it blocks for a connect. */
+void sc_pool_kill(sc_pool *p, void *conn);
 
 /* Closes idle connections and starts a new generation: connections checked
  * out now are closed when they come back. */

@@ -51,6 +51,8 @@ int scl_lconn_release(lconn *lc)
     int rc = 0;
     if (lc->stream != NULL) /* every caller ended it first; a checkin never pools one */
         scl_stream_detach(lc, 1);
+    if (lc->c->nb_step != SC_NB_NONE) /* mid-reply (every caller gave it up first) */
+        scl_lnb_abandon(lc);
     if (lc->pool != NULL) {
         rc = reset(lc);
         if (lc->entry->pid != sc_getpid())
@@ -179,11 +181,38 @@ static void push_busy(lua_State *L, const lconn *lc, const char *what)
                       what);
         return;
     }
+    if (lc->busy == SCL_NB_WAITING) {
+        scl_push_error(L, "InvalidRequestError",
+                      "This connection is busy: a statement started on it by another coroutine is "
+                      "waiting for the server (io_wait), and %s() cannot use it until that "
+                      "returns; use another connection (a Session per coroutine: scoped_session)",
+                      what);
+        return;
+    }
     scl_push_error(L, "InvalidRequestError",
                   "This connection is busy: %s() is running on it, and %s() cannot use it until "
                   "that returns (it was called from inside: a finalizer, a metamethod of the "
                   "parameters, an event hook); use another connection",
                   lc->busy, what);
+}
+
+int scl_lconn_owned_by(lua_State *L, const lconn *lc)
+{
+    return owner_of(L, lc) == L;
+}
+
+/* Whether the coroutine of lc's waiting non-blocking operation can still
+ * go on with it: suspended (in io_wait), or running (io_wait itself asked). */
+static int waiter_alive(lua_State *L, const lconn *lc)
+{
+    lua_State *T = owner_of(L, lc);
+    if (T == NULL)
+        return 0; /* collected */
+    if (T == L || T == lc->owner.main)
+        return 1;
+    int st = lua_status(T);
+    lua_Debug ar;
+    return st == LUA_YIELD || (st == LUA_OK && lua_getstack(T, 0, &ar));
 }
 
 /* 1 when a running call holds lc (the caller must not touch it); a mark
@@ -194,6 +223,12 @@ static int is_busy(lua_State *L, lconn *lc)
         return 0;
     if (lc->stream != NULL)
         return 1; /* a streaming Result is open on it: busy until it is closed */
+    if (lc->busy == SCL_NB_WAITING) {
+        if (waiter_alive(L, lc))
+            return 1;
+        scl_lnb_abandon(lc); /* its coroutine is gone: nobody will go on */
+        return 0;
+    }
     if (busy_call_running(L, lc))
         return 1;
     lc->busy = NULL;
@@ -600,6 +635,12 @@ int scl_open_conn(lua_State *L)
     for (const luaL_Reg *g = scl_lexec_methods; g->name != NULL; g++) {
         lua_pushvalue(L, -3);                     /* 1: the metatable */
         lua_pushvalue(L, -2);                     /* 2: the owners */
+        lua_pushcclosure(L, g->func, 2);
+        lua_setfield(L, -3, g->name);
+    }
+    for (const luaL_Reg *g = scl_lnb_methods; g->name != NULL; g++) {
+        lua_pushvalue(L, -3);
+        lua_pushvalue(L, -2);
         lua_pushcclosure(L, g->func, 2);
         lua_setfield(L, -3, g->name);
     }

@@ -46,6 +46,12 @@ typedef struct lconn {
 /* The busy mark of a connection with a streaming Result open on it and no
  * read of it running (compared by address). */
 extern const char SCL_STREAM_OPEN[];
+/* The busy mark of a connection whose non-blocking operation (lnb.c) waits
+ * for the server while its coroutine is suspended in io_wait: only that
+ * coroutine may go on with it (_nb_cont) or give it up (_nb_abandon). A
+ * mark whose coroutine is gone (collected, or dead of an error) is given up
+ * by the next call that meets it: the connection is then invalidated. */
+extern const char SCL_NB_WAITING[];
 
 /* Slot of the pool's shared user-value table ({pool, spares}) holding the
  * list of idle RawConnection userdata that pool:checkout_spare reuses. */
@@ -190,6 +196,28 @@ void scl_stream_detach(lconn *lc, int discard);
  * so, and the value at idx of T is a streaming Result, its connection. */
 int scl_stream_is_reader(lua_CFunction f);
 lconn *scl_stream_conn_at(lua_State *T, int idx);
+
+/* lexec.c, for lnb.c: the results of the statement just sent (or replayed)
+ * collected into a Result pushed on the stack (raises the DBAPIError);
+ * the statement as it will be sent, rendered into lc's buffer when it has
+ * binds (*q is sql itself otherwise); executemany's statements, as the
+ * list {text1, row1, ...} (arguments as conn:executemany's; only_named:
+ * nothing is pushed, 0 returned, for a statement without :name binds). */
+int scl_lexec_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int params);
+void scl_lexec_render(lua_State *L, lconn *lc, const char *sql, size_t len, int params,
+                      const char **q, size_t *qlen);
+int scl_lexec_plan_many(lua_State *L, lconn *lc, int only_named);
+
+/* lnb.c: its methods (registered as lexec.c's, through the same closure
+ * upvalues), whether f is one of them (a guard, for busy), and giving up
+ * lc's operation in flight: the server session is killed (a pooled
+ * connection's, through the pool's URL), the connection invalidated. */
+extern const luaL_Reg scl_lnb_methods[];
+int scl_lnb_is_guard(lua_CFunction f);
+void scl_lnb_abandon(lconn *lc);
+
+/* lconn.c: whether L is the thread whose call marked lc busy. */
+int scl_lconn_owned_by(lua_State *L, const lconn *lc);
 
 /* lexec.c: the guarded methods, {name, guard_*} ending with {NULL, NULL}. */
 extern const luaL_Reg scl_lexec_methods[];

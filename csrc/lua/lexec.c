@@ -72,7 +72,7 @@ static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, 
 }
 
 /* The results of the statement just sent, collected into a Result. */
-static int run_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
+int scl_lexec_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
 {
     sc_error err;
     if (scl_result_collect(L, lc->c, &err) != 0)
@@ -87,7 +87,7 @@ static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *
     sc_error err;
     if (sc_conn_query(lc->c, q, qlen, &err) != 0)
         return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
-    return run_collect(L, lc, sql, len, params);
+    return scl_lexec_collect(L, lc, sql, len, params);
 }
 
 /* Parses sql into plan as the server will lex it; returns the class of the
@@ -119,6 +119,20 @@ static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char 
     if (plan->nnamed && plan->npositional)
         scl_argerror(L, "a statement cannot mix :name and ? bind parameters");
     return cs;
+}
+
+void scl_lexec_render(lua_State *L, lconn *lc, const char *sql, size_t len, int params,
+                      const char **q, size_t *qlen)
+{
+    *q = sql;
+    *qlen = len;
+    if (params || memchr(sql, ':', len) != NULL || memchr(sql, '?', len) != NULL) {
+        int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
+        lc->c->sql.len = 0;
+        scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+        *q = lc->c->sql.data;
+        *qlen = lc->c->sql.len;
+    }
 }
 
 /* The optional parameters argument at i: its index, or 0 when absent. */
@@ -174,20 +188,14 @@ static int l_stream(lua_State *L, lconn *lc) /* run by guard_stream */
             return scl_argerror(L, "yield_per must be a positive integer");
         yield_per = (int)n;
     }
-    const char *q = sql;
-    size_t qlen = len;
-    if (params || memchr(sql, ':', len) != NULL || memchr(sql, '?', len) != NULL) {
-        int cs = prepare_plan(L, lc, &lc->c->plan, sql, len, params);
-        lc->c->sql.len = 0;
-        scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
-        q = lc->c->sql.data;
-        qlen = lc->c->sql.len;
-    }
+    const char *q;
+    size_t qlen;
+    scl_lexec_render(L, lc, sql, len, params, &q, &qlen);
     sc_error err;
     if (sc_conn_query(lc->c, q, qlen, &err) != 0)
         return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
     if (!sc_conn_returns_rows(lc->c))
-        return run_collect(L, lc, sql, len, params);
+        return scl_lexec_collect(L, lc, sql, len, params);
     check_charset(L, lc, sql, len, params);
     return scl_stream_push(L, lc, 2, yield_per);
 }
@@ -199,9 +207,19 @@ static int l_stream(lua_State *L, lconn *lc) /* run by guard_stream */
 #define SC_BATCH_BYTES (1 << 20)
 
 static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int rows, int row,
-                      long long *total, unsigned long long *first_id)
+                      long long *total, unsigned long long *first_id, int plan_only)
 {
     sc_error err;
+    if (plan_only) {
+        /* the non-blocking driver sends them (lnb.c): slot 4 is the list
+         * {text1, row1, text2, row2, ...} */
+        int n = (int)scl_rawlen(L, 4);
+        lua_pushlstring(L, lc->c->sql.data, lc->c->sql.len);
+        lua_rawseti(L, 4, n + 1);
+        lua_pushinteger(L, row);
+        lua_rawseti(L, 4, n + 2);
+        return;
+    }
     if (sc_conn_query(lc->c, lc->c->sql.data, lc->c->sql.len, &err) != 0 ||
         scl_result_collect(L, lc->c, &err) != 0) {
         lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
@@ -228,11 +246,17 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
  * is written once. The VALUES keyword and the tuples are found by the same
  * lexer as the placeholders: nothing in a string, a name or a comment
  * counts. Anything else runs once per parameter set. */
-static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
+static int executemany(lua_State *L, lconn *lc, int plan_only)
 {
     size_t len;
     const char *sql = scl_check_string(L, 2, "statement", &len);
     scl_check_table(L, 3, "parameter sets");
+    if (plan_only == 2) {
+        /* execute(sql, {{...}, ...}) with ? binds: an IN list, not a batch */
+        prepare_plan(L, lc, &lc->c->plan, sql, len, 0);
+        if (lc->c->plan.nnamed == 0)
+            return 0;
+    }
     int rows = 3;
     int n = (int)scl_rawlen(L, rows);
     if (n == 0)
@@ -244,7 +268,10 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
         lua_pop(L, 1);
     }
     lua_settop(L, 3);
-    lua_pushnil(L); /* 4: the latest Result */
+    if (plan_only)
+        lua_newtable(L); /* 4: the statements to send */
+    else
+        lua_pushnil(L); /* 4: the latest Result */
     sc_conn *c = lc->c;
     long long total = 0;
     unsigned long long first_id = 0;
@@ -281,7 +308,7 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
             if (c->sql.len >= SC_BATCH_BYTES || i == n) {
                 if (sc_buf_add(&c->sql, sql + re, len - re) != 0)
                     return luaL_error(L, "out of memory");
-                run_batch(L, lc, sql, len, rows, i, &total, &first_id);
+                run_batch(L, lc, sql, len, rows, i, &total, &first_id, plan_only);
                 pending = 0;
             }
         }
@@ -291,13 +318,24 @@ static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
             c->sql.len = 0;
             scl_render_plan(L, &c->sql, plan, sql, lua_gettop(L), cs);
             lua_pop(L, 1);
-            run_batch(L, lc, sql, len, rows, i, &total, &first_id);
+            run_batch(L, lc, sql, len, rows, i, &total, &first_id, plan_only);
         }
     }
     /* the last statement's Result, reporting the batch as a whole */
-    scl_result_set_counts(L, 4, total, first_id);
+    if (!plan_only)
+        scl_result_set_counts(L, 4, total, first_id);
     lua_settop(L, 4);
     return 1;
+}
+
+static int l_executemany(lua_State *L, lconn *lc) /* run by guard_* */
+{
+    return executemany(L, lc, 0);
+}
+
+int scl_lexec_plan_many(lua_State *L, lconn *lc, int only_named)
+{
+    return executemany(L, lc, only_named ? 2 : 1);
 }
 
 /* conn:exec_driver_sql(sql) -> Result: no bind parsing at all */
@@ -358,7 +396,7 @@ static int guard_stream(lua_State *L)
 int scl_lexec_is_guard(lua_CFunction f)
 {
     return f == guard_execute || f == guard_executemany || f == guard_exec_driver_sql ||
-           f == guard_render || f == guard_stream;
+           f == guard_render || f == guard_stream || scl_lnb_is_guard(f);
 }
 
 /* The calls that hold the connection's C state while they may run Lua

@@ -483,8 +483,8 @@ int scl_result_collect(lua_State *L, sc_conn *c, sc_error *err)
             lua_settop(L, ud - 1); /* the half-built result is collected */
             return -1;
         } else if (first) {
-            r->rowcount = (long long)mysql_affected_rows(c->my);
-            r->lastrowid = mysql_insert_id(c->my);
+            r->rowcount = (long long)sc_conn_affected_rows(c);
+            r->lastrowid = sc_conn_insert_id(c);
         }
         first = 0;
         int more = sc_conn_next_result(c, err);

@@ -13,6 +13,7 @@ local core = require "scoped.core"
 local exc = require "scoped.exc"
 local urlmod = require "scoped.url"
 local event = require "scoped.event"
+local nonblocking = require "scoped.nonblocking"
 
 local M = {}
 
@@ -73,6 +74,18 @@ M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
 -- caller keeps its place in the pool's FIFO queue meanwhile; once `pool_timeout`
 -- is over the checkout raises `TimeoutError`. An error raised by `pool_wait` gives
 -- up the place in the queue and ends the checkout with that error.
+-- @field pool_wake (function) called with no argument each time a connection goes
+-- back to the pool or its slot is freed: what wakes a `pool_wait` that yields
+-- (`scoped.nonblocking`'s adapters set both)
+-- @field io_wait (function) non-blocking statements: `io_wait(raw, fd, events, timeout)`
+-- is called where a statement, COMMIT, ROLLBACK or ping would block, with the
+-- connection's socket, "r", "w" or "rw", and the seconds it may wait (nil: no
+-- limit); it yields to the event loop until the socket is ready and returns
+-- true, or false when the time is over (the statement then fails as a
+-- read_timeout does). An error it raises abandons the statement: the server
+-- session is killed and the connection invalidated. Called only where the
+-- coroutine can yield; elsewhere the blocking call is made. `scoped.nonblocking`
+-- has adapters for cqueues and luv; under OpenResty scoped.ngx sets it.
 -- @field shared (string) a name: engines of this name share one pool process-wide
 -- @field pool_leak_threshold (number) seconds: a connection held longer is reported once
 -- through the logger, with the traceback of its checkout
@@ -93,6 +106,8 @@ local OPTIONS = {
   connect_args = {"table"},
   hide_parameters = {"boolean", false},
   pool_wait = {"function"},
+  pool_wake = {"function"},
+  io_wait = {"function"},
   shared = {"string"},
   offload = {"string"},       -- OpenResty: run statements in this nginx thread pool (scoped.ngx)
   pool_leak_threshold = {"number"},
@@ -152,6 +167,10 @@ local function check_options(opts)
     exc.raise("ArgumentError",
       "create_engine(): pool_reset_on_return must be 'rollback', 'commit', 'reset_connection' or false")
   end
+  if o.io_wait and o.offload then
+    exc.raise("ArgumentError", "create_engine(): io_wait and offload cannot both be given " ..
+      "(a statement either waits in its coroutine or runs in a worker thread)")
+  end
   local t = o.pool_leak_threshold
   if t ~= nil and not (t > 0) then
     exc.raise("ArgumentError", "create_engine(): pool_leak_threshold must be a number of seconds > 0, got %s", tostring(t))
@@ -196,7 +215,7 @@ end
 -- of the two fields; whatever changes a hook calls this.
 local function refresh(engine)
   local plain = not (engine._pool_wait or engine._has_events or engine.hide_parameters
-    or engine._leak or engine._wrap)
+    or engine._leak or engine._wrap or engine._io_wait)
   engine._fast = plain and not engine._echo
   engine._raw_sessions = engine._fast and not engine._autocommit
 end
@@ -273,8 +292,10 @@ function M.create_engine(url, opts)
     -- what refresh() derives from them; every field is set (false when
     -- off), so that the hot path's lookups hit the table
     _pool_wait = o.pool_wait or false,
+    _io_wait = o.io_wait or false,
+    _io_can_wait = false,
     _wrap = false,
-    _released = false,
+    _released = o.pool_wake or false,
     _has_events = false,
     _stmt_events = false, -- before_execute, after_execute or handle_error listened to
     _leak = o.pool_leak_threshold or false,
@@ -473,7 +494,11 @@ function Engine:_checkout()
   else
     raw, fresh = checkout(self)
   end
-  if self._wrap then raw = self._wrap(raw) end
+  if self._io_wait then
+    raw = nonblocking.wrap(raw, self)
+  elseif self._wrap then
+    raw = self._wrap(raw)
+  end
   if self.hide_parameters then raw:set_hide_parameters(true) end
   if self._has_events then
     local ok, err = pcall(function()
@@ -545,11 +570,12 @@ function Engine:_events_changed(statement)
   self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
 end
 
--- engine:_set_hooks{pool_wait = f, released = f, wrap = f, log = f}: what a
+-- engine:_set_hooks{pool_wait = f, released = f, wrap = f, log = f, io_wait = f,
+-- io_can_wait = f}: what a
 -- runtime plug-in (scoped.ngx) installs; nil leaves a hook as it is (log:
 -- the logger, when the engine was given none).
 function Engine:_set_hooks(hooks)
-  for _, name in ipairs({"pool_wait", "released", "wrap", "log"}) do
+  for _, name in ipairs({"pool_wait", "released", "wrap", "log", "io_wait", "io_can_wait"}) do
     local v = hooks[name]
     if v ~= nil then rawset(self, "_" .. name, v) end
   end

@@ -32,6 +32,7 @@ require "scoped.result"
 -- @field scopes `scoped.scoping.scopes`: coroutine, ngx_request
 -- @field raw_connect `raw_connect`
 -- @field metrics `scoped.metrics`: prometheus(engines), the pools for a /metrics location
+-- @field nonblocking `scoped.nonblocking`: cqueues{...}, luv{...}, the io_wait adapters
 local scoped = {
   -- The release, semver. The one place it is written: the Makefile's dist
   -- reads it from here, spec/release_spec.lua checks that the versioned
@@ -45,6 +46,7 @@ local scoped = {
   create_engine = engine.create_engine,
   event = require "scoped.event",
   metrics = require "scoped.metrics", -- metrics.prometheus(engines): the pools for /metrics
+  nonblocking = require "scoped.nonblocking", -- cqueues{...}, luv{...}: io_wait adapters
 }
 
 local session = require "scoped.session"

@@ -1,0 +1,255 @@
+/* The non-blocking driver's Lua face: a statement, COMMIT, ROLLBACK or
+ * ping run as a resumable operation (csrc/core/conn.h, "non-blocking"),
+ * for an engine with io_wait. scoped/nonblocking.lua drives it: C never
+ * yields (Lua 5.1 and LuaJIT cannot yield across a C call), so each call
+ * here returns
+ *   true, value                  done: a Result, a ping's answer, or nothing
+ *   false, fd, events, timeout   waiting: events "r", "w" or "rw" on fd, for
+ *                                at most timeout seconds (nil: no limit)
+ * and raises the DBAPIError the blocking method would. Between the two the
+ * connection is busy (SCL_NB_WAITING, lconn.h): only _nb_cont from the
+ * coroutine that started the operation, or _nb_abandon, touches it.
+ *
+ *   raw:_nb(op, sql [, params [, text]])  starts op: "execute",
+ *       "exec_driver_sql", "batch" (text: one statement of an executemany,
+ *       errors quoting sql and params), "commit", "rollback", "ping"
+ *   raw:_nb_cont(ready, op, sql [, params])  goes on after the wait; ready
+ *       false: it timed out
+ *   raw:_nb_abandon()  gives it up (the wait raised)
+ *   raw:_nb_plan_many(sql, sets)  executemany's statements, {text1, row1, ...}
+ *
+ * The rows are decoded by the same row builder as the blocking path's
+ * (lresult.c): the operation reads the whole reply into memory first. */
+#include <string.h>
+
+#include "lconn.h"
+#include "lresult.h"
+
+const char SCL_NB_WAITING[] = "a statement waiting for the server";
+
+enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING };
+
+static const char *const op_names[] = {"execute", "exec_driver_sql", "batch", "commit",
+                                       "rollback", "ping", NULL};
+
+/* The name the busy error shows for an operation. */
+static const char *const op_busy[] = {"execute", "exec_driver_sql", "executemany", "commit",
+                                      "rollback", "ping"};
+
+static int check_op(lua_State *L, int i)
+{
+    return luaL_checkoption(L, i, NULL, op_names);
+}
+
+/* The busy mark after a call here: waiting, or free. */
+static void mark(lconn *lc)
+{
+    lc->busy = lc->c != NULL && lc->c->nb_step != SC_NB_NONE ? SCL_NB_WAITING : NULL;
+}
+
+/* What a finished, failed or waiting operation returns (see the top). */
+static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
+{
+    const char *sql;
+    size_t len = 0;
+    int params = 0;
+    if (op == OP_COMMIT || op == OP_ROLLBACK) {
+        sql = op == OP_COMMIT ? "COMMIT" : "ROLLBACK";
+        len = strlen(sql);
+    } else {
+        sql = lua_tolstring(L, 3, &len);
+        if (sql == NULL)
+            sql = "";
+        params = lua_istable(L, 4) ? 4 : 0;
+    }
+    if (rc > 0) {
+        lua_pushboolean(L, 0);
+        lua_pushinteger(L, sc_conn_nb_fd(lc->c));
+        int rw = rc & (SC_WAIT_READ | SC_WAIT_WRITE);
+        if (rw == (SC_WAIT_READ | SC_WAIT_WRITE))
+            lua_pushliteral(L, "rw");
+        else if (rw == SC_WAIT_WRITE)
+            lua_pushliteral(L, "w");
+        else
+            lua_pushliteral(L, "r");
+        if (rc & SC_WAIT_TIMEOUT)
+            lua_pushnumber(L, sc_conn_nb_timeout_ms(lc->c) / 1000.0);
+        else
+            lua_pushnil(L);
+        return 4;
+    }
+    if (op == OP_PING) {
+        lua_pushboolean(L, 1);
+        lua_pushboolean(L, rc == 0);
+        return 2;
+    }
+    if (rc < 0)
+        return scl_lconn_raise_dberror(L, lc, err, sql, len, params);
+    lua_pushboolean(L, 1);
+    if (op == OP_COMMIT || op == OP_ROLLBACK)
+        return 1;
+    scl_lexec_collect(L, lc, sql, len, params);
+    return 2;
+}
+
+/* raw:_nb(op, sql [, params [, text]]): run by guard_nb. */
+static int l_nb(lua_State *L, lconn *lc)
+{
+    int op = check_op(L, 2);
+    sc_error err;
+    int rc;
+    lua_settop(L, 5);
+    switch (op) {
+    case OP_COMMIT:
+    case OP_ROLLBACK:
+        if (op == OP_ROLLBACK && !sc_conn_needs_end(lc->c)) {
+            lua_pushboolean(L, 1); /* the reset rule: nothing to roll back */
+            return 1;
+        }
+        rc = sc_conn_nb_query(lc->c, op == OP_COMMIT ? "COMMIT" : "ROLLBACK",
+                              op == OP_COMMIT ? 6 : 8, op == OP_COMMIT ? 2 : 1, &err);
+        break;
+    case OP_PING:
+        rc = sc_conn_nb_ping(lc->c, &err);
+        break;
+    default: {
+        size_t len;
+        const char *sql = scl_check_string(L, 3, "statement", &len);
+        const char *q = sql;
+        size_t qlen = len;
+        int params = 0;
+        if (!lua_isnil(L, 4)) {
+            scl_check_table(L, 4, "parameters");
+            params = 4;
+        }
+        if (op == OP_BATCH)
+            q = scl_check_string(L, 5, "statement text", &qlen);
+        else if (op == OP_EXECUTE)
+            scl_lexec_render(L, lc, sql, len, params, &q, &qlen);
+        rc = sc_conn_nb_query(lc->c, q, qlen, 0, &err);
+        break;
+    }
+    }
+    return outcome(L, lc, op, rc, &err);
+}
+
+/* The guard for _nb: a statement needs a live connection; a rollback or a
+ * ping an open one (as the blocking methods), and a rollback of a
+ * connection whose transaction died with it is nothing to do. */
+static int guard_nb(lua_State *L)
+{
+    const char *what = lua_tostring(L, 2);
+    int op = what != NULL ? check_op(L, 2) : OP_EXECUTE;
+    if (op == OP_ROLLBACK || op == OP_PING) {
+        lconn *lc = scl_check_self_as(L, "RawConnection", op_busy[op]);
+        if (lc->c != NULL && (lc->invalidated || lc->c->broken || scl_lconn_forked(lc))) {
+            if (op == OP_ROLLBACK && scl_lconn_forked(lc))
+                lc->invalidated = 1; /* the parent's transaction is the parent's */
+            lua_pushboolean(L, 1);
+            if (op == OP_PING)
+                lua_pushboolean(L, 0);
+            return op == OP_PING ? 2 : 1;
+        }
+    }
+    int n = scl_lconn_guarded(L, op_busy[op], op != OP_ROLLBACK && op != OP_PING, l_nb);
+    mark(lua_touserdata(L, 1));
+    return n;
+}
+
+/* raw:_nb_cont(ready, op, sql [, params]) */
+static int l_nb_cont(lua_State *L, lconn *lc)
+{
+    int ready = lua_toboolean(L, 2);
+    int op = check_op(L, 3);
+    lua_remove(L, 2); /* sql and params where _nb has them: 3 and 4 */
+    lua_settop(L, 4);
+    sc_error err;
+    int rc = sc_conn_nb_cont(lc->c, ready ? (SC_WAIT_READ | SC_WAIT_WRITE) : SC_WAIT_TIMEOUT, &err);
+    return outcome(L, lc, op, rc, &err);
+}
+
+static void refuse_not_waiting(lua_State *L)
+{
+    scl_raise(L, "InvalidRequestError",
+              "no statement of this coroutine is waiting on this connection (_nb_cont)");
+}
+
+static int guard_nb_cont(lua_State *L)
+{
+    lconn *lc = scl_check_self_as(L, "RawConnection", "_nb_cont");
+    if (lc->busy != SCL_NB_WAITING || lc->c == NULL || lc->c->nb_step == SC_NB_NONE)
+        refuse_not_waiting(L);
+    if (!scl_lconn_owned_by(L, lc))
+        scl_lconn_check_busy(L, lc, "_nb_cont"); /* another coroutine's: raises */
+    const char *what = lua_tostring(L, 3);
+    int op = what != NULL ? check_op(L, 3) : OP_EXECUTE;
+    lc->busy = op_busy[op];
+    int n = l_nb_cont(L, lc);
+    mark(lc);
+    return n;
+}
+
+void scl_lnb_abandon(lconn *lc)
+{
+    if (lc->c != NULL && lc->c->nb_step != SC_NB_NONE) {
+        /* first the server: its session ends, and with it the statement
+         * (a SLEEP, a lock wait) that would otherwise run on */
+        if (lc->pool != NULL && lc->c->pid == sc_getpid())
+            sc_pool_kill(lc->pool, lc->c);
+        sc_conn_nb_abandon(lc->c);
+    }
+    lc->invalidated = 1;
+    if (lc->busy == SCL_NB_WAITING)
+        lc->busy = NULL;
+}
+
+/* raw:_nb_abandon(): the wait raised; the connection is invalidated. */
+static int l_nb_abandon(lua_State *L)
+{
+    lconn *lc = scl_check_self_as(L, "RawConnection", "_nb_abandon");
+    if (lc->busy == SCL_NB_WAITING && !scl_lconn_owned_by(L, lc))
+        scl_lconn_check_busy(L, lc, "_nb_abandon"); /* another coroutine's: raises */
+    if (lc->busy == SCL_NB_WAITING)
+        scl_lnb_abandon(lc);
+    return 0;
+}
+
+/* raw:_nb_plan_many(sql, sets) -> {text1, row1, ...}, or nil for a :name
+ * statement given a list that executemany would not take (not all tables) */
+static int l_nb_plan_many(lua_State *L, lconn *lc)
+{
+    int only_named = lua_toboolean(L, 4);
+    lua_settop(L, 3);
+    return scl_lexec_plan_many(L, lc, only_named);
+}
+
+/* raw:_nb_counts(result, rowcount, lastrowid): an executemany's totals on
+ * the Result of its last statement, as the blocking one reports them. */
+static int l_nb_counts(lua_State *L)
+{
+    scl_check_self_as(L, "RawConnection", "_nb_counts");
+    luaL_checkudata(L, 2, SC_RESULT_MT);
+    long long total = (long long)luaL_checknumber(L, 3);
+    unsigned long long first = (unsigned long long)luaL_checknumber(L, 4);
+    scl_result_set_counts(L, 2, total, first);
+    return 0;
+}
+
+static int guard_nb_plan_many(lua_State *L)
+{
+    return scl_lconn_guarded(L, "executemany", 1, l_nb_plan_many);
+}
+
+int scl_lnb_is_guard(lua_CFunction f)
+{
+    return f == guard_nb || f == guard_nb_cont || f == guard_nb_plan_many;
+}
+
+const luaL_Reg scl_lnb_methods[] = {
+    {"_nb", guard_nb},
+    {"_nb_cont", guard_nb_cont},
+    {"_nb_abandon", l_nb_abandon},
+    {"_nb_plan_many", guard_nb_plan_many},
+    {"_nb_counts", l_nb_counts},
+    {NULL, NULL},
+};

@@ -1,0 +1,290 @@
+--- Non-blocking I/O: statements that let other coroutines run while they wait
+-- for the server.
+--
+-- An engine made with `io_wait` runs every statement, COMMIT, ROLLBACK, the
+-- rollback on return and `ping` as a resumable operation (MariaDB
+-- Connector/C's non-blocking API): where the blocking call would sleep in
+-- the kernel, the running coroutine calls `io_wait(raw, fd, events, timeout)`
+-- instead, which yields to its event loop until the connection's socket is
+-- ready. The adapters below fill in `io_wait`, and `pool_wait`/`pool_wake`
+-- (a checkout that waits for a free connection yields too, and is woken by
+-- the next checkin):
+--
+--     local cqueues = require "cqueues"
+--     local nonblocking = require "scoped.nonblocking"
+--     local engine = scoped.create_engine(url, nonblocking.cqueues{pool_size = 2})
+--
+-- What still blocks: opening a connection (and so the first checkout of
+-- each), pre-ping, `pool_reset_on_return = "reset_connection"`, streaming
+-- results (`stream_results`), the one round trip that asks the server's
+-- sql_mode for a statement with a backslash inside a quoted string, host
+-- name lookups, and anything run where the coroutine cannot yield (the main
+-- thread, a finalizer, a C callback): there the blocking call is made.
+-- @module scoped.nonblocking
+local core = require "scoped.core"
+
+local M = {}
+
+local isyieldable = coroutine.isyieldable or function()
+  local _, main = coroutine.running()
+  return not main
+end
+
+-- ---- the driver -------------------------------------------------------------
+--
+-- C never yields (Lua 5.1 and LuaJIT cannot yield across a C call): each
+-- raw:_nb* call (csrc/lua/lnb.c) either finishes, returning true and the
+-- value, or returns false, fd, events, timeout; the loop below waits and goes
+-- on. A wait that raises gives the statement up: the server session is
+-- killed, the connection invalidated (never pooled mid-reply).
+local function drive(raw, io_wait, op, sql, params, done, a, b, c)
+  while not done do
+    local ok, ready = pcall(io_wait, raw, a, b, c)
+    if not ok then
+      raw:_nb_abandon()
+      error(ready, 0)
+    end
+    done, a, b, c = raw:_nb_cont(ready ~= false, op, sql, params)
+  end
+  return a
+end
+
+local NonBlocking = {}
+NonBlocking.__index = NonBlocking
+M.NonBlocking = NonBlocking
+
+--- wrap(raw, engine): the raw connection as the engine's Connections and
+-- Sessions use it when it has io_wait.
+-- @local
+function M.wrap(raw, engine)
+  return setmetatable({_raw = raw, _engine = engine}, NonBlocking)
+end
+
+-- Whether this caller may wait by yielding; a plug-in (scoped.ngx) narrows
+-- it (phases of nginx that cannot yield).
+local function can_wait(self)
+  local engine = self._engine
+  local check = engine._io_can_wait
+  if check then return check() end
+  return isyieldable()
+end
+
+local function run(self, op, sql, params, text)
+  local raw = self._raw
+  return drive(raw, self._engine._io_wait, op, sql, params, raw:_nb(op, sql, params, text))
+end
+
+local function executemany(self, sql, sets, plan)
+  local raw = self._raw
+  local total, first_id, last = 0, 0, nil
+  for i = 1, #plan, 2 do
+    last = run(self, "batch", sql, sets[plan[i + 1]], plan[i])
+    local n = last.rowcount
+    if n > 0 then total = total + n end
+    if first_id == 0 then first_id = last.lastrowid or 0 end
+  end
+  raw:_nb_counts(last, total, first_id)
+  return last
+end
+
+function NonBlocking:execute(sql, params)
+  local raw = self._raw
+  if not can_wait(self) then return raw:execute(sql, params) end
+  if type(params) == "table" and type(rawget(params, 1)) == "table" then
+    -- a list of parameter sets for a :name statement is an executemany
+    -- (as raw:execute decides); with ? binds it is an IN list
+    local plan = raw:_nb_plan_many(sql, params, true)
+    if plan then return executemany(self, sql, params, plan) end
+  end
+  return run(self, "execute", sql, params)
+end
+
+function NonBlocking:exec_driver_sql(sql)
+  local raw = self._raw
+  if not can_wait(self) then return raw:exec_driver_sql(sql) end
+  return run(self, "exec_driver_sql", sql)
+end
+
+function NonBlocking:executemany(sql, sets)
+  local raw = self._raw
+  if not can_wait(self) then return raw:executemany(sql, sets) end
+  return executemany(self, sql, sets, raw:_nb_plan_many(sql, sets))
+end
+
+function NonBlocking:commit()
+  local raw = self._raw
+  if not can_wait(self) then return raw:commit() end
+  run(self, "commit")
+end
+
+function NonBlocking:rollback()
+  local raw = self._raw
+  if not can_wait(self) then return raw:rollback() end
+  run(self, "rollback")
+end
+
+function NonBlocking:ping()
+  local raw = self._raw
+  if not can_wait(self) then return raw:ping() end
+  return run(self, "ping")
+end
+
+-- The transaction end the pool's reset would send on return, sent here
+-- without blocking (the reset then finds nothing to do). A failure
+-- invalidates the connection, as the pool's own reset does.
+local function end_before_return(self, rollback)
+  local raw = self._raw
+  if raw:closed() or raw:is_invalidated() or not can_wait(self) or not raw:in_transaction() then
+    return
+  end
+  local mode = self._engine._opts.pool_reset_on_return
+  local op
+  if rollback or mode == "rollback" then
+    op = "rollback"
+  elseif mode == "commit" then
+    op = "commit"
+  else
+    return
+  end
+  local ok = pcall(run, self, op)
+  if not ok then raw:invalidate() end
+end
+
+function NonBlocking:reset()
+  end_before_return(self, false)
+  return self._raw:reset()
+end
+
+function NonBlocking:close(rollback)
+  local raw = self._raw
+  raw:_check_idle("close", true)
+  end_before_return(self, rollback)
+  return raw:close(rollback)
+end
+
+for _, name in ipairs({"stream", "render", "in_transaction", "thread_id", "invalidate",
+                       "is_invalidated", "invalidation_error", "set_hide_parameters",
+                       "_check_idle", "closed", "_pin"}) do
+  NonBlocking[name] = function(self, ...)
+    local raw = self._raw
+    return raw[name](raw, ...)
+  end
+end
+NonBlocking.__tostring = function(self) return "NonBlocking(" .. tostring(self._raw) .. ")" end
+
+-- ---- adapters -------------------------------------------------------------------
+
+local function with(opts, extra)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  for k, v in pairs(extra) do
+    if o[k] == nil then o[k] = v end
+  end
+  return o
+end
+
+--- cqueues(opts) -> the create_engine options opts with io_wait, pool_wait
+-- and pool_wake for cqueues (a statement's wait is `cqueues.poll` on the
+-- connection's socket; a checkout that waits for a connection waits on a
+-- `cqueues.condition` that each checkin signals).
+-- @tparam[opt] table opts create_engine options
+-- @treturn table the options to give create_engine
+function M.cqueues(opts)
+  local cqueues = require "cqueues"
+  local condition = require "cqueues.condition"
+  local freed = condition.new()
+  return with(opts, {
+    io_wait = function(_, fd, events, timeout)
+      -- no timeout field: cqueues would return the object when it expires
+      local what = {pollfd = fd, events = events}
+      local ready = cqueues.poll(what, timeout)
+      -- the descriptor may be closed and its number reused once this
+      -- returns (a discarded connection): cqueues must forget it now
+      cqueues.cancel(fd)
+      return ready == what
+    end,
+    pool_wait = function(remaining)
+      if remaining > 0 then freed:wait(remaining) end
+    end,
+    pool_wake = function() freed:signal() end,
+  })
+end
+
+--- luv(opts) -> the create_engine options opts with io_wait, pool_wait and
+-- pool_wake for luv (libuv): the waiting coroutine yields, a `uv.new_poll`
+-- handle on the socket (closed after each wait) or a timer resumes it.
+-- Statements must run inside coroutines that luv's callbacks resume (as
+-- luvit's coro-* libraries do): the wait yields with no value, and only this
+-- adapter's callbacks resume it.
+-- @tparam[opt] table opts create_engine options
+-- @treturn table the options to give create_engine
+function M.luv(opts)
+  local uv = require "luv"
+  local waiters = {} -- coroutines waiting for a connection, oldest first
+
+  local function resume(co, ...)
+    local ok, err = coroutine.resume(co, ...)
+    if not ok then error(err, 0) end
+  end
+
+  return with(opts, {
+    io_wait = function(_, fd, events, timeout)
+      local co = coroutine.running()
+      local poll = uv.new_poll(fd)
+      local timer
+      local finished = false
+      local function finish(ready)
+        if finished then return end
+        finished = true
+        poll:stop()
+        poll:close()
+        if timer then timer:stop(); timer:close() end
+        resume(co, ready)
+      end
+      poll:start(events == "rw" and "rw" or events, function() finish(true) end)
+      if timeout then
+        timer = uv.new_timer()
+        timer:start(math.max(1, math.ceil(timeout * 1000)), 0, function() finish(false) end)
+      end
+      local ok, ready = pcall(coroutine.yield)
+      if not ok or not finished then
+        -- resumed by someone else, or the yield raised: leave no handle behind
+        finished = true
+        if not poll:is_closing() then poll:stop(); poll:close() end
+        if timer and not timer:is_closing() then timer:stop(); timer:close() end
+        if not ok then error(ready, 0) end
+      end
+      return ready
+    end,
+    pool_wait = function(remaining)
+      if not (remaining > 0) then return end
+      -- woken once: by a checkin (pool_wake) or by its deadline
+      local w = {co = coroutine.running(), done = false}
+      local timer = uv.new_timer()
+      function w.wake()
+        if w.done then return end
+        w.done = true
+        resume(w.co)
+      end
+      waiters[#waiters + 1] = w
+      timer:start(math.max(1, math.ceil(remaining * 1000)), 0, w.wake)
+      coroutine.yield()
+      w.done = true
+      for i = 1, #waiters do
+        if waiters[i] == w then table.remove(waiters, i); break end
+      end
+      if not timer:is_closing() then timer:stop(); timer:close() end
+    end,
+    pool_wake = function()
+      local w = table.remove(waiters, 1)
+      if w then
+        -- resumed from the loop, not from inside the checkin that woke it
+        local t = uv.new_timer()
+        t:start(0, 0, function() t:close(); w.wake() end)
+      end
+    end,
+  })
+end
+
+M._core = core
+return M

@@ -1,0 +1,451 @@
+-- Non-blocking statements (io_wait, scoped/nonblocking.lua, csrc/lua/lnb.c):
+-- coroutines overlap their waits for the server under cqueues and under
+-- luv, a pool wait yields and is woken by checkins, an abandoned statement's
+-- server session is killed and its connection discarded, timeouts keep their
+-- meaning, and transactions end through the same waits (checked on the
+-- server by the independent client).
+local scoped = require "scoped"
+local core = require "scoped.core"
+local nonblocking = require "scoped.nonblocking"
+local H = require "helper"
+local I = require "support.independent"
+
+local has_cq, cqueues = pcall(require, "cqueues")
+local has_uv, uv = pcall(require, "luv")
+
+local now = core.monotonic
+-- Bounds for the overlap checks: what the waits take when they overlap,
+-- with room for a slow machine; one after the other they take 2-4 times as
+-- long. Under valgrind (SCOPED_SLOW) every statement costs much more.
+local SLOW = os.getenv("SCOPED_SLOW") == "1"
+local function bound(s) return SLOW and s * 2 or s end
+
+local function engine_with(opts)
+  local e = scoped.create_engine(H.url, opts)
+  return e
+end
+
+-- Opens n connections now, in the main thread (where nothing yields: the
+-- blocking calls run), so that the timed part measures statements only
+-- (opening a connection still blocks).
+local function warm(engine, n)
+  local held = {}
+  for i = 1, n do held[i] = engine:connect() end
+  for i = 1, n do held[i]:close() end
+end
+
+local function count_keys(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+local obs
+
+-- INFORMATION_SCHEMA.INNODB_TRX is a cache refreshed at most every 0.1 s:
+-- poll for a transaction to show up, as trx_gone polls for one to go.
+local function trx_seen(tid)
+  for _ = 1, 10 do
+    if obs:has_trx(tid) then return true end
+    os.execute("sleep 0.15")
+  end
+  return false
+end
+
+setup(function()
+  assert(I.available, I.why)
+  obs = I.connect()
+  obs:run("DROP TABLE IF EXISTS nb_t")
+  obs:run("CREATE TABLE nb_t (k INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB")
+end)
+teardown(function()
+  if obs then
+    obs:exec("DROP TABLE IF EXISTS nb_t")
+    obs:close()
+  end
+end)
+before_each(function() obs:run("DELETE FROM nb_t") end)
+
+describe("io_wait under cqueues", function()
+  if not has_cq then
+    it("needs lua-cqueues", function() error("lua-cqueues is not installed: " .. tostring(cqueues)) end)
+    return
+  end
+
+  it("4 coroutines' SELECT SLEEP(0.5) overlap, and a ticker runs meanwhile", function()
+    local engine = engine_with(nonblocking.cqueues{pool_size = 4})
+    warm(engine, 4)
+    local cq = cqueues.new()
+    local got, ticks, finished = {}, 0, false
+    local t0 = now()
+    for i = 1, 4 do
+      cq:wrap(function()
+        local conn = engine:connect()
+        got[i] = conn:execute("SELECT SLEEP(0.5), :i", {i = i}):fetchone()[2]
+        conn:close()
+      end)
+    end
+    cq:wrap(function()
+      while count_keys(got) < 4 do
+        cqueues.sleep(0.01)
+        ticks = ticks + 1
+      end
+      finished = true
+    end)
+    assert(cq:loop())
+    local took = now() - t0
+    assert.is_true(finished)
+    assert.same({1, 2, 3, 4}, got)
+    assert.is_true(took < bound(0.7), ("took %.3f s (one after the other: 2 s)"):format(took))
+    assert.is_true(ticks >= 20, "the ticker ran only " .. ticks .. " times")
+    assert.equal(0, engine.pool:stats().checkedout)
+    engine:dispose()
+  end)
+
+  it("8 scoped sessions on a pool of 2 (INSERT, SLEEP(0.25), COMMIT): all committed, overlapped", function()
+    local engine = engine_with(nonblocking.cqueues{pool_size = 2, max_overflow = 0, pool_timeout = 10})
+    warm(engine, 2)
+    local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+    local cq = cqueues.new()
+    local done = 0
+    local t0 = now()
+    for k = 1, 8 do
+      cq:wrap(function()
+        Session:execute("INSERT INTO nb_t (k, v) VALUES (:k, 'cq')", {k = k})
+        Session:execute("SELECT SLEEP(0.25)")
+        Session:commit()
+        Session:remove()
+        done = done + 1
+      end)
+    end
+    assert(cq:loop())
+    local took = now() - t0
+    assert.equal(8, done)
+    assert.equal("8", obs:scalar("SELECT COUNT(*) FROM nb_t WHERE v = 'cq'"))
+    -- 8 x 0.25 s on 2 connections: 1.0 s at best, 2.0 s one after the other
+    assert.is_true(took < bound(1.4), ("took %.3f s"):format(took))
+    local st = engine.pool:stats()
+    assert.equal(0, st.checkedout)
+    assert.is_true(st.waits > 0, "no checkout waited: the pool was never full")
+    engine:dispose()
+  end)
+
+  it("a wait that raises abandons the statement: server session killed, connection discarded", function()
+    local base = nonblocking.cqueues{}
+    local opts = nonblocking.cqueues{pool_size = 2}
+    local give_up = false
+    opts.io_wait = function(raw, fd, events, timeout)
+      local ready = base.io_wait(raw, fd, events, give_up and 0.1 or timeout)
+      if give_up and not ready then error("gave up waiting", 0) end
+      return ready
+    end
+    local engine = engine_with(opts)
+    local cq = cqueues.new()
+    local err, tid, t_raised
+    cq:wrap(function()
+      local conn = engine:connect()
+      tid = conn:execute("SELECT CONNECTION_ID()"):scalar()
+      give_up = true
+      local ok, e = pcall(conn.execute, conn, "SELECT SLEEP(5)")
+      t_raised = now()
+      give_up = false
+      assert.is_false(ok)
+      err = e
+      assert.is_true(conn.raw:is_invalidated())
+      conn:close()
+    end)
+    assert(cq:loop())
+    assert.equal("gave up waiting", err)
+    assert.is_true(H.connection_gone(tid, 1), "the server still runs the abandoned session")
+    assert.is_true(now() - t_raised < bound(1.5))
+    local st = engine.pool:stats()
+    assert.equal(0, st.checkedout)
+    assert.equal(0, st.checkedin) -- discarded, never pooled mid-reply
+    engine:dispose()
+  end)
+
+  it("a discarded connection's descriptor reused by the next one does not stall cqueues", function()
+    local base = nonblocking.cqueues{}
+    local opts = nonblocking.cqueues{pool_size = 2}
+    local give_up = false
+    opts.io_wait = function(raw, fd, events, timeout)
+      local ready = base.io_wait(raw, fd, events, give_up and 0.05 or timeout)
+      if give_up and not ready then error("gave up", 0) end
+      return ready
+    end
+    local engine = engine_with(opts)
+    local cq = cqueues.new()
+    local fds, answer = {}, nil
+    cq:wrap(function()
+      local conn = engine:connect()
+      fds[1] = conn:execute("SELECT 1"):scalar() and true
+      give_up = true
+      pcall(conn.execute, conn, "SELECT SLEEP(3)")
+      give_up = false
+      conn:close() -- discarded: its socket is closed
+      -- the next connection most likely gets the same descriptor number
+      local conn2 = engine:connect()
+      answer = conn2:execute("SELECT SLEEP(0.1) + 42"):scalar()
+      conn2:close()
+    end)
+    local t0 = now()
+    local ok, e = cq:loop(5)
+    assert(ok, e)
+    assert.is_true(cq:empty(), "cqueues stalled: the coroutine never finished")
+    assert.equal(42, answer)
+    assert.is_true(now() - t0 < bound(2))
+    engine:dispose()
+  end)
+
+  it("a coroutine collected while its statement waits: server session killed, connection back", function()
+    -- io_wait yields to this hand-made scheduler, which then drops the coroutine
+    local engine = engine_with({pool_size = 2, io_wait = function() coroutine.yield("waiting") end})
+    local tid
+    local co = coroutine.create(function()
+      local conn = engine:connect()
+      tid = conn:execute("SELECT CONNECTION_ID()"):scalar()
+      conn:execute("SELECT SLEEP(5)")
+    end)
+    -- SELECT CONNECTION_ID() may need waits too: resume until the SLEEP waits
+    local ok, what = coroutine.resume(co)
+    while ok and what == "waiting" and tid == nil do ok, what = coroutine.resume(co) end
+    assert.is_true(ok)
+    assert.equal("waiting", what)
+    assert.is_true(tid ~= nil)
+    assert.equal(1, engine.pool:stats().checkedout)
+    co = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(H.connection_gone(tid, 1), "the server still runs the abandoned session")
+    assert.equal(0, engine.pool:stats().checkedout)
+    assert.equal(0, engine.pool:stats().checkedin)
+    engine:dispose()
+  end)
+
+  it("another coroutine using the connection meanwhile gets InvalidRequestError, not a protocol error", function()
+    local engine = engine_with(nonblocking.cqueues{pool_size = 2})
+    local cq = cqueues.new()
+    local conn = engine:connect()
+    local first, second_err
+    cq:wrap(function() first = conn:execute("SELECT SLEEP(0.3) + 1"):scalar() end)
+    cq:wrap(function()
+      cqueues.sleep(0.05)
+      local ok, e = pcall(conn.execute, conn, "SELECT 2")
+      assert.is_false(ok)
+      second_err = e
+    end)
+    assert(cq:loop())
+    assert.equal(1, first)
+    assert.is_true(scoped.exc.is(second_err, "InvalidRequestError"), tostring(second_err))
+    assert.truthy(tostring(second_err):find("waiting for the server", 1, true), tostring(second_err))
+    assert.equal(7, conn:execute("SELECT 7"):scalar()) -- and it is fine afterwards
+    conn:close()
+    engine:dispose()
+  end)
+
+  it("read_timeout keeps its meaning: the wait is told the time left, then 2013", function()
+    local base = nonblocking.cqueues{}
+    local seen = {}
+    local opts = nonblocking.cqueues{pool_size = 1, connect_args = {read_timeout = 1}}
+    opts.io_wait = function(raw, fd, events, timeout)
+      seen[#seen + 1] = timeout or false
+      return base.io_wait(raw, fd, events, timeout)
+    end
+    local engine = engine_with(opts)
+    local cq = cqueues.new()
+    local err, took
+    cq:wrap(function()
+      local conn = engine:connect()
+      local t0 = now()
+      local ok, e = pcall(conn.execute, conn, "SELECT SLEEP(3)")
+      took = now() - t0
+      assert.is_false(ok)
+      err = e
+      conn:close()
+    end)
+    assert(cq:loop())
+    assert.is_true(scoped.exc.is(err, "OperationalError"), tostring(err))
+    assert.equal(2013, err.code)
+    assert.is_true(took >= 0.9 and took < bound(2.5), ("took %.3f s"):format(took))
+    local max = 0
+    for _, t in ipairs(seen) do if t and t > max then max = t end end
+    assert.is_true(max > 0.5 and max <= 1.0, "io_wait was told " .. tostring(max))
+    assert.equal(0, engine.pool:stats().checkedin) -- a lost connection is discarded
+    engine:dispose()
+  end)
+
+  it("COMMIT, ROLLBACK and the rollback on return run non-blocking (checked on the server)", function()
+    -- which operations the non-blocking driver ran: whether one also had to
+    -- wait depends on how fast the server answers, so the driver's own entry
+    -- is what is recorded
+    local methods = core.conn_methods
+    local original = methods._nb
+    local ops = {}
+    methods._nb = function(self, op, ...)
+      ops[#ops + 1] = op
+      return original(self, op, ...)
+    end
+    local engine = engine_with(nonblocking.cqueues{pool_size = 1})
+    local cq = cqueues.new()
+    cq:wrap(function()
+      local conn = engine:connect()
+      local tid = conn.raw:thread_id()
+      conn:begin()
+      conn:execute("INSERT INTO nb_t (k, v) VALUES (1, 'rolled')")
+      assert.is_true(trx_seen(tid))
+      ops = {}
+      conn:rollback()
+      assert.same({"rollback"}, ops)
+      assert.is_true(obs:trx_gone(tid))
+      conn:begin()
+      conn:execute("INSERT INTO nb_t (k, v) VALUES (2, 'committed')")
+      ops = {}
+      conn:commit()
+      assert.same({"commit"}, ops)
+      -- a transaction left open: the rollback on return
+      conn:execute("INSERT INTO nb_t (k, v) VALUES (3, 'returned')")
+      assert.is_true(trx_seen(tid))
+      ops = {}
+      conn:close()
+      assert.same({"rollback"}, ops)
+      assert.is_true(obs:trx_gone(tid))
+    end)
+    local ok, fine, e = pcall(cq.loop, cq)
+    methods._nb = original
+    assert(ok, fine)
+    assert(fine, e)
+    assert.same({{k = "2"}}, obs:rows("SELECT k FROM nb_t"))
+    assert.equal(1, engine.pool:stats().checkedin) -- in sync: pooled again
+    engine:dispose()
+  end)
+
+  it("executemany, a list of parameter sets, errors and CALL results run through it", function()
+    local engine = engine_with(nonblocking.cqueues{pool_size = 1})
+    local cq = cqueues.new()
+    cq:wrap(function()
+      local conn = engine:connect()
+      local sets = {}
+      for k = 1, 10 do sets[k] = {k = k, v = "m" .. k} end
+      local r = conn:executemany("INSERT INTO nb_t (k, v) VALUES (:k, :v)", sets)
+      assert.equal(10, r.rowcount)
+      r = conn:execute("INSERT INTO nb_t (k, v) VALUES (:k, :v)", {{k = 11, v = "l"}, {k = 12, v = "l"}})
+      assert.equal(2, r.rowcount)
+      -- ? with a list: an IN list, not a batch
+      assert.equal(3, conn:execute("SELECT COUNT(*) FROM nb_t WHERE k IN ?", {{1, 2, 3}}):scalar())
+      local ok, e = pcall(conn.execute, conn, "INSERT INTO nb_t (k, v) VALUES (1, 'dup')")
+      assert.is_false(ok)
+      assert.is_true(scoped.exc.is(e, "IntegrityError"), tostring(e))
+      assert.equal(1062, e.code)
+      local res = conn:execute("SELECT 1 AS a UNION SELECT 2")
+      assert.same({1, 2}, res:scalars():all())
+      -- several result sets, as the blocking path reads them
+      conn:execute("DROP PROCEDURE IF EXISTS nb_two_sets")
+      conn:execute("CREATE PROCEDURE nb_two_sets() BEGIN SELECT 1 AS x; SELECT 'b' AS y, 2 AS z; END")
+      res = conn:execute("CALL nb_two_sets()")
+      assert.equal(1, res:fetchone()[1])
+      assert.is_true(res:nextset())
+      local row = res:fetchone()
+      assert.same({"b", 2}, {row[1], row[2]})
+      conn:execute("DROP PROCEDURE nb_two_sets")
+      conn:commit()
+      conn:close()
+    end)
+    assert(cq:loop())
+    assert.equal("12", obs:scalar("SELECT COUNT(*) FROM nb_t"))
+    engine:dispose()
+  end)
+
+  it("where the coroutine cannot yield (the main thread) the blocking call runs", function()
+    local engine = engine_with({pool_size = 1, io_wait = function() error("io_wait called in the main thread") end})
+    local conn = engine:connect()
+    assert.equal(3, conn:execute("SELECT SLEEP(0.01) + 3"):scalar())
+    conn:execute("INSERT INTO nb_t (k, v) VALUES (5, 'main')")
+    conn:commit()
+    conn:close()
+    assert.equal("1", obs:scalar("SELECT COUNT(*) FROM nb_t WHERE v = 'main'"))
+    engine:dispose()
+  end)
+end)
+
+describe("io_wait under luv", function()
+  if not has_uv then
+    it("needs lua-luv", function() error("lua-luv is not installed: " .. tostring(uv)) end)
+    return
+  end
+
+  -- runs each function in a coroutine started from the loop; errors are kept
+  local function run_all(fns)
+    local errs = {}
+    for i, fn in ipairs(fns) do
+      local t = uv.new_timer()
+      t:start(0, 0, function()
+        t:close()
+        local co = coroutine.create(function()
+          local ok, e = pcall(fn)
+          if not ok then errs[#errs + 1] = tostring(e) end
+        end)
+        local ok, e = coroutine.resume(co)
+        if not ok then errs[#errs + 1] = "coroutine " .. i .. ": " .. tostring(e) end
+      end)
+    end
+    uv.run()
+    assert.same({}, errs)
+  end
+
+  it("4 coroutines' SELECT SLEEP(0.5) overlap", function()
+    local engine = engine_with(nonblocking.luv{pool_size = 4})
+    warm(engine, 4)
+    local got, fns = {}, {}
+    for i = 1, 4 do
+      fns[i] = function()
+        local conn = engine:connect()
+        got[i] = conn:execute("SELECT SLEEP(0.5), :i", {i = i}):fetchone()[2]
+        conn:close()
+      end
+    end
+    local t0 = now()
+    run_all(fns)
+    local took = now() - t0
+    assert.same({1, 2, 3, 4}, got)
+    assert.is_true(took < bound(0.7), ("took %.3f s (one after the other: 2 s)"):format(took))
+    engine:dispose()
+  end)
+
+  it("8 scoped sessions on a pool of 2: all committed, the pool wait woken by checkins", function()
+    local engine = engine_with(nonblocking.luv{pool_size = 2, max_overflow = 0, pool_timeout = 10})
+    warm(engine, 2)
+    local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+    local fns = {}
+    for k = 1, 8 do
+      fns[k] = function()
+        Session:execute("INSERT INTO nb_t (k, v) VALUES (:k, 'uv')", {k = k})
+        Session:execute("SELECT SLEEP(0.25)")
+        Session:commit()
+        Session:remove()
+      end
+    end
+    local t0 = now()
+    run_all(fns)
+    local took = now() - t0
+    assert.equal("8", obs:scalar("SELECT COUNT(*) FROM nb_t WHERE v = 'uv'"))
+    assert.is_true(took < bound(1.4), ("took %.3f s"):format(took))
+    assert.equal(0, engine.pool:stats().checkedout)
+    engine:dispose()
+  end)
+
+  it("read_timeout through the luv wait: 2013, the poll handles closed", function()
+    local engine = engine_with(nonblocking.luv{pool_size = 1, connect_args = {read_timeout = 1}})
+    local err
+    run_all({function()
+      local conn = engine:connect()
+      local ok, e = pcall(conn.execute, conn, "SELECT SLEEP(3)")
+      assert.is_false(ok)
+      err = e
+      conn:close()
+    end})
+    assert.equal(2013, err.code)
+    -- every handle the waits made was closed: the loop has nothing left
+    assert.is_false(uv.loop_alive())
+    engine:dispose()
+  end)
+end)
