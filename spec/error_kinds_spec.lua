@@ -99,16 +99,91 @@ local cases = {
     {connect = {unix_socket = socket}, kill_self = true, sql = "SELECT 1"}},
   {2013, "CR_SERVER_LOST", "read_timeout expiry during a query",
     {connect = {read_timeout = 1}, sql = "SELECT SLEEP(3)"}},
+  -- the other client codes a user meets; for those that cannot be
+  -- provoked, see CLIENT_CODES_NOT_PROVOKED below
+  {2005, "CR_UNKNOWN_HOST", "host name that does not resolve",
+    {connect = {host = "ek-no-such-host.invalid"}, sql = "SELECT 1"}},
+  {2013, "CR_SERVER_LOST", "the port of an HTTP server: no greeting within connect_timeout",
+    {connect = {peer = "http", connect_timeout = 1}, sql = "SELECT 1"}, "2013 handshake"},
+  {2026, "CR_SSL_CONNECTION_ERROR", "ssl_ca that did not sign the server's certificate",
+    {connect = {peer = "tls", ssl_ca = "other-ca.pem"}, sql = "SELECT 1"}, "2026 wrong CA"},
+  {2026, "CR_SSL_CONNECTION_ERROR", "ssl_ca file that does not exist",
+    {connect = {peer = "tls", ssl_ca = "/nonexistent/ek-ca.pem"}, sql = "SELECT 1"}, "2026 no CA file"},
+  {2026, "CR_SSL_CONNECTION_ERROR", "ssl_cert whose ssl_key file does not exist",
+    {connect = {peer = "tls", ssl_ca = "ca.pem", ssl_cert = "server.pem", ssl_key = "/nonexistent/ek-key.pem"},
+     sql = "SELECT 1"}, "2026 no key file"},
+  -- what CR_AUTH_PLUGIN_CANNOT_LOAD (2059) is about: Connector/C reports
+  -- it with the server's 1045 (its text names the plugin), through both
+  {1045, "ER_ACCESS_DENIED_ERROR",
+    "client_ed25519 not installed on the client (2059 in Connector/C, reported as 1045)",
+    {setup = {"CREATE USER IF NOT EXISTS 'ek_ed'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('ek-ed-pw')"},
+     connect = {user = "ek_ed", password = "ek-ed-pw"}, env = {MARIADB_PLUGIN_DIR = "/nonexistent/ek-plugins"},
+     sql = "SELECT 1"}, "1045 plugin"},
 }
+-- CLIENT_CODES_NOT_PROVOKED: client codes (2000-2999 and Connector/C's own
+-- 5000-5026) left out, and why. Nothing here is faked: each is either out of a user's reach through
+-- both clients, or reported under another code (then provoked above):
+--   2000 CR_UNKNOWN_ERROR: "Load data local infile forbidden" needs a
+--        client that turned LOCAL INFILE off; neither MySQLdb (without
+--        local_infile=0) nor scoped does, and LOAD DATA LOCAL works in both.
+--   2001 CR_SOCKET_CREATE_ERROR, 2008 CR_OUT_OF_MEMORY: socket() or malloc()
+--        failing (descriptor or memory exhaustion), not reproducible on
+--        demand in both processes.
+--   2003 CR_CONN_HOST_ERROR, 2055 CR_SERVER_LOST_EXTENDED: Connector/C has
+--        them as message texts only; a TCP connect that fails is 2002.
+--   2004 CR_IPSOCK_ERROR, 2009 CR_WRONG_HOST_INFO, 2010, 2011: internal
+--        (socket option / host info) paths no connection option reaches.
+--   2007 CR_VERSION_ERROR, 2012 CR_SERVER_HANDSHAKE_ERR, 2027
+--        CR_MALFORMED_PACKET: need a server speaking another protocol
+--        version or sending broken packets; no real server here does (a
+--        silent non-MySQL peer is the 2013 handshake case).
+--   2014 CR_COMMANDS_OUT_OF_SYNC: MySQLdb gives it (ProgrammingError) for a
+--        statement while an unbuffered (SSCursor) result is open; scoped
+--        refuses that case itself before the client library sees it
+--        (InvalidRequestError "This connection is busy", SQLAlchemy's class
+--        for misuse), so no statement reaches Connector/C out of sync.
+--   2015-2018, 2037, 2038: named pipes and shared memory, Windows only.
+--   2019 CR_CANT_READ_CHARSET: MySQLdb gets it for an unknown charset name;
+--        scoped checks the URL's charset before connecting (it accepts only
+--        those it can write binds in safely, else InterfaceError), so
+--        Connector/C never sees an unknown name.
+--   2020 CR_NET_PACKET_TOO_LARGE: a reply over the client's 1 GiB
+--        max_allowed_packet; the server's own limit (16 MiB) stops first,
+--        with 1153 ER_NET_PACKET_TOO_LARGE, a server code.
+--   2047 CR_CONN_UNKNOWN_PROTOCOL, 2049 CR_SECURE_AUTH: options (protocol,
+--        secure_auth) neither client exposes; an old-password account logs
+--        in through both, or is refused by the server (1045).
+--   2054 CR_NOT_IMPLEMENTED, 2058, 2060: misuse of the C option API.
+--   2061 CR_AUTH_PLUGIN_ERR: caching_sha2_password against a MySQL server
+--        (RSA key exchange); MariaDB has no such server plugin.
+--   2030-2036, 2051-2057: prepared-statement API, which neither client uses.
+--   5010 CR_PLUGIN_NOT_ALLOWED: scoped's guard against TLS stripping
+--        (ssl_mode=REQUIRED restricts the auth plugins); MySQLdb 1.4.6 has no
+--        such option. Like every code >= 1000 outside MySQLdb's list it is an
+--        OperationalError in both (the SIGNAL sweep covers the rule).
 local SIGNAL_RANGES = {{1, 1999}, {3000, 4999}}
 
 local function case_name(c) return c[5] or tostring(c[1]) end
 
--- the case's connection: the test server over TCP as root, changed by c.connect
+-- the peers a case can connect to instead of the test server: "tls" (a
+-- second server with TLS, spec/support/tls-server.sh) and "http" (Python's
+-- http.server, which sends no greeting); filled in by setup()
+local peers = {}
+
+-- the case's connection: the test server over TCP as root, changed by
+-- c.connect; "peer" picks another server, relative ssl_* files are that
+-- TLS server's
 local function connect_spec(c)
   local s = {host = base.host or "127.0.0.1", port = base.port or 3306, user = "root",
              database = base.database}
   for k, v in pairs(c.connect or {}) do s[k] = v end
+  if s.peer then
+    local p = assert(peers[s.peer], "no peer " .. s.peer)
+    s.host, s.port, s.database, s.peer = "127.0.0.1", p.port, nil, nil
+    for _, k in ipairs{"ssl_ca", "ssl_cert", "ssl_key"} do
+      if s[k] and s[k]:sub(1, 1) ~= "/" then s[k] = p.dir .. "/" .. s[k] end
+    end
+  end
   return s
 end
 
@@ -123,7 +198,10 @@ local function url_of(s)
   end
   u = u .. "/" .. (s.database or "")
   if s.read_timeout then q[#q + 1] = "read_timeout=" .. s.read_timeout end
-  q[#q + 1] = "connect_timeout=5"
+  for _, k in ipairs{"ssl_ca", "ssl_cert", "ssl_key"} do
+    if s[k] then q[#q + 1] = k .. "=" .. s[k] end
+  end
+  q[#q + 1] = "connect_timeout=" .. (s.connect_timeout or 5)
   return u .. "?" .. table.concat(q, "&")
 end
 
@@ -212,8 +290,39 @@ local function start_background(sql)
   end
 end
 
+-- A case with an environment (Connector/C reads MARIADB_PLUGIN_DIR when it
+-- loads a plugin) runs in a child Lua with it: {code =, kind =}.
+local CHILD = [[
+local scoped = require "scoped"
+local engine = scoped.create_engine(arg[1], {poolclass = "NullPool"})
+local ok, err = pcall(function() engine:connect():execute(arg[2]) end)
+if ok then print("-\t-") else print(tostring(err.code) .. "\t" .. tostring(err.kind)) end
+]]
+
+local function run_child(c)
+  local lua = os.getenv("SCOPED_LUA") or "lua5.4"
+  local script = tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write("package.path = " .. string.format("%q", package.path) .. "\n")
+  f:write("package.cpath = " .. string.format("%q", package.cpath) .. "\n")
+  f:write(CHILD)
+  f:close()
+  local env = {}
+  for k, v in pairs(c.env) do env[#env + 1] = k .. "='" .. v .. "'" end
+  local p = assert(io.popen(string.format("env %s %s %s '%s' '%s' 2>&1", table.concat(env, " "), lua,
+    script, url_of(connect_spec(c)), c.sql)))
+  local out = p:read("*a")
+  p:close()
+  os.remove(script)
+  local code, kind = out:match("^([^\t\n]+)\t([^\t\n]+)\n$")
+  assert(code, "the child Lua printed: " .. out)
+  if code == "-" then return {} end
+  return {code = tonumber(code), kind = kind}
+end
+
 local function run_scoped(c)
   for _, sql in ipairs(c.setup or {}) do root:execute(sql) end
+  if c.env then return run_child(c) end
   local engine = scoped.create_engine(url_of(connect_spec(c)), {poolclass = "NullPool"})
   local conn, finish_background
   local ok, err = pcall(function()
@@ -250,7 +359,10 @@ local function readme_table(rows, sweep)
   out[#out + 1] = "Every code 1-1999 and 3000-4999 raised with `SIGNAL ... SET MYSQL_ERRNO` gets the same" ..
     " class from both; apart from the ones below, a code under 1000 is an `InternalError`" ..
     " and any other an `OperationalError`, client errors (2000-2999) included, except 2014" ..
-    " (`CR_COMMANDS_OUT_OF_SYNC`), a `ProgrammingError`. MySQLdb never looks at the SQLSTATE."
+    " (`CR_COMMANDS_OUT_OF_SYNC`), a `ProgrammingError`. MySQLdb never looks at the SQLSTATE." ..
+    " Client codes cannot be signalled: the ones a user can provoke are in the table above," ..
+    " and the spec's CLIENT_CODES_NOT_PROVOKED note says why each other one is not" ..
+    " (for 2014 and 2019 scoped refuses the call itself, before Connector/C would raise them)."
   out[#out + 1] = ""
   local by_kind, kinds = {}, {}
   for code = 1, 4999 do
@@ -281,9 +393,33 @@ describe("error kinds are exactly mysqlclient's (MySQLdb " .. MYSQLDB_VERSION ..
     function()
   local mysqldb, ours, sweep_ours = nil, {}, {}
 
+  local http_pid, installed_ed25519
+
   setup(function()
     root = H.raw()
     for _, sql in ipairs(TABLES) do root:execute(sql) end
+    local port, dir = H.start_server("tls-server.sh")
+    peers.tls = {port = port, dir = dir}
+    -- an HTTP server: a real peer that is not MySQL and says nothing first
+    local p = assert(io.popen([[bash -c '. spec/support/free-port.sh; port=$(free_port); ]] ..
+      [[cd /; ]] .. PYTHON .. [[ -m http.server --bind 127.0.0.1 "$port" >/dev/null 2>&1 & ]] ..
+      [[echo "$port $!"']]))
+    local out = p:read("*a")
+    p:close()
+    local hport, hpid = out:match("^(%d+) (%d+)")
+    assert(hport, "http.server did not start: " .. out)
+    peers.http, http_pid = {port = tonumber(hport)}, hpid
+    -- wait until it listens
+    local deadline = os.time() + 30
+    while not H.sh_ok("bash -c '(exec 3<>/dev/tcp/127.0.0.1/" .. hport .. ")' 2>/dev/null") do
+      assert(os.time() < deadline, "http.server never listened on " .. hport)
+      H.sleep(0.05)
+    end
+    if root:execute("SELECT COUNT(*) FROM information_schema.PLUGINS" ..
+        " WHERE PLUGIN_NAME = 'ed25519' AND PLUGIN_STATUS = 'ACTIVE'"):scalar() == 0 then
+      root:execute("INSTALL SONAME 'auth_ed25519'")
+      installed_ed25519 = true
+    end
     assert(H.sh_ok(PYTHON .. " -c 'import MySQLdb' 2>/dev/null"),
       "Python's MySQLdb is missing: apt-get install python3-mysqldb (make deps)")
     mysqldb = run_mysqldb()
@@ -296,7 +432,11 @@ describe("error kinds are exactly mysqlclient's (MySQLdb " .. MYSQLDB_VERSION ..
       root:execute("DROP TABLE IF EXISTS " .. t)
     end
     root:execute("DROP USER IF EXISTS 'ek_user'@'%'")
+    root:execute("DROP USER IF EXISTS 'ek_ed'@'%'")
+    if installed_ed25519 then root:execute("UNINSTALL SONAME 'auth_ed25519'") end
     root:close()
+    if http_pid then H.sh_ok("kill " .. http_pid) end
+    if peers.tls then H.stop_server("tls-server.sh", peers.tls.dir) end
   end)
 
   for _, c in ipairs(cases) do

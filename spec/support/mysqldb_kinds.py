@@ -7,7 +7,10 @@ spec; each one is run the same way there through scoped:
 
   setup       statements run first on a root connection
   connect     how the case's own connection connects: host, port,
-              unix_socket, user, password, database, read_timeout
+              unix_socket, user, password, database, read_timeout,
+              connect_timeout (5 when not given), ssl_ca, ssl_cert, ssl_key
+  env         environment variables set while the case runs (Connector/C
+              reads MARIADB_PLUGIN_DIR when it loads a plugin)
   pre         statements run on that connection before the test
   background  one SQL text run meanwhile by the mariadb client (lock holders)
   wait        a COUNT(*) query on the root connection: go on once it is > 0
@@ -34,7 +37,10 @@ def root():
 
 
 def connect(spec):
-    kw = {"user": spec.get("user", "root"), "connect_timeout": 5}
+    kw = {"user": spec.get("user", "root"), "connect_timeout": spec.get("connect_timeout", 5)}
+    ssl = {k[4:]: spec[k] for k in ("ssl_ca", "ssl_cert", "ssl_key") if spec.get(k)}
+    if ssl:
+        kw["ssl"] = ssl
     if spec.get("unix_socket"):
         kw["unix_socket"] = spec["unix_socket"]
     else:
@@ -68,6 +74,8 @@ def run(case, r):
     r.commit()
     bg = None
     conn = None
+    saved = {k: os.environ.get(k) for k in case.get("env", {})}
+    os.environ.update(case.get("env", {}))
     try:
         conn = connect(case["connect"])
         cur = conn.cursor()
@@ -88,6 +96,11 @@ def run(case, r):
     except MySQLdb.Error as e:
         return e
     finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         if conn is not None:
             try:
                 conn.close()
