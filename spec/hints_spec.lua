@@ -128,6 +128,19 @@ describe("hints", function()
     e:dispose()
   end)
 
+  -- under nginx, scoped.ngx raises this from a phase that cannot yield
+  -- (spec/openresty/checks.lua provokes it for real in set_by_lua and
+  -- body_filter); here the hint alone, as exc._hint writes it
+  it("pool TimeoutError from an nginx phase that cannot wait: where a checkout can wait", function()
+    local err = scoped.exc._hint(scoped.exc.new("TimeoutError", "QueuePool limit of size 2 overflow 1 reached",
+      {checkedout = 3, pool_size = 2, max_overflow = 1, pool_timeout = 5, phase = "log"}))
+    assert.equal("3 connections are checked out (pool_size 2 + max_overflow 1) and the log phase cannot " ..
+      "wait for one: check out in a phase that can (rewrite, access, content, ngx.timer.at), give them " ..
+      "back sooner (close(), Session:remove()) or raise the limit; pool_leak_threshold = seconds shows " ..
+      "where they were checked out", err.hint)
+    assert.is_nil(err.hint:find("within pool_timeout", 1, true))
+  end)
+
   it("no hint where there is nothing to add", function()
     local c = H.raw()
     local err = H.error_of(c.execute, c, "SELEC 1")

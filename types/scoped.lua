@@ -546,6 +546,13 @@ function nonblocking.luv(opts) end
 ---@field statement? string
 ---@field params? table
 ---@field connection_invalidated? boolean
+---@field hint? string the next step, one line (also in tostring(err))
+---@field checkedout? integer pool TimeoutError: connections checked out
+---@field pool_size? integer pool TimeoutError
+---@field max_overflow? integer pool TimeoutError
+---@field pool_timeout? number pool TimeoutError
+---@field phase? string pool TimeoutError under nginx: the phase that cannot wait
+---@field checked_out_at? string[] pool TimeoutError with pool_leak_threshold: the checkouts' tracebacks
 
 ---@class scoped.exc
 ---@field hierarchy table<scoped.ErrorKind, scoped.ErrorKind> kind -> parent kind

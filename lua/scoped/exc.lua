@@ -172,10 +172,19 @@ connect_hints[2003] = connect_hints[2002]
 function exc._hint(err, url)
   if err.kind == "TimeoutError" and err.checkedout then
     local n = err.checkedout
-    err.hint = string.format("%d connection%s checked out (pool_size %d + max_overflow %d) and none " ..
-      "came back within pool_timeout (%g s): give them back sooner (close(), Session:remove()) or raise " ..
-      "the limit; pool_leak_threshold = seconds shows where they were checked out",
-      n, n == 1 and " is" or "s are", err.pool_size, err.max_overflow, err.pool_timeout)
+    local held = string.format("%d connection%s checked out (pool_size %d + max_overflow %d)",
+      n, n == 1 and " is" or "s are", err.pool_size, err.max_overflow)
+    if err.phase then
+      -- scoped.ngx: a phase that cannot yield tried once, waited for nothing
+      err.hint = string.format("%s and the %s phase cannot wait for one: check out in a phase that " ..
+        "can (rewrite, access, content, ngx.timer.at), give them back sooner (close(), " ..
+        "Session:remove()) or raise the limit; pool_leak_threshold = seconds shows where they were " ..
+        "checked out", held, err.phase)
+    else
+      err.hint = string.format("%s and none came back within pool_timeout (%g s): give them back " ..
+        "sooner (close(), Session:remove()) or raise the limit; pool_leak_threshold = seconds shows " ..
+        "where they were checked out", held, err.pool_timeout)
+    end
     return err
   end
   local f = url and connect_hints[err.code]

@@ -77,7 +77,7 @@ local function no_wait(engine, phase)
     "(the %s phase cannot wait for a connection)",
     o.pool_size, o.max_overflow, o.pool_timeout, tostring(phase)), {
       checkedout = engine._cpool:stats().checkedout, pool_size = o.pool_size,
-      max_overflow = o.max_overflow, pool_timeout = o.pool_timeout,
+      max_overflow = o.max_overflow, pool_timeout = o.pool_timeout, phase = tostring(phase),
     })), 0)
 end
 

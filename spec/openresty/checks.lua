@@ -555,6 +555,38 @@ check("load", "the server never saw more than workers x (pool_size + max_overflo
   return peak <= WORKERS * PER_WORKER and peak > 0, "peak " .. peak
 end)
 
+-- ---- the hint of a checkout that cannot wait (issue 22) ------------------------
+-- A pool of 1 held by a request, then a checkout from the set phase
+-- (set_by_lua) and from body_filter: TimeoutError at once, its text naming
+-- the phase, and a hint that says where a checkout can wait instead.
+check("single", "set_by_lua, body_filter: TimeoutError naming the phase, with a hint", function()
+  local hold = spawn("/t/hold?secs=2")
+  wait_until(function()
+    local _, st = get_json("/t/stats?engine=tiny")
+    return st and st.stats.checkedout == 1
+  end)
+  local _, set = get_json("/nw/set")
+  local _, bf = get_json("/nw/bf")
+  finish(hold)
+  local bad = {}
+  for name, r in pairs({set = set, body_filter = bf}) do
+    local message = "QueuePool limit of size 1 overflow 0 reached, connection timed out, timeout 5.00 " ..
+      "(the " .. name .. " phase cannot wait for a connection)"
+    local hint = "1 connection is checked out (pool_size 1 + max_overflow 0) and the " .. name ..
+      " phase cannot wait for one: check out in a phase that can (rewrite, access, content, " ..
+      "ngx.timer.at), give them back sooner (close(), Session:remove()) or raise the limit; " ..
+      "pool_leak_threshold = seconds shows where they were checked out"
+    if type(r) ~= "table" then
+      bad[#bad + 1] = name .. ": no result"
+    elseif r.ok or r.phase ~= name or r.kind ~= "TimeoutError" or r.message ~= message or r.hint ~= hint
+        or r.err_phase ~= name or r.checkedout ~= 1
+        or r.text ~= "scoped.TimeoutError: " .. message .. "\n[hint: " .. hint .. "]" then
+      bad[#bad + 1] = name .. ": " .. cjson.encode(r)
+    end
+  end
+  return #bad == 0, table.concat(bad, "\n")
+end)
+
 -- ---- main ----------------------------------------------------------------------
 
 if mode == "count" then

@@ -301,6 +301,31 @@ function M.log_phase()
   shared:set("result:" .. (ngx.var.arg_key or "log"), cjson.encode(try_once()))
 end
 
+-- ---- the hint of a checkout that cannot wait (issue 22) ------------------------
+-- One try on the tiny engine from a phase that cannot yield: what it raised,
+-- as JSON.
+function M.no_wait_json()
+  local ok, err = pcall(S.tiny.scalar, S.tiny, "SELECT 1")
+  S.tiny:remove()
+  local t = {ok = ok, phase = ngx.get_phase()}
+  if not ok then
+    if type(err) ~= "table" then err = {message = tostring(err)} end
+    t.kind, t.message, t.hint, t.text = err.kind, err.message, err.hint, tostring(err)
+    t.err_phase, t.checkedout = err.phase, err.checkedout
+  end
+  return cjson.encode(t)
+end
+
+-- body_filter_by_lua: the body becomes no_wait_json()'s answer.
+function M.no_wait_body_filter()
+  if ngx.ctx.no_wait_done then
+    ngx.arg[1] = ""
+    return
+  end
+  ngx.ctx.no_wait_done = true
+  ngx.arg[1] = M.no_wait_json() .. "\n"
+end
+
 function M.status()
   local out = {}
   for _, k in ipairs(shared:get_keys(0)) do
