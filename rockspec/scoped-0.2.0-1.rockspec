@@ -2,8 +2,12 @@ rockspec_format = "3.0"
 package = "scoped"
 version = "0.2.0-1"
 source = {
-  -- the tarball `make dist` makes (git archive of the tagged commit); a path
-  -- without a scheme is read from the directory luarocks runs in
+  -- the tarball `make dist` makes (git archive of the tagged commit), a
+  -- path without a scheme: `luarocks install ./scoped-0.2.0-1.src.rock`
+  -- reads it from the rock, `luarocks build` of this file from the
+  -- directory it runs in; `luarocks pack` of this file cannot find it (it
+  -- fetches from a temporary directory of its own): run `make dist`
+  -- (README "Packing by hand")
   url = "scoped-0.2.0.tar.gz",
   dir = "scoped-0.2.0",
 }

@@ -2,9 +2,12 @@
 # release.sh dist   — scoped-V.tar.gz (git archive of HEAD, prefix scoped-V/) and
 #                     scoped-V-1.src.rock (luarocks pack of rockspec/scoped-V-1.rockspec),
 #                     both in the top directory; V is lua/scoped/init.lua's _VERSION
-# release.sh check  — TAP: installs that .src.rock offline into private trees, on
-#                     Lua 5.4 and on Lua 5.1 built against LuaJIT's headers, and
-#                     requires "scoped" from each (make test-release, a CI stage)
+# release.sh check  — TAP: in a clean clone, `luarocks pack` of the versioned
+#                     rockspec by hand fails for the README's reason, and make dist
+#                     and `luarocks build` of it work; then installs the .src.rock
+#                     offline into private trees, on Lua 5.4 and on Lua 5.1 built
+#                     against LuaJIT's headers, and requires "scoped" from each
+#                     (make test-release, a CI stage)
 #
 # Why pack goes through a copy of the rockspec: the versioned rockspec names
 # its source "scoped-V.tar.gz", a path with no scheme, which is what a
@@ -88,8 +91,51 @@ install_and_require() {
     rm -rf -- "$tree" "$log"
 }
 
+# By hand, from a clean checkout (README "Install", "Packing by hand"):
+# `luarocks pack rockspec/scoped-V-1.rockspec` fails there, and must fail
+# for the reason the README gives (luarocks 3.8 fetches the relative
+# source url from a temporary directory of its own); what the README says
+# to run instead works in that same checkout: make dist, and luarocks
+# build of the rockspec next to the tarball.
+by_hand() {
+    local tmp log
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-clone.XXXXXX")
+    log=$tmp/log
+    if ! git clone -q "$TOP" "$tmp/scoped" >"$log" 2>&1; then
+        sed 's/^/# /' "$log"
+        not_ok "git clone of this checkout"
+        rm -rf -- "$tmp"
+        return
+    fi
+    if (cd "$tmp/scoped" && luarocks pack "$ROCKSPEC") >"$log" 2>&1; then
+        not_ok "luarocks pack $ROCKSPEC by hand in a clean clone fails as the README says (it worked:" \
+            "update the README's \"Packing by hand\")"
+    elif grep -q "note that given path in rockspec is not absolute: $NAME.tar.gz" "$log"; then
+        ok "luarocks pack $ROCKSPEC by hand in a clean clone fails as the README says (relative source url)"
+    else
+        sed 's/^/# /' "$log"
+        not_ok "luarocks pack $ROCKSPEC by hand in a clean clone fails as the README says (another error)"
+    fi
+    if (cd "$tmp/scoped" && make --no-print-directory dist) >"$log" 2>&1 &&
+        unzip -p "$tmp/scoped/$NAME-1.src.rock" "$NAME-1.rockspec" | cmp -s - "$ROCKSPEC"; then
+        ok "make dist in a clean clone: $NAME-1.src.rock with the committed rockspec"
+    else
+        sed 's/^/# /' "$log"
+        not_ok "make dist in a clean clone: $NAME-1.src.rock with the committed rockspec"
+    fi
+    if (cd "$tmp/scoped" && luarocks --lua-version 5.4 --only-server=/nonexistent build --tree "$tmp/tree" \
+        "$ROCKSPEC") >"$log" 2>&1 && [ -f "$tmp/tree/lib/lua/5.4/scoped/core.so" ]; then
+        ok "luarocks build $ROCKSPEC next to the tarball, in that clone"
+    else
+        sed 's/^/# /' "$log"
+        not_ok "luarocks build $ROCKSPEC next to the tarball, in that clone"
+    fi
+    rm -rf -- "$tmp"
+}
+
 check() {
     [ -f "$NAME-1.src.rock" ] || dist >/dev/null
+    by_hand
     if unzip -p "$NAME-1.src.rock" "$NAME-1.rockspec" | cmp -s - "$ROCKSPEC"; then
         ok "$NAME-1.src.rock carries $ROCKSPEC as committed"
     else
