@@ -36,7 +36,7 @@ typedef struct lconn {
     lconn_owner owner;     /* the thread of its busy calls (lconn.c): belongs to the
                             * userdata, not to the connection, so whoever moves or
                             * clears the fields above keeps it as it was */
-    struct lstream *stream; /* the streaming Result open on it (lresult.c), or NULL.
+    struct lstream *stream; /* the streaming Result open on it (lstream.c), or NULL.
                             * While set, busy is never NULL: SCL_STREAM_OPEN between
                             * reads, the reading method's name during one; every
                             * statement is refused (busy), and what ends the unit of
@@ -184,15 +184,15 @@ int scl_lconn_read_running(lua_State *L, lconn *lc);
 /* Records L as the thread of a read of lc's stream (a coroutine). */
 void scl_lconn_set_read_owner(lua_State *L, lconn *lc);
 
-/* lresult.c: a streaming Result over the statement just sent on lc (the
+/* lstream.c: a streaming Result over the statement just sent on lc (the
  * user's text at index sql_idx, for errors; yield_per, 0 for none): pushes
  * it, or a buffered Result when the statement returns no rows. Raises the
  * DBAPIError on failure. */
 int scl_stream_push(lua_State *L, lconn *lc, int sql_idx, int yield_per);
-/* lresult.c: ends lc's stream in C (drained, or discarded), unlinks it
+/* lstream.c: ends lc's stream in C (drained, or discarded), unlinks it
  * from lc and clears lc->busy. No read of it may be running. */
 void scl_stream_detach(lconn *lc, int discard);
-/* lresult.c: whether f is one of a streaming Result's reading methods; if
+/* lstream.c: whether f is one of a streaming Result's reading methods; if
  * so, and the value at idx of T is a streaming Result, its connection. */
 int scl_stream_is_reader(lua_CFunction f);
 lconn *scl_stream_conn_at(lua_State *T, int idx);

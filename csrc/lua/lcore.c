@@ -16,6 +16,8 @@ static const struct {
     {"lconn.c", scl_open_conn},         /* connect, conn_methods: the RawConnection metatable,
                                         * with lexec.c's statement methods */
     {"lresult.c", scl_open_result},     /* result_methods: the Result metatable */
+    {"lstream.c", scl_open_stream},     /* stream_result_mt: after lresult.c, whose
+                                        * methods the streaming Result falls back on */
     {"lpool.c", scl_open_pool},         /* pool_new, pool_methods: after lconn.c, as its
                                         * checkouts hold the RawConnection metatable */
     {"lregistry.c", scl_open_registry}, /* thread_registry, current_thread */

@@ -173,7 +173,7 @@ static int l_execute(lua_State *L, lconn *lc) /* run by guard_* */
 }
 
 /* conn:stream(sql [, params [, yield_per]]) -> a streaming Result
- * (stream_results: lresult.c reads its rows as they are asked for), or a
+ * (stream_results: lstream.c reads its rows as they are asked for), or a
  * buffered one for a statement that returns no rows. The connection stays
  * busy until that Result is closed (lconn.h, "stream"). */
 static int l_stream(lua_State *L, lconn *lc) /* run by guard_stream */

@@ -72,6 +72,7 @@ static inline int scl_isnull(lua_State *L, int i)
 int scl_open_url(lua_State *L);
 int scl_open_conn(lua_State *L);
 int scl_open_result(lua_State *L);
+int scl_open_stream(lua_State *L);
 int scl_open_pool(lua_State *L);
 int scl_open_registry(lua_State *L);
 int scl_open_lease(lua_State *L);

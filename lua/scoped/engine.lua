@@ -803,7 +803,7 @@ end
 -- Connection) and the execution_options argument of execute (one
 -- statement). yield_per implies stream_results, as in SQLAlchemy 2.0. A
 -- streaming statement returns a Result read off the connection as it is
--- iterated (raw:stream, csrc/lua/lresult.c); until it is closed the
+-- iterated (raw:stream, csrc/lua/lstream.c); until it is closed the
 -- connection is busy.
 local function check_exec_options(opts, who)
   if type(opts) ~= "table" then

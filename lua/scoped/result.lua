@@ -1,5 +1,5 @@
---- The friendly half of Result: C (csrc/lua/lresult.c) stores result sets and
--- builds rows; the methods here are SQLAlchemy's Result API on top.
+--- The friendly half of Result: C (csrc/lua/lresult.c, lstream.c for a streaming
+-- one) stores result sets and builds rows; the methods here are SQLAlchemy's Result API on top.
 --
 --     local r = conn:execute("SELECT id, name FROM t WHERE id IN :ids", {ids = {1, 2}})
 --     for row in r:iter() do print(row.id, row[2]) end

@@ -308,10 +308,10 @@ return {
     why = "the registry holds dead coroutines strongly: their sessions, and the connections those hold, are never collected",
     specs = {"spec/scoped_session_spec.lua", "spec/leak_spec.lua"},
   },
-  -- ---- results (csrc/lua/lresult.c) -----------------------------------------------
+  -- ---- results (csrc/lua/lrow.h: the cell decoders both Results share) ---------------
   {
     id = "result-null-empty",
-    file = "csrc/lua/lresult.c",
+    file = "csrc/lua/lrow.h",
     before = [[        lua_pushlightuserdata(L, NULL);
         return;]],
     after = [[        lua_pushliteral(L, "");
@@ -321,7 +321,7 @@ return {
   },
   {
     id = "result-uint-range",
-    file = "csrc/lua/lresult.c",
+    file = "csrc/lua/lrow.h",
     before = [[if (neg ? v > 9223372036854775808ULL : v > 9223372036854775807ULL)]],
     after = [[if (v > 9223372036854775808ULL)]],
     why = "BIGINT UNSIGNED 2^63 comes back as the integer -2^63 (the non-negative range check dropped)",
@@ -329,7 +329,7 @@ return {
   },
   {
     id = "result-int-digits",
-    file = "csrc/lua/lresult.c",
+    file = "csrc/lua/lrow.h",
     before = [[if (i == len || len - i > 19)]],
     after = [[if (len - i > 19)]],
     why = "an empty or sign-only integer text parses as 0 (never sent by the server for an integer column)",
@@ -338,7 +338,7 @@ return {
   },
   {
     id = "result-luajit-2p53",
-    file = "csrc/lua/lresult.c",
+    file = "csrc/lua/lrow.h",
     before = [[if (v <= 9007199254740992LL && v >= -9007199254740992LL) {]],
     after = [[if (1) {]],
     why = "on LuaJIT a BIGINT past 2^53 comes back as a rounded double instead of its exact string",
@@ -408,7 +408,7 @@ return {
     why = "SET NAMES to a charset whose multibyte characters hold ASCII bytes (sjis, gbk) is not refused after the statement: later binds are written for the wrong charset (injection)",
     specs = {"spec/security_spec.lua", "spec/injection_spec.lua", "spec/hostile_spec.lua"},
   },
-  -- ---- streaming results (issue 20: csrc/lua/lexec.c, lresult.c) -----------------------
+  -- ---- streaming results (issue 20: csrc/lua/lexec.c, lstream.c) -----------------------
   {
     id = "stream-not-busy",
     file = "csrc/lua/lexec.c",
