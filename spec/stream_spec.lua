@@ -380,6 +380,182 @@ describe("streaming results", function()
     c:close()
   end)
 
+  it("rowcount is -1 until the end of the rows is read, then their count (DB-API)", function()
+    local c = engine:connect():execution_options{stream_results = true}
+    local r = c:execute("SELECT seq FROM seq_1_to_10")
+    assert.equal(-1, r.rowcount)
+    r:fetchmany(4)
+    assert.equal(-1, r.rowcount)
+    assert.equal(6, #r:fetchmany(6)) -- every row read, but not yet the end
+    assert.equal(-1, r.rowcount)
+    assert.is_nil(r:fetchone())
+    assert.equal(10, r.rowcount)
+    r:close()
+    assert.equal(10, r.rowcount) -- stays readable once closed
+    -- closed before its end: the count was never known
+    r = c:execute("SELECT seq FROM seq_1_to_100000")
+    r:fetchmany(3)
+    r:close()
+    assert.equal(-1, r.rowcount)
+    -- so for commit, the collector's close
+    r = c:execute("SELECT seq FROM seq_1_to_100000")
+    r:fetchone()
+    c:commit()
+    assert.equal(-1, r.rowcount)
+    -- all(), iter(), partitions() read to the end; first() reads the rest and drops it
+    assert.equal(7, (function() local x = c:execute("SELECT seq FROM seq_1_to_7"); x:all(); return x.rowcount end)())
+    r = c:execute("SELECT seq FROM seq_1_to_5")
+    for _ in r:iter() do end
+    assert.equal(5, r.rowcount)
+    r = c:execute("SELECT seq FROM seq_1_to_9")
+    assert.equal(1, r:first()[1])
+    assert.equal(9, r.rowcount)
+    r = c:execute("SELECT 1 FROM seq_1_to_3 WHERE seq > 5")
+    assert.is_nil(r:fetchone())
+    assert.equal(0, r.rowcount)
+    c:close()
+  end)
+
+  describe("a CALL with several result sets", function()
+    local function make_procs(c)
+      c:execute("DROP PROCEDURE IF EXISTS stream_sets")
+      c:execute([[CREATE PROCEDURE stream_sets()
+        BEGIN
+          SELECT seq AS a FROM seq_1_to_3;
+          SELECT seq AS b, seq * 2 AS c, 'x' AS d FROM seq_1_to_1000;
+          SELECT 'last' AS e;
+        END]])
+      c:execute("DROP PROCEDURE IF EXISTS stream_sets_boom")
+      c:execute([[CREATE PROCEDURE stream_sets_boom()
+        BEGIN
+          SELECT seq AS a FROM seq_1_to_3;
+          SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom in the second statement';
+        END]])
+      c:commit()
+    end
+
+    it("streams them one after the other: nextset() moves on, the connection busy until the last", function()
+      local c = engine:connect()
+      make_procs(c)
+      c:execution_options{stream_results = true}
+      local r = c:execute("CALL stream_sets()")
+      assert.is_true(r.streaming)
+      assert.same({"a"}, r:keys())
+      assert.equal(1, r:fetchone().a)
+      assert.equal(-1, r.rowcount)
+      assert.is_true(r:nextset()) -- the rest of the first set is read and dropped
+      assert.equal(3, r.rowcount) -- the first set's count, as a buffered Result's
+      assert.same({"b", "c", "d"}, r:keys())
+      local n = 0
+      for row in r:iter() do
+        n = n + 1
+        assert.equal(n, row.b); assert.equal(2 * n, row.c); assert.equal("x", row[3])
+      end
+      assert.equal(1000, n)
+      assert.is_nil(r:fetchone()) -- the end of this set, not of the stream
+      assert.same({}, r:fetchmany(2))
+      -- the third set is still to come: the connection is busy, never free to pool
+      local err = H.error_of(c.execute, c, "SELECT 1")
+      assert.equal("InvalidRequestError", err.kind)
+      assert.truthy(err.message:find("streaming Result", 1, true), err.message)
+      assert.is_true(r:nextset())
+      assert.same({"e"}, r:keys())
+      assert.equal("last", r:fetchone().e)
+      assert.is_false(r:nextset())
+      assert.equal("ResourceClosedError", H.error_of(r.fetchone, r).kind)
+      assert.is_false(r:nextset())
+      assert.equal(3, r.rowcount)
+      assert.equal(1, c:execute("SELECT 1"):scalar()) -- free again, in sync
+      -- the same sets as a buffered Result gives
+      local b = c:execute("CALL stream_sets()", nil, {stream_results = false})
+      assert.is_nil(b.streaming)
+      assert.equal(3, #b:all()); assert.is_true(b:nextset())
+      assert.equal(1000, #b:all()); assert.is_true(b:nextset())
+      assert.equal("last", b:scalar()); assert.is_false(b:nextset())
+      c:close()
+    end)
+
+    it("first() and scalar() keep the next sets for nextset(), as on a buffered Result", function()
+      local c = engine:connect()
+      make_procs(c)
+      local r = c:execute("CALL stream_sets()", nil, {stream_results = true})
+      assert.equal(1, r:first().a)
+      assert.is_true(r:nextset())
+      assert.equal(1, r:scalar())
+      assert.is_true(r:nextset())
+      assert.equal("last", r:scalar())
+      assert.is_false(r:nextset())
+      assert.equal(4, c:execute("SELECT 4"):scalar())
+      c:close()
+    end)
+
+    it("closed, committed or collected between its sets: the connection goes on in sync", function()
+      local one = scoped.create_engine(H.url, {pool_size = 1, max_overflow = 0, pool_timeout = 2})
+      finally(function() one:dispose() end)
+      local c = one:connect()
+      make_procs(c)
+      c:execution_options{stream_results = true}
+      local tid = c:get_raw():thread_id()
+      -- close() in the middle of the second set
+      local r = c:execute("CALL stream_sets()")
+      assert.is_true(r:nextset())
+      r:fetchmany(10)
+      r:close()
+      assert.equal("ResourceClosedError", H.error_of(r.fetchone, r).kind)
+      assert.is_false(r:nextset())
+      assert.equal(2, c:execute("SELECT 2"):scalar())
+      -- commit with the second set waiting
+      c:execute("INSERT INTO stream_t VALUES (21)")
+      r = c:execute("CALL stream_sets()")
+      for _ in r:iter() do end
+      c:commit()
+      assert.equal("ResourceClosedError", H.error_of(r.fetchone, r).kind)
+      assert.equal(1, H.observer():execute("SELECT COUNT(*) FROM stream_t WHERE id = 21"):scalar())
+      assert.is_true(trx_gone(tid))
+      -- dropped unread
+      c:execute("CALL stream_sets()"):fetchone()
+      gc_all()
+      assert.equal(3, c:execute("SELECT 3"):scalar())
+      -- the Connection closed between sets: back to the pool in sync, the same connection
+      r = c:execute("CALL stream_sets()")
+      for _ in r:iter() do end
+      c:close()
+      assert.equal(0, one.pool:checkedout())
+      local c2 = one:connect()
+      assert.equal(tid, c2:get_raw():thread_id())
+      assert.equal(5, c2:execute("SELECT 5"):scalar())
+      assert.equal(3, #c2:execute("CALL stream_sets()"):all())
+      c2:close()
+    end)
+
+    it("an error in a later statement of the CALL is raised where the stream reaches it", function()
+      local c = engine:connect()
+      make_procs(c)
+      for _, how in ipairs({"read", "nextset"}) do
+        local r = c:execute("CALL stream_sets_boom()", nil, {stream_results = true})
+        local err
+        if how == "read" then
+          local seen = {}
+          err = H.error_of(function() for row in r:iter() do seen[#seen + 1] = row.a end end)
+          assert.same({1, 2, 3}, seen)
+        else
+          assert.equal(1, r:fetchone().a)
+          err = H.error_of(r.nextset, r)
+        end
+        assert.truthy(tostring(err):find("boom in the second statement", 1, true), how)
+        assert.equal("ResourceClosedError", H.error_of(r.fetchone, r).kind)
+        c:rollback()
+        assert.equal(1, c:execute("SELECT 1"):scalar(), how)
+      end
+      -- first() drops the rest as close() does: the error is not raised there
+      local r = c:execute("CALL stream_sets_boom()", nil, {stream_results = true})
+      assert.equal(1, r:first().a)
+      assert.is_false(r:nextset())
+      assert.equal(6, c:execute("SELECT 6"):scalar())
+      c:close()
+    end)
+  end)
+
   describe("Session and scoped_session", function()
     it("Session:execute(sql, params, {stream_results = true}); commit closes it, the connection goes back clean", function()
       local Session = scoped.sessionmaker{bind = engine}

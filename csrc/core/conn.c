@@ -349,15 +349,12 @@ int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_err
             return 0;
         MYSQL_RES *next = sc_conn_use_result(c, err);
         if (next != NULL) {
-            while (mysql_fetch_row(next) != NULL) {
-            }
-            int bad = sc_conn_fetch_error(c, err);
-            mysql_free_result(next);
-            if (bad)
-                return -1;
-        } else if (err->code != 0) {
-            return -1;
+            c->pending = next; /* a CALL's next result set: the caller's to read or drop */
+            return 2;
         }
+        if (err->code != 0)
+            return -1;
+        /* a result without rows (a CALL's status): nothing to read */
     }
 }
 

@@ -105,10 +105,13 @@ void sc_conn_drop_pending(sc_conn *c);
  * error. */
 MYSQL_RES *sc_conn_stream_open(sc_conn *c, sc_error *err);
 /* The next row of the open stream: 1 with *row and *lens set (valid until
- * the next call); 0 at its end; -1 with err filled when the server sent an
- * error after some rows, or the connection failed. On 0 and -1 the result
- * is freed and any further results of the statement (a CALL's status) are
- * read and dropped: the connection is in sync again, or broken. */
+ * the next call); 0 at the end of the statement's results; 2 at the end of
+ * a result set when another follows (a CALL's next SELECT): that one is
+ * now the open stream, in c->pending, its rows unread; -1 with err filled
+ * when the server sent an error after some rows, or the connection failed.
+ * On 0 and -1 the result is freed and the results without rows that
+ * followed it (a CALL's status) are read: the connection is in sync again,
+ * or broken. */
 int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_error *err);
 /* Ends an open stream before its end: the rest of its rows are read and
  * dropped (mysql_free_result drains them) and the connection is in sync

@@ -10,8 +10,14 @@
  * back in sync (the rest drained).
  *
  * User values: 1 the RawConnection (kept alive while the stream is), 2 the
- * cols entry, 3 the statement's text (for errors). Lua 5.1: a table {...}
- * as the environment.
+ * cols entry of the current result set, 3 the statement's text (for
+ * errors), 4 the kinds of a later result set wider than the first (CALL).
+ * Lua 5.1: a table {...} as the environment.
+ *
+ * A CALL's result sets are read one after the other: at the end of one,
+ * the next one's header is read and it waits in c->pending (set_ended);
+ * nextset() moves to it (reading and dropping what is left of the current
+ * one first). The connection stays busy until the last set's end.
  *
  * While it is open its connection is busy (lc->busy: SCL_STREAM_OPEN; the
  * reading method's name during a read, so that a finalizer or hook run
@@ -26,12 +32,17 @@
 #define SC_STREAM_MT "scoped.StreamResult"
 
 typedef struct lstream {
-    lresult r;         /* first: nsets 1 while rows may come, 0 once closed */
+    lresult r;         /* first: nsets 1 while rows may come, 0 once closed;
+                        * r.rowcount -1 until the end of the first set is read */
     lconn *lc;         /* the connection while the stream is open on it, else NULL */
-    long long count;   /* rows read */
+    long long count;   /* rows read of the current set */
     int yield_per;     /* the execution option (partitions' default size), 0 none */
-    unsigned ncols;
-    unsigned char kinds[]; /* SC_KIND_* of each column */
+    int set_no;        /* the current result set, 0 the first */
+    int set_ended;     /* its rows are all read; the next set waits in c->pending */
+    unsigned ncols;    /* the current set's */
+    unsigned room;     /* kinds' size */
+    unsigned char *kinds;         /* SC_KIND_* of each column: first_kinds, or user value 4 */
+    unsigned char first_kinds[];  /* the first set's */
 } lstream;
 
 static char stream_mt_key;
@@ -59,6 +70,36 @@ static void stream_get_uv(lua_State *L, int ud, int i)
 #endif
 }
 
+/* The current set becomes res's columns: their kinds, and its cols entry
+ * as user value 2 of the stream at ud. May raise (memory): s is unchanged
+ * then, but for kinds' room. */
+static void set_columns(lua_State *L, int ud, lstream *s, MYSQL_RES *res)
+{
+    unsigned n = mysql_num_fields(res);
+    const MYSQL_FIELD *f = mysql_fetch_fields(res);
+    if (n > s->room) { /* a later set with more columns than any before */
+        s->kinds = lua_newuserdata(L, n);
+        s->room = n;
+        stream_set_uv(L, ud, 4);
+    }
+    scl_column on_stack[SC_COLS_ON_STACK];
+    scl_column *cols = on_stack;
+    if (n > SC_COLS_ON_STACK)
+        cols = lua_newuserdata(L, n * sizeof *cols);
+    for (unsigned i = 0; i < n; i++) {
+        cols[i].name = f[i].name;
+        cols[i].name_length = f[i].name_length;
+        cols[i].kind = scl_kind_of(&f[i]);
+    }
+    scl_push_cols(L, cols, n);
+    stream_set_uv(L, ud, 2);
+    for (unsigned i = 0; i < n; i++)
+        s->kinds[i] = cols[i].kind;
+    if (cols != on_stack)
+        lua_pop(L, 1);
+    s->ncols = n;
+}
+
 int scl_stream_push(lua_State *L, lconn *lc, int sql_idx, int yield_per)
 {
     sc_error err;
@@ -75,9 +116,8 @@ int scl_stream_push(lua_State *L, lconn *lc, int sql_idx, int yield_per)
         return 1;
     }
     unsigned n = mysql_num_fields(res);
-    const MYSQL_FIELD *f = mysql_fetch_fields(res);
 #if LUA_VERSION_NUM >= 504
-    lstream *s = lua_newuserdatauv(L, sizeof *s + n, 3);
+    lstream *s = lua_newuserdatauv(L, sizeof *s + n, 4);
 #else
     lstream *s = lua_newuserdata(L, sizeof *s + n);
 #endif
@@ -86,22 +126,13 @@ int scl_stream_push(lua_State *L, lconn *lc, int sql_idx, int yield_per)
     s->r.rowcount = -1;
     s->r.pos = 1;
     s->yield_per = yield_per;
-    s->ncols = n;
+    s->kinds = s->first_kinds;
+    s->room = n;
 #if LUA_VERSION_NUM < 504
-    lua_createtable(L, 3, 0);
+    lua_createtable(L, 4, 0);
     lua_setfenv(L, ud);
 #endif
-    scl_column on_stack[SC_COLS_ON_STACK];
-    scl_column *cols = on_stack;
-    if (n > SC_COLS_ON_STACK)
-        cols = lua_newuserdata(L, n * sizeof *cols);
-    for (unsigned i = 0; i < n; i++) {
-        cols[i].name = f[i].name;
-        cols[i].name_length = f[i].name_length;
-        cols[i].kind = s->kinds[i] = scl_kind_of(&f[i]);
-    }
-    scl_push_cols(L, cols, n);
-    stream_set_uv(L, ud, 2);
+    set_columns(L, ud, s, res);
     lua_pushvalue(L, 1); /* the RawConnection */
     stream_set_uv(L, ud, 1);
     lua_pushlstring(L, sql, len);
@@ -124,7 +155,6 @@ void scl_stream_detach(lconn *lc, int discard)
     if (lc->c != NULL)
         sc_conn_stream_close(lc->c, discard);
     s->lc = NULL;
-    s->r.rowcount = s->count;
     s->r.nsets = 0; /* closed before its end: reading it raises ResourceClosedError */
     s->r.closed = 1;
     lc->stream = NULL;
@@ -155,6 +185,43 @@ static void check_stream_rows(lua_State *L, const lstream *s)
         scl_raise(L, "ResourceClosedError", "This result object is closed.");
 }
 
+/* The end of the current set is read: the first set's row count becomes
+ * the rowcount (DB-API's: -1 until then, as an unbuffered cursor's). */
+static void end_of_set(lstream *s)
+{
+    if (s->set_no == 0)
+        s->r.rowcount = s->count;
+}
+
+/* Checks that the stream at 1, open on lc, may be read now by the method
+ * what (not from inside a read of it, not in a forked child) and marks lc
+ * busy with what. */
+static void begin_read(lua_State *L, lconn *lc, const char *what)
+{
+    if (lc->busy != SCL_STREAM_OPEN && scl_lconn_read_running(L, lc))
+        scl_raise(L, "InvalidRequestError",
+                  "This streaming Result is being read: %s() is running on it, and %s() "
+                  "cannot be called from inside it (a finalizer, an event hook)",
+                  lc->busy, what);
+    if (scl_lconn_forked(lc))
+        scl_lconn_raise_forked(L, lc);
+    if (lc->owner.main != L)
+        scl_lconn_set_read_owner(L, lc);
+    lc->busy = what;
+}
+
+/* After sc_conn_stream_next failed (err): the stream is over, the
+ * connection free (or broken); raises the DBAPIError. */
+static int raise_read_error(lua_State *L, lconn *lc, sc_error *err)
+{
+    scl_stream_detach(lc, 0);
+    stream_get_uv(L, 1, 3);
+    size_t len;
+    const char *sql = lua_tolstring(L, -1, &len);
+    lc->busy = NULL;
+    return scl_lconn_raise_dberror(L, lc, err, sql, len, 0);
+}
+
 /* Reads rows of the stream at 1: limit < 0 all that are left; list 0 the
  * next row (or nil), list 1 a new list of up to limit rows. what: the
  * method's name (the busy mark while it reads). */
@@ -164,26 +231,17 @@ static int stream_read(lua_State *L, lstream *s, long long limit, int list, cons
     lconn *lc = s->lc;
     if (list)
         lua_createtable(L, limit > 0 && limit < 1024 ? (int)limit : 0, 0);
-    if (lc == NULL) { /* read to its end already */
+    if (lc == NULL || s->set_ended) { /* read to the end of the set already */
         if (!list)
             lua_pushnil(L);
         return 1;
     }
-    if (lc->busy != SCL_STREAM_OPEN && scl_lconn_read_running(L, lc))
-        return scl_raise(L, "InvalidRequestError",
-                         "This streaming Result is being read: %s() is running on it, and %s() "
-                         "cannot be called from inside it (a finalizer, an event hook)",
-                         lc->busy, what);
-    if (scl_lconn_forked(lc))
-        return scl_lconn_raise_forked(L, lc);
-    if (lc->owner.main != L)
-        scl_lconn_set_read_owner(L, lc);
     stream_get_uv(L, 1, 2);
     lua_rawgeti(L, -1, 1); /* the row metatable */
     lua_remove(L, -2);
     int mt = lua_gettop(L);
     int out = mt - 1; /* the list (when list) */
-    lc->busy = what;
+    begin_read(L, lc, what);
     unsigned n = s->ncols;
     int i = 0;
     for (;;) {
@@ -209,16 +267,16 @@ static int stream_read(lua_State *L, lstream *s, long long limit, int list, cons
             lua_rawseti(L, out, ++i);
             continue;
         }
-        scl_stream_detach(lc, 0); /* read to its end (or failed): the connection is free */
-        if (rc < 0) {
-            stream_get_uv(L, 1, 3);
-            size_t len;
-            const char *sql = lua_tolstring(L, -1, &len);
-            lc->busy = NULL;
-            return scl_lconn_raise_dberror(L, lc, &err, sql, len, 0);
+        if (rc < 0)
+            return raise_read_error(L, lc, &err);
+        end_of_set(s);
+        if (rc == 2) {
+            s->set_ended = 1; /* a CALL's next set waits: the connection stays busy */
+        } else {
+            scl_stream_detach(lc, 0); /* read to its end: the connection is free */
+            s->r.nsets = 1;           /* no more rows, not closed */
+            s->r.closed = 0;
         }
-        s->r.nsets = 1; /* read to its end: no more rows, not closed */
-        s->r.closed = 0;
         if (!list)
             lua_pushnil(L);
         break;
@@ -228,6 +286,41 @@ static int stream_read(lua_State *L, lstream *s, long long limit, int list, cons
     if (list)
         lua_settop(L, out);
     return 1;
+}
+
+/* Reads and drops what is left of the current set (what: the busy mark
+ * meanwhile). 2 when a next set waits (set_ended), 0 when the statement's
+ * results are over (the stream detached, the connection free). An error
+ * is raised when raise is set, else the stream just ends (as close()). */
+static int skip_set(lua_State *L, lstream *s, const char *what, int raise)
+{
+    lconn *lc = s->lc;
+    begin_read(L, lc, what);
+    if (s->set_ended)
+        return 2;
+    for (;;) {
+        MYSQL_ROW row;
+        unsigned long *lens;
+        sc_error err;
+        int rc = sc_conn_stream_next(lc->c, &row, &lens, &err);
+        if (rc == 1) {
+            s->count++;
+            continue;
+        }
+        if (rc < 0) {
+            if (raise)
+                return raise_read_error(L, lc, &err);
+            scl_stream_detach(lc, 0);
+            return 0;
+        }
+        end_of_set(s);
+        if (rc == 2) {
+            s->set_ended = 1;
+            return 2;
+        }
+        scl_stream_detach(lc, 0);
+        return 0;
+    }
 }
 
 static int l_stream_fetchone(lua_State *L)
@@ -251,9 +344,13 @@ static int l_stream_fetchmany(lua_State *L)
     return stream_read(L, s, n > 1e15 ? -1 : (long long)n, 1, "fetchmany");
 }
 
+static int l_stream_nextset(lua_State *L);
+static int l_stream_soft_close(lua_State *L);
+
 int scl_stream_is_reader(lua_CFunction f)
 {
-    return f == l_stream_fetchone || f == l_stream_fetchmany || f == l_stream_fetchall;
+    return f == l_stream_fetchone || f == l_stream_fetchmany || f == l_stream_fetchall ||
+           f == l_stream_nextset || f == l_stream_soft_close;
 }
 
 static int l_stream_keys(lua_State *L)
@@ -292,11 +389,39 @@ static int l_stream_close(lua_State *L)
     return stream_close(L, check_stream(L));
 }
 
+/* nextset(): what is left of the current set is read and dropped, and
+ * the next set of a CALL becomes the current one (true); false when there
+ * is none (then the stream is over, the connection free, and reading it
+ * raises ResourceClosedError, as a buffered Result past its last set). */
 static int l_stream_nextset(lua_State *L)
 {
-    stream_close(L, check_stream(L)); /* a stream holds its first result set only */
-    lua_pushboolean(L, 0);
+    lstream *s = check_stream(L);
+    lconn *lc = s->lc;
+    if (lc == NULL || skip_set(L, s, "nextset", 1) == 0) {
+        s->r.nsets = 0;
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    set_columns(L, 1, s, lc->c->pending); /* still busy with nextset: may raise */
+    s->set_no++;
+    s->count = 0;
+    s->set_ended = 0;
+    lc->busy = SCL_STREAM_OPEN;
+    lua_pushboolean(L, 1);
     return 1;
+}
+
+/* What first(), one() and scalar() do after reading (see lresult.c's):
+ * the rest of the current set is read and dropped; if a CALL's next set
+ * follows, the stream stays open for nextset(), else it is closed. */
+static int l_stream_soft_close(lua_State *L)
+{
+    lstream *s = check_stream(L);
+    if (s->lc != NULL && !s->lc->invalidated && skip_set(L, s, "_soft_close", 0) == 2) {
+        s->lc->busy = SCL_STREAM_OPEN;
+        return 0;
+    }
+    return stream_close(L, s);
 }
 
 static int l_stream_meta_close(lua_State *L) /* __close */
@@ -362,7 +487,7 @@ static const luaL_Reg stream_methods[] = {
     {"keys", l_stream_keys},
     {"nextset", l_stream_nextset},
     {"close", l_stream_close},
-    {"_soft_close", l_stream_close},
+    {"_soft_close", l_stream_soft_close},
     {NULL, NULL},
 };
 

@@ -19,7 +19,8 @@ local R = core.result_methods
 --- What a statement returns (SQLAlchemy's CursorResult).
 -- @type Result
 
---- (integer) rows matched or changed (executemany: the total; -1 when unknown)
+--- (integer) rows matched or changed (executemany: the total; -1 when unknown;
+-- a streaming Result: -1 until the end of its rows is read, then their count)
 -- @field rowcount
 
 --- (integer) the AUTO_INCREMENT id of the first row inserted
@@ -57,7 +58,8 @@ local R = core.result_methods
 -- @function Result:keys
 -- @treturn {string,...}
 
---- Moves to the next result set of a CALL that returned several.
+--- Moves to the next result set of a CALL that returned several (a
+-- streaming Result reads and drops the rest of the current one first).
 -- @function Result:nextset
 -- @treturn boolean whether there was one
 

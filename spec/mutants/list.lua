@@ -419,6 +419,35 @@ return {
     why = "a connection with a streaming Result open is not marked busy: another statement on it gets \"Commands out of sync\" or reads the stream's rows as its own",
     specs = {"spec/stream_spec.lua"},
   },
+  {
+    id = "stream-rowcount-early",
+    file = "csrc/lua/lstream.c",
+    before = [[    s->lc = NULL;
+    s->r.nsets = 0;]],
+    after = [[    s->lc = NULL;
+    s->r.rowcount = s->count;
+    s->r.nsets = 0;]],
+    why = "a streaming Result closed before its end reports the rows read so far as its rowcount, not -1 (the count was never known)",
+    specs = {"spec/stream_spec.lua"},
+  },
+  {
+    id = "stream-set-end-frees",
+    file = "csrc/lua/lstream.c",
+    before = [[        if (rc == 2) {
+            s->set_ended = 1; /* a CALL's next set waits: the connection stays busy */]],
+    after = [[        if (0) {
+            s->set_ended = 1; /* a CALL's next set waits: the connection stays busy */]],
+    why = "the end of a CALL's first result set ends the stream: the later sets are dropped unread and nextset() finds none",
+    specs = {"spec/stream_spec.lua"},
+  },
+  {
+    id = "stream-nextset-stale-cols",
+    file = "csrc/lua/lstream.c",
+    before = [[    set_columns(L, 1, s, lc->c->pending); /* still busy with nextset: may raise */]],
+    after = [[    /* the first set's columns kept */]],
+    why = "after nextset() a streamed CALL's rows are built with the first set's column names and decoders",
+    specs = {"spec/stream_spec.lua"},
+  },
   -- ---- fork (csrc/core/pid.c, csrc/core/conn.c) -------------------------------------
   {
     id = "fork-pid-stale",
