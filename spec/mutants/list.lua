@@ -448,6 +448,24 @@ return {
     why = "after nextset() a streamed CALL's rows are built with the first set's column names and decoders",
     specs = {"spec/stream_spec.lua"},
   },
+  {
+    id = "stream-reuse-ignored",
+    file = "csrc/lua/lstream.c",
+    before = [[    if (!lua_toboolean(L, lua_upvalueindex(2)))
+        return stream_read(L, s, 1, 0, "iter", 0);]],
+    after = [[    if (1)
+        return stream_read(L, s, 1, 0, "iter", 0);]],
+    why = "iter{reuse = true} makes a new row table per row anyway: the hot loop it is for allocates as much as without it",
+    specs = {"spec/stream_spec.lua"},
+  },
+  {
+    id = "stream-iter-not-reader",
+    file = "csrc/lua/lstream.c",
+    before = [[f == l_stream_soft_close || f == l_stream_iter_next;]],
+    after = [[f == l_stream_soft_close;]],
+    why = "a read by iter()'s iterator is not seen as running: a finalizer run while it builds a row reads the stream under it (mysql_fetch_row frees the row being decoded) or closes it",
+    specs = {"spec/stream_spec.lua"},
+  },
   -- ---- fork (csrc/core/pid.c, csrc/core/conn.c) -------------------------------------
   {
     id = "fork-pid-stale",
