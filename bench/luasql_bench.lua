@@ -152,8 +152,6 @@ function SLICED.w3stream()
     return rows
   end
 end
--- W3 reused (scoped's iter{reuse = true}) is measured against the same idiom
-SLICED.w3reuse = SLICED.w3stream
 
 local function truncate(conn)
   assert(conn:execute("TRUNCATE TABLE bench_ins"))

@@ -3,11 +3,11 @@
 # scoped's hot paths under valgrind --tool=callgrind (stable where the
 # timings of bench/run.sh are noisy), next to raw C's for the same workload.
 #
-#   bash bench/profile.sh                 # w1 w2 w2s w2s_core w2s_session w3 w3stream w3reuse w3floor w4one w4batch
+#   bash bench/profile.sh                 # w1 w2 w2s w2s_core w2s_session w3 w3stream w3floor w4one w4batch
 #   PROFILE_LUA=/path/to/lua bash bench/profile.sh w3
 #   bash bench/profile.sh w3floor         # W3's Lua-side floor (bench/w3_floor.c)
-#   bash bench/profile.sh w3stream w3reuse   # W3 streamed (iter(), iter{reuse = true});
-#                                         # LuaSQL's reuse idiom and raw C's W3 beside them
+#   bash bench/profile.sh w3 w3stream     # W3 buffered and streamed, with LuaSQL beside scoped
+#                                         # (a fresh table per row; its reuse idiom) and raw C's W3
 #
 # Each workload runs twice per runtime with two sizes and no warm-up
 # (BENCH_NOWARM=1); bench/cgdiff.lua subtracts the runs, so start-up,
@@ -35,12 +35,12 @@ unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 PLUA=${PROFILE_LUA:-lua5.4}
 
 workloads=("$@")
-[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w2s_core w2s_session w3 w3stream w3reuse w3floor w4one w4batch)
+[ ${#workloads[@]} -eq 0 ] && workloads=(w1 w2 w2s w2s_core w2s_session w3 w3stream w3floor w4one w4batch)
 
 # small and big n, and how many operations their difference is (W3: per row)
-declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=1000 [w2s_core]=1000 [w2s_session]=1000 [w3]=1 [w3stream]=1 [w3reuse]=1 [w3floor]=1 [w4one]=1000 [w4batch]=2000)
-declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=4000 [w2s_core]=4000 [w2s_session]=4000 [w3]=3 [w3stream]=3 [w3reuse]=3 [w3floor]=3 [w4one]=3000 [w4batch]=12000)
-declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w2s_core]="request" [w2s_session]="request" [w3]="row" [w3stream]="row" [w3reuse]="row" [w3floor]="row" [w4one]="row" [w4batch]="row")
+declare -A SMALL=([w1]=2000 [w2]=1000 [w2s]=1000 [w2s_core]=1000 [w2s_session]=1000 [w3]=1 [w3stream]=1 [w3floor]=1 [w4one]=1000 [w4batch]=2000)
+declare -A BIG=([w1]=12000 [w2]=3000 [w2s]=4000 [w2s_core]=4000 [w2s_session]=4000 [w3]=3 [w3stream]=3 [w3floor]=3 [w4one]=3000 [w4batch]=12000)
+declare -A UNIT=([w1]="checkout+checkin" [w2]="statement" [w2s]="request" [w2s_core]="request" [w2s_session]="request" [w3]="row" [w3stream]="row" [w3floor]="row" [w4one]="row" [w4batch]="row")
 
 # w3floor: W3's rows built straight from memory by the Lua C API calls scoped
 # makes (no libmariadb, no parsing), every cell touched the same way: what
@@ -78,16 +78,16 @@ for w in "${workloads[@]}"; do
     b=${BIG[$w]:-}
     [ -z "$s" ] && { echo "profile.sh: no sizes for $w" >&2; continue; }
     d=$((b - s))
-    case $w in w3|w3stream|w3reuse|w3floor) d=$((d * 100000)) ;; esac
+    case $w in w3|w3stream|w3floor) d=$((d * 100000)) ;; esac
     # LuaSQL beside scoped for W3 (a fresh table per row) and W3 streamed
     # (its manual's idiom: one row table refilled, cur:fetch(row, "n"))
     for sys in raw lua5.4 luajit luasql-5.4 luasql-jit; do
         [ "$sys" = raw ] && case $w in w1|w3floor|w2s_core|w2s_session) true ;; *) false ;; esac && continue
-        case $sys in luasql-*) case $w in w3|w3stream|w3reuse) ;; *) continue ;; esac ;; esac
+        case $sys in luasql-*) case $w in w3|w3stream) ;; *) continue ;; esac ;; esac
         script=bench/scoped_bench.lua; args=("$SOCK" "$w")
         [ "$w" = w3floor ] && { script=bench/w3_floor.lua; args=(); }
         case $sys in luasql-*) script=bench/luasql_bench.lua ;; esac
-        rw=$w; case $w in w3stream|w3reuse) rw=w3 ;; esac   # raw C's W3: the yardstick of all
+        rw=$w; [ "$w" = w3stream ] && rw=w3   # raw C's W3 is the yardstick of both
         name="$w-$sys"
         for n in "$s" "$b"; do
             case $sys in
@@ -106,7 +106,7 @@ for w in "${workloads[@]}"; do
             echo
             what="scoped, $sys"; [ "$sys" = raw ] && what="raw C"; [ "$w" = w3floor ] && what="the Lua C API alone, $sys"
             case $sys in luasql-*) what="LuaSQL ($([ "$w" = w3 ] && echo "a fresh table per row" || echo 'reuse idiom, cur:fetch(row, "n")')), ${sys#luasql-}" ;; esac
-            [ "$sys" = raw ] && case $w in w3stream|w3reuse) true ;; *) false ;; esac && what="raw C (its W3)"
+            [ "$sys" = raw ] && [ "$w" = w3stream ] && what="raw C (its W3)"
             echo "## $w on $what: per ${UNIT[$w]}"
             top=12; [ "$sys" = raw ] && top=6
             lua5.4 bench/cgdiff.lua "$tmp/$name.$s" "$tmp/$name.$b" "$d" "$top"

@@ -166,16 +166,6 @@ local ROWS = {
     if l then txt = txt .. string.format("; %s LuaSQL reuse %s", x2(l), l >= 1 and OK or MISS) end
     return txt
   end},
-  {"W3 streamed, one row table refilled: `iter{reuse = true}`; LuaSQL's reuse idiom; raw C's W3",
-   "w3reuse", nil, "rows/s", "≥ 1.0× LuaSQL (reuse idiom); ≥ 0.70× raw C on LuaJIT", function(s)
-    local q = ratio("w3reuse", s, "raw", by)
-    local luasql = s == "scoped-jit" and "luasql-jit" or "luasql-5.4"
-    local l = ratio("w3reuse", s, luasql, by)
-    if not q then return "" end
-    local txt = string.format("%s C%s", x2(q), s == "scoped-jit" and (q >= 0.70 and " " .. OK or " " .. MISS) or "")
-    if l then txt = txt .. string.format("; %s LuaSQL reuse %s", x2(l), l >= 1 and OK or MISS) end
-    return txt
-  end},
   {"W4 10k single-row INSERTs with binds, one transaction", "w4one", nil, "rows/s",
    "time ≤ 1.15× raw C", function(s)
     local q = ratio("w4one", "raw", s, by) -- rate ratio C/scoped = time ratio scoped/C

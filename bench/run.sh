@@ -9,7 +9,7 @@
 #               CPU (the default pins them to the benchmarks' CPU)
 #   --rounds N  rounds (default 9; every figure is the median over rounds)
 #   --quick     smaller N for every workload (a smoke test, not for figures)
-#   --only ...  run only these workloads (w1,w2,w2s,w3,w3stream,w3reuse,w4one,w4batch,w4multi,
+#   --only ...  run only these workloads (w1,w2,w2s,w3,w3stream,w4one,w4batch,w4multi,
 #               lookup,w5thr,w5co; the statement count always runs)
 #   (BENCH_ARGS="--plain" make bench passes options through make)
 #
@@ -127,7 +127,7 @@ fi
 
 # ---- what runs what -----------------------------------------------------------
 SYSTEMS=(raw luasql-5.4 luasql-jit sqla scoped-5.4 scoped-jit)
-WORKLOADS=(w1 w2 w2s w3 w3stream w3reuse w4one w4batch w4multi lookup w5thr w5co)
+WORKLOADS=(w1 w2 w2s w3 w3stream w4one w4batch w4multi lookup w5thr w5co)
 if [ -n "$only" ]; then IFS=, read -r -a WORKLOADS <<<"$only"; fi
 
 # The interleaved workloads (bench/interleave.py): iterations per slice
@@ -136,16 +136,16 @@ if [ -n "$only" ]; then IFS=, read -r -a WORKLOADS <<<"$only"; fi
 # the median of its slices, except for W3 (AGGREGATE): all its slices' rows
 # over all their time, as the Lua collectors' big cycle comes every other
 # fetch (bench/interleave.py)
-INTERLEAVED=" w2 w2s w3 w3stream w3reuse w4one w4batch "
+INTERLEAVED=" w2 w2s w3 w3stream w4one w4batch "
 declare -A SLICE_N=(
     [w2]=750 [w2.sqla]=400
     [w2s]=400 [w2s.sqla]=100
-    [w3]=1 [w3stream]=1 [w3reuse]=1
+    [w3]=1 [w3stream]=1
     [w4one]=10000 [w4batch]=10000
 )
-declare -A SLICES=([w2]=15 [w2s]=15 [w3]=4 [w3stream]=4 [w3reuse]=4 [w4one]=3 [w4batch]=5)
-AGGREGATE=" w3 w3stream w3reuse "
-declare -A UNIT=([w2]=us [w2s]=us [w3]=rate [w3stream]=rate [w3reuse]=rate [w4one]=rate [w4batch]=rate)
+declare -A SLICES=([w2]=15 [w2s]=15 [w3]=4 [w3stream]=4 [w4one]=3 [w4batch]=5)
+AGGREGATE=" w3 w3stream "
+declare -A UNIT=([w2]=us [w2s]=us [w3]=rate [w3stream]=rate [w4one]=rate [w4batch]=rate)
 slice_n_for() {   # workload system
     local n=${SLICE_N[$1.$2]:-${SLICE_N[$1]}}
     if [ "$quick" = 1 ] && { [ "$1" = w2 ] || [ "$1" = w2s ]; }; then n=$((n / 10)); fi
@@ -194,13 +194,13 @@ cmd_for() {
     n=${3:-$(n_for "$w" "$sys")}
     case $sys in
         raw)
-            # w3stream, w3reuse: raw C's W3 (the same rows, every cell touched) as the yardstick
+            # w3stream: raw C's W3 (the same rows, every cell touched) as the yardstick
             case $w in w2|w2s|w2s_count|w3|w4one|w4batch) echo "build/bench/raw $SOCK $w $n" ;;
-                w3stream|w3reuse) echo "build/bench/raw $SOCK w3 $n" ;; esac ;;
+                w3stream) echo "build/bench/raw $SOCK w3 $n" ;; esac ;;
         luasql-5.4|luasql-jit)
             local l=lua5.4; [ "$sys" = luasql-jit ] && l=luajit
-            # w3stream, w3reuse: LuaSQL's reuse idiom, cur:fetch(row, "n")
-            case $w in w2|w2s|w2s_count|w3|w3stream|w3reuse|w4one|w4batch)
+            # w3stream: LuaSQL's reuse idiom, cur:fetch(row, "n")
+            case $w in w2|w2s|w2s_count|w3|w3stream|w4one|w4batch)
                 echo "env MYSQL_UNIX_PORT=$SOCK $(lua_env $l) $l bench/luasql_bench.lua $SOCK $w $n" ;; esac ;;
         sqla)
             case $w in w1|w2|w2s|w2s_count|w3|w4one|w4batch|lookup|w5thr)
@@ -209,7 +209,7 @@ cmd_for() {
             local l=lua5.4; [ "$sys" = scoped-jit ] && l=luajit
             case $w in
                 w5thr) echo "env $(lua_env $l) build/bench/threads-$l $SOCK 8 $n" ;;
-                w1|w2|w2s|w2s_count|w3|w3stream|w3reuse|w4one|w4batch|w4multi|lookup|w5co)
+                w1|w2|w2s|w2s_count|w3|w3stream|w4one|w4batch|w4multi|lookup|w5co)
                     echo "env $(lua_env $l) $l bench/scoped_bench.lua $SOCK $w $n" ;;
             esac ;;
     esac

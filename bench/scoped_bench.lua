@@ -164,9 +164,9 @@ end
 
 -- W3 streamed (issue 20): the same rows read with stream_results, one row
 -- at a time off the connection (iter()), every cell touched as in W3
-local function w3stream_once(conn, opts)
+local function w3stream_once(conn)
   local isum, dsum, bytes, count = 0, 0.0, 0, 0
-  for r in conn:execute(W3_SQL):iter(opts) do
+  for r in conn:execute(W3_SQL):iter() do
     local id, name, score, big, created, note = r[1], r[2], r[3], r[4], r[5], r[6]
     isum = isum + id + big
     dsum = dsum + score
@@ -184,19 +184,6 @@ function SLICED.w3stream()
   return function(k)
     local rows = 0
     for _ = 1, k do rows = rows + w3stream_once(conn) end
-    return rows
-  end
-end
-
--- W3 streamed with one row table refilled: iter{reuse = true} (the opt-in
--- of issue 20, the counterpart of LuaSQL's cur:fetch(row, "n"))
-local REUSE = {reuse = true}
-function SLICED.w3reuse()
-  local engine = scoped.create_engine(URL)
-  local conn = engine:connect():execution_options{stream_results = true}
-  return function(k)
-    local rows = 0
-    for _ = 1, k do rows = rows + w3stream_once(conn, REUSE) end
     return rows
   end
 end

@@ -416,58 +416,17 @@ describe("streaming results", function()
     c:close()
   end)
 
-  it("iter{reuse = true}: one row table refilled, with the row's cells, names and NULLs", function()
+  it("iter() gives each row its own table, and ends at the end of the rows", function()
     local c = engine:connect():execution_options{stream_results = true}
-    local r = c:execute("SELECT seq AS a, CONCAT('s', seq) AS b, IF(seq = 2, NULL, seq * 5e-1) AS c FROM seq_1_to_5")
-    local seen, first = {}, nil
-    for row in r:iter{reuse = true} do
-      first = first or row
-      assert.equal(first, row) -- the same table every step
-      assert.same({"a", "b", "c"}, row._fields)
-      assert.equal(3, #row)
-      seen[#seen + 1] = {row.a, row[2], row.c}
-    end
-    assert.same({{1, "s1", 0.5}, {2, "s2", scoped.null}, {3, "s3", 1.5}, {4, "s4", 2}, {5, "s5", 2.5}}, seen)
-    assert.same({a = 5, b = "s5", c = 2.5}, first:_asdict()) -- the last row's cells
-    assert.equal(5, r.rowcount)
-    assert.equal(1, c:execute("SELECT 1"):scalar()) -- read to its end: the connection is free
-    -- without reuse every row is its own table
     local rows = {}
-    for row in c:execute("SELECT seq FROM seq_1_to_3"):iter() do rows[#rows + 1] = row end
-    assert.same({{1}, {2}, {3}}, rows)
+    local r = c:execute("SELECT seq AS a, IF(seq = 2, NULL, seq) AS b FROM seq_1_to_3")
+    for row in r:iter() do rows[#rows + 1] = row end
+    assert.same({{1, 1}, {2, scoped.null}, {3, 3}}, rows)
     assert.are_not.equal(rows[1], rows[2])
-    -- the options are checked, on a buffered Result too, where reuse changes nothing
-    r = c:execute("SELECT seq FROM seq_1_to_3")
-    assert.equal("ArgumentError", H.error_of(r.iter, r, {reuse = 1}).kind)
-    assert.equal("ArgumentError", H.error_of(r.iter, r, {reuse = true, resue = true}).kind)
-    assert.equal("ArgumentError", H.error_of(r.iter, r, "reuse").kind)
-    r:close()
-    local b = c:execute("SELECT seq FROM seq_1_to_3", nil, {stream_results = false})
-    assert.equal("ArgumentError", H.error_of(b.iter, b, {reuse = "yes"}).kind)
-    rows = {}
-    for row in b:iter{reuse = true} do rows[#rows + 1] = row end
-    assert.same({{1}, {2}, {3}}, rows)
-    c:close()
-  end)
-
-  it("iter{reuse = true} makes no table per row (memory counted with the collector stopped)", function()
-    local c = engine:connect():execution_options{stream_results = true}
-    local function growth(opts)
-      gc_all()
-      collectgarbage("stop")
-      local before = collectgarbage("count")
-      local n = 0
-      for _ in c:execute("SELECT seq, seq * 2 FROM seq_1_to_20000"):iter(opts) do n = n + 1 end
-      local kib = collectgarbage("count") - before
-      collectgarbage("restart")
-      assert.equal(20000, n)
-      return kib
-    end
-    local fresh, reused = growth(), growth{reuse = true}
-    print(("# 20,000 rows of two integers: %.0f KiB allocated with a table per row, %.0f KiB reused")
-      :format(fresh, reused))
-    assert.is_true(fresh > 20000 * 32 / 1024, "a table per row: " .. fresh)
-    assert.is_true(reused < fresh / 10, ("reused %.0f KiB, fresh %.0f KiB"):format(reused, fresh))
+    assert.equal(2, rows[2].a)
+    assert.equal(3, r.rowcount)
+    assert.is_nil(r:iter()()) -- read to its end: nothing more, not an error
+    assert.equal(1, c:execute("SELECT 1"):scalar())
     c:close()
   end)
 
@@ -502,7 +461,7 @@ describe("streaming results", function()
       assert.equal(3, r.rowcount) -- the first set's count, as a buffered Result's
       assert.same({"b", "c", "d"}, r:keys())
       local n = 0
-      for row in r:iter{reuse = true} do -- a table with this set's columns
+      for row in r:iter() do
         n = n + 1
         assert.equal(n, row.b); assert.equal(2 * n, row.c); assert.equal("x", row[3])
       end

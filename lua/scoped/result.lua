@@ -133,31 +133,9 @@ end
 --- A generic-for iterator over the remaining rows (of the current result set).
 --
 --     for row in result:iter() do ... end
---     for row in result:iter{reuse = true} do ... end
---
--- `reuse = true` (for the hottest loops over a streaming Result): every
--- step returns the same row table with its cells replaced, so no table is
--- made per row; a row is valid until the next step (copy what must outlive
--- it: `{table.unpack(row)}`, `row:_asdict()`). A buffered Result's rows
--- exist already: there it changes nothing.
 -- @function Result:iter
--- @tparam[opt] table opts `{reuse = boolean}`
-function R:iter(opts)
-  local reuse = false
-  if opts ~= nil then
-    if type(opts) ~= "table" then
-      exc.raise("ArgumentError", "iter: options must be a table, got %s", type(opts))
-    end
-    for k, v in pairs(opts) do
-      if k ~= "reuse" then
-        exc.raise("ArgumentError", "iter: unknown option '%s' (reuse is accepted)", tostring(k))
-      elseif type(v) ~= "boolean" then
-        exc.raise("ArgumentError", "iter: reuse must be a boolean, got %s", type(v))
-      end
-      reuse = v
-    end
-  end
-  if self._iter then return self:_iter(reuse) end
+function R:iter()
+  if self._iter then return self:_iter() end -- a streaming Result's, made in C
   return function() return self:fetchone() end
 end
 

@@ -449,16 +449,6 @@ return {
     specs = {"spec/stream_spec.lua"},
   },
   {
-    id = "stream-reuse-ignored",
-    file = "csrc/lua/lstream.c",
-    before = [[    if (!lua_toboolean(L, lua_upvalueindex(2)))
-        return stream_read(L, s, 1, 0, "iter", 0);]],
-    after = [[    if (1)
-        return stream_read(L, s, 1, 0, "iter", 0);]],
-    why = "iter{reuse = true} makes a new row table per row anyway: the hot loop it is for allocates as much as without it",
-    specs = {"spec/stream_spec.lua"},
-  },
-  {
     id = "stream-iter-not-reader",
     file = "csrc/lua/lstream.c",
     before = [[f == l_stream_soft_close || f == l_stream_iter_next;]],
