@@ -256,6 +256,7 @@ describe("io_wait under cqueues", function()
     local err, took
     cq:wrap(function()
       local conn = engine:connect()
+      seen = {} -- the connect waited with connect_timeout: the statement's waits only
       local t0 = now()
       local ok, e = pcall(conn.execute, conn, "SELECT SLEEP(3)")
       took = now() - t0
@@ -352,6 +353,107 @@ describe("io_wait under cqueues", function()
     end)
     assert(cq:loop())
     assert.equal("12", obs:scalar("SELECT COUNT(*) FROM nb_t"))
+    engine:dispose()
+  end)
+
+  it("connects wait through io_wait: 4 to a server that never answers time out together", function()
+    local socket = require "socket"
+    local silent = assert(socket.bind("127.0.0.1", 0)) -- listens, never accepts or greets
+    local _, port = silent:getsockname()
+    local u = scoped.make_url(H.url):set({host = "127.0.0.1", port = tonumber(port)})
+    local base = nonblocking.cqueues{}
+    local seen = {}
+    local opts = nonblocking.cqueues{pool_size = 4, connect_args = {connect_timeout = 1}}
+    opts.io_wait = function(raw, fd, events, timeout)
+      seen[#seen + 1] = timeout or false
+      return base.io_wait(raw, fd, events, timeout)
+    end
+    local engine = scoped.create_engine(u, opts)
+    local cq = cqueues.new()
+    local errs = {}
+    for i = 1, 4 do
+      cq:wrap(function()
+        local ok, e = pcall(engine.connect, engine)
+        assert.is_false(ok)
+        errs[i] = e
+      end)
+    end
+    local t0 = now()
+    assert(cq:loop())
+    local took = now() - t0
+    silent:close()
+    for i = 1, 4 do
+      assert.is_true(scoped.exc.is(errs[i], "OperationalError"), tostring(errs[i]))
+    end
+    assert.is_true(took < bound(1.8), ("took %.3f s (one after the other: 4 s)"):format(took))
+    local max = 0
+    for _, t in ipairs(seen) do if t and t > max then max = t end end
+    assert.is_true(max > 0.5 and max <= 1.0, "io_wait was told " .. tostring(max))
+    local st = engine.pool:stats()
+    assert.equal(0, st.checkedout)
+    assert.equal(0, st.open)
+    assert.equal(4, st.connect_failures)
+    engine:dispose()
+  end)
+
+  it("opening and pre-ping run non-blocking; a dead idle connection is replaced", function()
+    local methods = core.conn_methods
+    local original = methods._nb
+    local ops = {}
+    methods._nb = function(self, op, ...)
+      ops[#ops + 1] = op
+      return original(self, op, ...)
+    end
+    local engine = engine_with(nonblocking.cqueues{pool_size = 1, pool_pre_ping = true})
+    local cq = cqueues.new()
+    local answer
+    cq:wrap(function()
+      local conn = engine:connect()
+      assert.same({"open"}, ops)
+      local tid = conn.raw:thread_id()
+      conn:close()
+      obs:exec("KILL CONNECTION " .. tid) -- the idle connection dies in the pool
+      assert.is_true(H.connection_gone(tid))
+      ops = {}
+      conn = engine:connect()
+      assert.same({"ping", "open"}, ops)
+      answer = conn:execute("SELECT 40 + 2"):scalar()
+      conn:close() -- (the SELECT began a transaction: a ROLLBACK on return)
+      ops = {}
+      conn = engine:connect() -- alive: the pre-ping answers, nothing opened
+      assert.same({"ping"}, ops)
+      conn:close()
+    end)
+    local ok, fine, e = pcall(cq.loop, cq)
+    methods._nb = original
+    assert(ok, fine)
+    assert(fine, e)
+    assert.equal(42, answer)
+    local st = engine.pool:stats()
+    assert.equal(1, st.preping_failures)
+    assert.equal(2, st.connects)
+    assert.equal(0, st.checkedout)
+    engine:dispose()
+  end)
+
+  it("a coroutine collected while its connect waits gives the slot back", function()
+    local engine = engine_with({pool_size = 1, max_overflow = 0, pool_timeout = 0.5,
+      io_wait = function() coroutine.yield("waiting") end})
+    local co = coroutine.create(function() engine:connect() end)
+    local ok, what = coroutine.resume(co)
+    assert.is_true(ok)
+    assert.equal("waiting", what)
+    assert.equal(1, engine.pool:stats().checkedout)
+    co = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    local st = engine.pool:stats()
+    assert.equal(0, st.checkedout)
+    assert.equal(0, st.open)
+    -- the slot is usable again (a blocking checkout from the main thread)
+    local conn = engine:connect()
+    assert.equal(1, conn:execute("SELECT 1"):scalar())
+    conn:close()
     engine:dispose()
   end)
 

@@ -41,6 +41,34 @@ describe("TLS", function()
     e:dispose()
   end)
 
+  test("with io_wait, a TLS connection is opened and used the blocking way (io_wait never called)", function()
+    local has_cq, cqueues = pcall(require, "cqueues")
+    assert(has_cq, "lua-cqueues is not installed")
+    local calls = 0
+    local opts = scoped.nonblocking.cqueues{pool_size = 1, connect_args = {ssl_ca = dir .. "/ca.pem"}}
+    local base = opts.io_wait
+    opts.io_wait = function(...)
+      calls = calls + 1
+      return base(...)
+    end
+    local e = scoped.create_engine(url("127.0.0.1", "ssl_mode=REQUIRED"), opts)
+    local cq = cqueues.new()
+    local got, rows
+    cq:wrap(function()
+      local conn = e:connect()
+      got = cipher(conn)
+      rows = conn:execute("SELECT REPEAT('x', 100000) AS big, 2 AS n"):first()
+      conn:commit()
+      conn:close()
+    end)
+    assert(cq:loop())
+    assert.is_true(#got > 0)
+    assert.equal(100000, #rows[1])
+    assert.equal(2, rows[2])
+    assert.equal(0, calls)
+    e:dispose()
+  end)
+
   test("VERIFY_IDENTITY connects when the certificate names the host", function()
     local c = scoped.raw_connect(url("127.0.0.1", "ssl_ca=" .. dir .. "/ca.pem&ssl_mode=VERIFY_IDENTITY"))
     assert.is_true(#cipher(c) > 0)

@@ -88,7 +88,19 @@ static void charset_error(sc_error *err, const char *name, const char *how)
              name ? name : "?", how);
 }
 
-sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_error *err)
+/* Frees a connection that never finished opening. */
+static void open_abort(sc_conn *c)
+{
+    mysql_close(c->my);
+    free(c->init_command);
+    free(c->stored);
+    free(c);
+}
+
+/* The first half of every open: c allocated and every option set, ready
+ * for mysql_real_connect (or its _start); NULL on failure with err filled. */
+static sc_conn *open_prepare(const sc_url *url, const sc_conn_settings *settings, int nonblocking,
+                             sc_error *err)
 {
     const char *const *prm = (const char *const *)url->params;
     const char *charset = prm[SC_URL_CHARSET] ? prm[SC_URL_CHARSET] : "utf8mb4";
@@ -102,13 +114,20 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
     pthread_once(&library_once, library_init);
     sc_conn *c = calloc(1, sizeof *c);
     if (c == NULL || (c->my = mysql_init(NULL)) == NULL ||
-        (prm[SC_URL_INIT_COMMAND] && (c->init_command = strdup(prm[SC_URL_INIT_COMMAND])) == NULL)) {
+        (prm[SC_URL_INIT_COMMAND] && (c->init_command = strdup(prm[SC_URL_INIT_COMMAND])) == NULL) ||
+        (nonblocking && sc_conn_nb_enable(c) != 0)) {
         if (c != NULL && c->my != NULL)
             mysql_close(c->my);
+        if (c != NULL)
+            free(c->init_command);
         free(c);
         snprintf(err->message, sizeof err->message, "out of memory");
         return NULL;
     }
+    c->pid = sc_getpid(); /* ours from the start: closing a half-open one is ours too */
+    c->settings.autocommit = -1;
+    if (settings != NULL)
+        c->settings = *settings;
     MYSQL *my = c->my;
     unsigned timeout = prm[SC_URL_CONNECT_TIMEOUT] ? (unsigned)atoi(prm[SC_URL_CONNECT_TIMEOUT]) : 10;
     mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
@@ -142,9 +161,7 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
         strcpy(err->sqlstate, "HY000");
         snprintf(err->message, sizeof err->message,
                  "ssl_mode=VERIFY_CA needs ssl_ca, the CA to verify the server's certificate against");
-        mysql_close(my);
-        free(c->init_command);
-        free(c);
+        open_abort(c);
         return NULL;
     }
     if (!disabled && (files || mode)) {
@@ -165,22 +182,24 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
         if (tls_required && !verify)
             mysql_optionsv(my, MARIADB_OPT_RESTRICTED_AUTH, "mysql_native_password,client_ed25519");
     }
+    c->tls_required = tls_required;
+    snprintf(c->ssl_mode, sizeof c->ssl_mode, "%s", mode ? mode : "REQUIRED");
     /* never reconnect behind our back: a silent reconnect loses the
      * transaction and session state the caller believes it has */
     my_bool reconnect = 0;
     mysql_options(my, MYSQL_OPT_RECONNECT, &reconnect);
+    return c;
+}
 
-    unsigned long flags = CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS;
-    if (!mysql_real_connect(my, url->host, url->username ? url->username : "root",
-                            url->password, url->database, (unsigned)url->port,
-                            prm[SC_URL_UNIX_SOCKET], flags)) {
-        set_error(err, my);
-        mysql_close(my);
-        free(c->init_command);
-        free(c);
-        return NULL;
-    }
-    if (tls_required && mysql_get_ssl_cipher(my) == NULL) {
+/* The flags every connection is opened with: multi-statements stay off,
+ * multiple results (CALL) on. */
+#define OPEN_FLAGS (CLIENT_MULTI_RESULTS | CLIENT_FOUND_ROWS)
+
+/* After the handshake: what must hold for the connection to be kept. 0, or
+ * -1 with err filled (the caller frees c with open_abort). */
+static int open_check(sc_conn *c, sc_error *err)
+{
+    if (c->tls_required && mysql_get_ssl_cipher(c->my) == NULL) {
         /* Connector/C went on in clear: refuse the connection. (The login
          * exchange has happened by now, but REQUIRED verifies no certificate,
          * so it never stood against an active attacker; VERIFY_IDENTITY
@@ -188,27 +207,38 @@ sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_er
         err->code = 2026; /* CR_SSL_CONNECTION_ERROR */
         strcpy(err->sqlstate, "HY000");
         snprintf(err->message, sizeof err->message,
-                 "TLS is required (ssl_mode=%s) but the server does not support it",
-                 mode ? mode : "REQUIRED");
-        mysql_close(my);
-        free(c->init_command);
-        free(c);
-        return NULL;
+                 "TLS is required (ssl_mode=%s) but the server does not support it", c->ssl_mode);
+        return -1;
     }
     if (sc_conn_charset(c) == SC_CS_UNSAFE) {
         /* init_command ran SET NAMES or SET character_set_client */
         charset_error(err, c->csname, " (set by init_command)");
-        mysql_close(my);
-        free(c->init_command);
-        free(c);
-        return NULL;
+        return -1;
     }
-    c->server_version = mysql_get_server_version(my);
+    c->tls = mysql_get_ssl_cipher(c->my) != NULL;
+    c->server_version = mysql_get_server_version(c->my);
     c->pid = sc_getpid();
     c->created_at = sc_monotonic();
-    c->settings.autocommit = -1;
-    if (settings != NULL)
-        c->settings = *settings;
+    return 0;
+}
+
+sc_conn *sc_conn_open(const sc_url *url, const sc_conn_settings *settings, sc_error *err)
+{
+    sc_conn *c = open_prepare(url, settings, 0, err);
+    if (c == NULL)
+        return NULL;
+    const char *const *prm = (const char *const *)url->params;
+    if (!mysql_real_connect(c->my, url->host, url->username ? url->username : "root",
+                            url->password, url->database, (unsigned)url->port,
+                            prm[SC_URL_UNIX_SOCKET], OPEN_FLAGS)) {
+        set_error(err, c->my);
+        open_abort(c);
+        return NULL;
+    }
+    if (open_check(c, err) != 0) {
+        open_abort(c);
+        return NULL;
+    }
     if (apply_settings(c, err) != 0) {
         sc_conn_close(c);
         return NULL;
@@ -508,6 +538,7 @@ unsigned long long sc_conn_insert_id(const sc_conn *c)
 static int nb_fail(sc_conn *c, sc_error *err)
 {
     c->nb_step = SC_NB_NONE;
+    c->nb_opening = 0;
     c->stored_cur = 0;
     stored_clear(c);
     return fail(c, err);
@@ -528,6 +559,34 @@ static int stored_push(sc_conn *c, MYSQL_RES *res)
     s->affected = (unsigned long long)mysql_affected_rows(c->my);
     s->insert_id = (unsigned long long)mysql_insert_id(c->my);
     return 0;
+}
+
+/* sc_conn_nb_open after the handshake: the settings sc_conn_open applies
+ * (apply_settings), each a statement of its own, started here (kept in
+ * c->nb_sql: Connector/C may read it after the start call returns). Sets
+ * *done when none is left; otherwise returns what the start returned. */
+static int open_next_phase(sc_conn *c, int *done)
+{
+    int n = 0;
+    while (n == 0 && c->nb_opening <= 3) {
+        c->nb_opening++;
+        if (c->nb_opening == 2 && c->settings.autocommit >= 0)
+            n = snprintf(c->nb_sql, sizeof c->nb_sql, "SET autocommit=%d",
+                         c->settings.autocommit ? 1 : 0);
+        else if (c->nb_opening == 3 && c->settings.isolation[0])
+            n = snprintf(c->nb_sql, sizeof c->nb_sql, "SET SESSION TRANSACTION ISOLATION LEVEL %s",
+                         c->settings.isolation);
+    }
+    if (n == 0) {
+        c->nb_opening = 0;
+        c->pristine = 1;
+        *done = 1;
+        return 0;
+    }
+    *done = 0;
+    c->nb_end = 0;
+    c->nb_step = SC_NB_QUERY;
+    return mysql_real_query_start(&c->nb_ret, c->my, c->nb_sql, (unsigned long)n);
 }
 
 /* Moves the operation on from a call that finished (st == 0) to the next
@@ -568,6 +627,16 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
             c->nb_step = SC_NB_NONE;
             c->stored_cur = 0;
             c->replay = 1;
+            if (c->nb_opening) {
+                int done;
+                stored_clear(c); /* a setting's OK packet: on to the next one */
+                st = open_next_phase(c, &done);
+                if (done) {
+                    err->code = 0;
+                    return 0;
+                }
+                break;
+            }
             if (c->nb_end) {
                 /* the OK packet of our own COMMIT/ROLLBACK (sc_conn_end) */
                 stored_clear(c);
@@ -580,6 +649,28 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
                 return nb_fail(c, err);
             c->nb_step = SC_NB_STORE;
             st = mysql_store_result_start(&c->nb_res, c->my);
+            break;
+        case SC_NB_CONNECT:
+            c->nb_step = SC_NB_NONE;
+            if (c->nb_my == NULL) {
+                set_error(err, c->my);
+                c->nb_opening = 0;
+                c->broken = 1;
+                return -1;
+            }
+            if (open_check(c, err) != 0) {
+                c->nb_opening = 0;
+                c->broken = 1;
+                return -1;
+            }
+            {
+                int done;
+                st = open_next_phase(c, &done);
+                if (done) {
+                    err->code = 0;
+                    return 0;
+                }
+            }
             break;
         case SC_NB_PING:
             c->nb_step = SC_NB_NONE;
@@ -616,6 +707,37 @@ int sc_conn_nb_ping(sc_conn *c, sc_error *err)
     return nb_advance(c, mysql_ping_start(&c->nb_ret, c->my), err);
 }
 
+sc_conn *sc_conn_nb_open(const sc_url *url, const sc_conn_settings *settings, int *st,
+                         sc_error *err)
+{
+    const char *const *tls = (const char *const *)url->params;
+    const char *mode = tls[SC_URL_SSL_MODE];
+    if ((mode && strcmp(mode, "DISABLED") != 0) || tls[SC_URL_SSL_CA] || tls[SC_URL_SSL_CERT] ||
+        tls[SC_URL_SSL_KEY]) {
+        /* TLS: Connector/C 3.3 cannot run its handshake, nor read a TLS
+         * record, without blocking (and its blocking calls hang on a large
+         * write once the socket was made non-blocking): such a connection
+         * is opened, and used, the blocking way (c->tls) */
+        sc_conn *c = sc_conn_open(url, settings, err);
+        *st = c != NULL ? 0 : -1;
+        return c;
+    }
+    sc_conn *c = open_prepare(url, settings, 1, err);
+    if (c == NULL) {
+        *st = -1;
+        return NULL;
+    }
+    const char *const *prm = (const char *const *)url->params;
+    c->nb_opening = 1;
+    c->nb_step = SC_NB_CONNECT;
+    *st = nb_advance(c, mysql_real_connect_start(&c->nb_my, c->my, url->host,
+                                                 url->username ? url->username : "root",
+                                                 url->password, url->database, (unsigned)url->port,
+                                                 prm[SC_URL_UNIX_SOCKET], OPEN_FLAGS),
+                     err);
+    return c;
+}
+
 int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err)
 {
     int st;
@@ -631,6 +753,9 @@ int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err)
         break;
     case SC_NB_PING:
         st = mysql_ping_cont(&c->nb_ret, c->my, ready);
+        break;
+    case SC_NB_CONNECT:
+        st = mysql_real_connect_cont(&c->nb_my, c->my, ready);
         break;
     default:
         err->code = 0;

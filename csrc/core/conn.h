@@ -51,6 +51,13 @@ typedef struct sc_conn {
                          * and a streamed result (stream_results, sc_conn_stream_open)
                          * while its caller reads it row by row */
     /* the non-blocking driver (see "non-blocking" below) */
+    int tls;            /* the connection runs over TLS (then nothing is non-blocking:
+                         * Connector/C 3.3's TLS handshake and reads block) */
+    int tls_required;   /* ssl_mode insists on TLS: checked once connected */
+    char ssl_mode[20];  /* for the error saying so */
+    int nb_opening;     /* sc_conn_nb_open: 1 connecting, 2 autocommit, 3 isolation */
+    MYSQL *nb_my;       /* what mysql_real_connect_start/_cont returned */
+    char nb_sql[80];    /* the setting sc_conn_nb_open sends (read after the start returns) */
     int nb_enabled;     /* MYSQL_OPT_NONBLOCK is set (its context made once) */
     int nb_step;        /* the Connector/C call in flight (SC_NB_*), SC_NB_NONE when none */
     int nb_end;         /* the operation is our COMMIT (2) or ROLLBACK (1), 0 otherwise */
@@ -70,7 +77,7 @@ typedef struct sc_stored {
 } sc_stored;
 
 /* The Connector/C call a non-blocking operation is in (sc_conn.nb_step). */
-enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING };
+enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING, SC_NB_CONNECT };
 
 /* What a non-blocking operation waits for: Connector/C's MYSQL_WAIT_* bits. */
 enum { SC_WAIT_READ = 1, SC_WAIT_WRITE = 2, SC_WAIT_EXCEPT = 4, SC_WAIT_TIMEOUT = 8 };
@@ -200,6 +207,15 @@ int sc_conn_nb_enable(sc_conn *c);
  * builder decodes either. end: 0, or our own COMMIT (2) / ROLLBACK (1),
  * which on success clears unclean as sc_conn_end does. */
 int sc_conn_nb_query(sc_conn *c, const char *sql, size_t len, int end, sc_error *err);
+/* Opens a connection as sc_conn_open does, the handshake and the settings
+ * run by the non-blocking driver: returns the connection at once (NULL
+ * only when it could not even be made: *st -1, err filled), with *st as the
+ * sc_conn_nb_* calls return; sc_conn_nb_cont goes on. On -1 (connect
+ * error, timeout, refused TLS or charset) the caller frees it with
+ * sc_conn_close. The URL's strings must outlive the operation. A TLS
+ * handshake blocks even so (Connector/C 3.3). */
+sc_conn *sc_conn_nb_open(const sc_url *url, const sc_conn_settings *settings, int *st,
+                         sc_error *err);
 /* COM_PING; on failure the connection is broken. */
 int sc_conn_nb_ping(sc_conn *c, sc_error *err);
 int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err);

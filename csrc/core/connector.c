@@ -17,6 +17,12 @@ static void *mysql_open(void *ud, sc_error *err)
     return sc_conn_open(&spec->url, spec->has_settings ? &spec->settings : NULL, err);
 }
 
+static void *mysql_open_nb(void *ud, int *st, sc_error *err)
+{
+    connect_spec *spec = ud;
+    return sc_conn_nb_open(&spec->url, spec->has_settings ? &spec->settings : NULL, st, err);
+}
+
 static void mysql_close_cb(void *ud, void *conn)
 {
     (void)ud;
@@ -79,5 +85,6 @@ int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connect
     out->ud = spec;
     out->broken = mysql_broken_cb;
     out->kill = mysql_kill_cb;
+    out->open_nb = mysql_open_nb;
     return 0;
 }

@@ -602,6 +602,89 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
     return SC_POOL_OK;
 }
 
+/* finish_checkout for a deferred checkout: what would block is left to
+ * the caller (SC_POOL_OPEN, e->need). */
+static int defer_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out, sc_error *err)
+{
+    sc_pool_entry *e = g.entry;
+    if (e == NULL) {
+        e = calloc(1, sizeof *e);
+        if (e == NULL) {
+            pool_error(err, "out of memory");
+            return fail_slot(p, g.slot_gen, me, OPEN_NEW);
+        }
+        e->generation = g.slot_gen;
+        e->need = SC_NEED_OPEN;
+        e->why = OPEN_NEW;
+    } else if (p->cfg.recycle >= 0 && sc_monotonic() - e->created_at > p->cfg.recycle) {
+        p->c.close(p->c.ud, e->conn);
+        e->conn = NULL;
+        e->need = SC_NEED_OPEN;
+        e->why = OPEN_RECYCLED;
+    } else if (p->cfg.pre_ping && p->c.ping != NULL) {
+        e->need = SC_NEED_PING;
+        e->why = OPEN_NEW;
+    } else {
+        e->next = e->prev = NULL;
+        e->fresh = 0;
+        e->need = SC_NEED_NONE;
+        e->checked_out_at = sc_monotonic();
+        *out = e;
+        return SC_POOL_OK;
+    }
+    e->next = e->prev = NULL;
+    *out = e;
+    return SC_POOL_OPEN;
+}
+
+void *sc_pool_open_nb(sc_pool *p, int *st, sc_error *err)
+{
+    sc_error_clear(err);
+    if (p->c.open_nb == NULL) {
+        pool_error(err, "this pool cannot open connections without blocking");
+        *st = -1;
+        return NULL;
+    }
+    void *conn = p->c.open_nb(p->c.ud, st, err);
+    if (*st < 0 && err->message[0] == '\0')
+        pool_error(err, "could not open a connection");
+    return conn;
+}
+
+void sc_pool_open_done(sc_pool *p, sc_pool_entry *e, void *conn)
+{
+    pid_t me = sc_getpid();
+    if (conn != NULL) {
+        e->conn = conn;
+        e->created_at = sc_monotonic();
+        e->pid = me;
+        e->fresh = 1;
+        count_open(p, me, e->why);
+    } else {
+        e->fresh = 0; /* the pre-ping answered */
+    }
+    e->need = SC_NEED_NONE;
+    e->checked_out_at = sc_monotonic();
+}
+
+void sc_pool_ping_failed(sc_pool *p, sc_pool_entry *e)
+{
+    p->c.close(p->c.ud, e->conn);
+    e->conn = NULL;
+    e->need = SC_NEED_OPEN;
+    e->why = OPEN_PING_FAILED;
+}
+
+int sc_pool_open_failed(sc_pool *p, sc_pool_entry *e)
+{
+    unsigned gen = e->generation;
+    int why = e->why;
+    if (e->conn != NULL)
+        p->c.close(p->c.ud, e->conn);
+    free(e);
+    return fail_slot(p, gen, sc_getpid(), why);
+}
+
 /* Counts a checkout granted after waiting since start (locked). */
 static void count_wait_locked(sc_pool *p, double start, double now)
 {
@@ -703,8 +786,23 @@ static sc_pool_entry *rebirth_ticket(sc_pool *p, sc_waiter *t)
     return inherited;
 }
 
+static int try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out, sc_error *err,
+                        int defer);
+
 int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
                          sc_error *err)
+{
+    return try_checkout(p, ticket, out, err, 0);
+}
+
+int sc_pool_try_checkout_deferred(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
+                                  sc_error *err)
+{
+    return try_checkout(p, ticket, out, err, 1);
+}
+
+static int try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out, sc_error *err,
+                        int defer)
 {
     pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL, *inherited = NULL;
@@ -785,6 +883,8 @@ take:
         p->c.discard(p->c.ud, inherited->conn);
     free(inherited);
     close_entries(p, to_close, me);
+    if (defer)
+        return defer_checkout(p, g, me, out, err);
     return finish_checkout(p, g, me, out, err);
 
 done:

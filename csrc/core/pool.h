@@ -39,6 +39,9 @@ typedef struct sc_connector {
      * connection whose statement was abandoned mid-reply (non-blocking
      * driver), so that the server stops running it; may be NULL. */
     void (*kill)(void *ud, void *conn);
+    /* Starts opening a connection without blocking (sc_conn_nb_open: the
+     * caller drives it); may be NULL. *st as sc_conn_nb_open's. */
+    void *(*open_nb)(void *ud, int *st, sc_error *err);
 } sc_connector;
 
 typedef struct sc_pool_config {
@@ -59,6 +62,9 @@ typedef struct sc_pool_entry {
     pid_t pid;           /* process that opened it */
     unsigned generation; /* pool generation it belongs to (dispose, fork) */
     int fresh;           /* 1 when opened by this very checkout */
+    int need;            /* sc_pool_try_checkout_deferred: what the caller must do
+                          * before using it (SC_NEED_*), 0 when nothing */
+    int why;             /* pool-private: why it is being opened */
     struct sc_pool_entry *next, *prev; /* pool-private */
 } sc_pool_entry;
 
@@ -100,6 +106,36 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err);
  * deadline has passed answers SC_POOL_TIMEOUT. */
 int sc_pool_try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
                          sc_error *err);
+/* What a deferred checkout leaves to its caller (sc_pool_entry.need). */
+enum { SC_NEED_NONE = 0, SC_NEED_OPEN = 1, SC_NEED_PING = 2 };
+/* SC_POOL_OPEN: a deferred checkout got a slot or an entry whose connect,
+ * or pre-ping, is the caller's to do. */
+enum { SC_POOL_OPEN = 4 };
+
+/* sc_pool_try_checkout for a caller that opens and pings connections
+ * itself, without blocking (the non-blocking driver): where the pool would
+ * open a connection (a free slot, one too old for recycle, one that failed
+ * its pre-ping) or pre-ping one, it answers SC_POOL_OPEN with *out an
+ * entry whose need says what to do: SC_NEED_OPEN (conn is NULL: open one)
+ * or SC_NEED_PING (ping conn). The caller then calls exactly one of
+ * sc_pool_open_done (conn opened into e->conn, or the ping answered),
+ * sc_pool_ping_failed (then opens, need is SC_NEED_OPEN) or
+ * sc_pool_open_failed; until then the slot is held. */
+int sc_pool_try_checkout_deferred(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out,
+                                  sc_error *err);
+/* The connector's open_nb: a connection for a deferred checkout, its open
+ * started; NULL with *st -1 when the connector has none or it failed. */
+void *sc_pool_open_nb(sc_pool *p, int *st, sc_error *err);
+/* The connection opened for e (SC_NEED_OPEN), or NULL when e's pre-ping
+ * succeeded: e is checked out as any other. */
+void sc_pool_open_done(sc_pool *p, sc_pool_entry *e, void *conn);
+/* e's pre-ping failed: its connection is closed; open a new one (e->need
+ * becomes SC_NEED_OPEN). */
+void sc_pool_ping_failed(sc_pool *p, sc_pool_entry *e);
+/* The open failed (or was given up): e is freed and its slot goes to the
+ * next waiter. Returns SC_POOL_ERROR. */
+int sc_pool_open_failed(sc_pool *p, sc_pool_entry *e);
+
 /* Gives up a place in the queue (the waiting coroutine died or was
  * cancelled); anything reserved for it goes to the next waiter. */
 void sc_pool_cancel(sc_pool *p, sc_waiter *ticket);

@@ -46,6 +46,17 @@ const char SCL_STREAM_OPEN[] = "a streaming Result";
 
 int scl_lconn_release(lconn *lc)
 {
+    if (lc->entry != NULL && lc->entry->need != SC_NEED_NONE) {
+        /* a deferred checkout never finished opening (or pinging): a
+         * half-open connection is closed, the slot given back */
+        if (lc->c != NULL && lc->c != lc->entry->conn)
+            sc_conn_close(lc->c);
+        sc_pool_open_failed(lc->pool, lc->entry);
+        lc->c = NULL;
+        lc->pool = NULL;
+        lc->entry = NULL;
+        return -1;
+    }
     if (lc->c == NULL)
         return 0;
     int rc = 0;
@@ -468,6 +479,12 @@ static int l_ping(lua_State *L)
 static int l_close(lua_State *L)
 {
     lconn *lc = check_conn(L);
+    if (lc->entry != NULL && lc->entry->need != SC_NEED_NONE) {
+        /* a deferred checkout given up before it was opened (lnb.c) */
+        scl_lconn_check_idle(L, lc, "close");
+        scl_lconn_release(lc);
+        return 0;
+    }
     if (lc->c == NULL)
         return 0;
     scl_lconn_end_stream(L, lc); /* an open streaming Result is closed first */
@@ -502,7 +519,7 @@ static int l_gc(lua_State *L)
     scl_lconn_end_stream(L, lc);
     scl_lconn_check_idle(L, lc, "__gc");
     drop_owner(L, lc);
-    if (lc->c != NULL && lc->pool != NULL) {
+    if (lc->c != NULL && lc->pool != NULL && lc->entry->need == SC_NEED_NONE) {
         /* still checked out: the engine's hook, if any, fires its events
          * and gives the connection back (errors in a finalizer go nowhere) */
         scl_getuservalue(L, 1);

@@ -27,14 +27,39 @@
 
 const char SCL_NB_WAITING[] = "a statement waiting for the server";
 
-enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING };
+enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING, OP_OPEN };
 
 static const char *const op_names[] = {"execute", "exec_driver_sql", "batch", "commit",
-                                       "rollback", "ping", NULL};
+                                       "rollback", "ping", "open", NULL};
 
 /* The name the busy error shows for an operation. */
 static const char *const op_busy[] = {"execute", "exec_driver_sql", "executemany", "commit",
-                                      "rollback", "ping"};
+                                      "rollback", "ping", "connect"};
+
+/* Whether lc is a deferred checkout still to be opened or pinged. */
+static int opening(const lconn *lc)
+{
+    return lc->entry != NULL && lc->entry->need != SC_NEED_NONE;
+}
+
+/* An open that failed: the half-open connection closed, the slot given
+ * back, the error raised as a checkout's (with its hint). */
+static int open_failed(lua_State *L, lconn *lc, const sc_error *err)
+{
+    if (lc->c != NULL)
+        sc_conn_close(lc->c);
+    lc->c = NULL;
+    sc_pool_open_failed(lc->pool, lc->entry);
+    lc->pool = NULL;
+    lc->entry = NULL;
+    lc->busy = NULL;
+    scl_getuservalue(L, 1); /* the pool's {pool, spares, hook, url} */
+    if (lua_istable(L, -1))
+        lua_rawgeti(L, -1, SC_URL_SLOT);
+    else
+        lua_pushnil(L);
+    return scl_raise_connect_error(L, err, lua_istable(L, -1) ? -1 : 0);
+}
 
 static int check_op(lua_State *L, int i)
 {
@@ -78,7 +103,17 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
             lua_pushnil(L);
         return 4;
     }
+    if (op == OP_OPEN) {
+        if (rc < 0)
+            return open_failed(L, lc, err);
+        sc_pool_open_done(lc->pool, lc->entry, lc->c);
+        lua_pushboolean(L, 1);
+        lua_pushboolean(L, 1); /* fresh */
+        return 2;
+    }
     if (op == OP_PING) {
+        if (rc == 0 && opening(lc))
+            sc_pool_open_done(lc->pool, lc->entry, NULL); /* the pre-ping answered */
         lua_pushboolean(L, 1);
         lua_pushboolean(L, rc == 0);
         return 2;
@@ -106,12 +141,31 @@ static int l_nb(lua_State *L, lconn *lc)
             lua_pushboolean(L, 1); /* the reset rule: nothing to roll back */
             return 1;
         }
-        rc = sc_conn_nb_query(lc->c, op == OP_COMMIT ? "COMMIT" : "ROLLBACK",
-                              op == OP_COMMIT ? 6 : 8, op == OP_COMMIT ? 2 : 1, &err);
+        if (lc->c->tls)
+            rc = sc_conn_end(lc->c, op == OP_COMMIT, &err); /* TLS blocks (sc_conn_nb_open) */
+        else
+            rc = sc_conn_nb_query(lc->c, op == OP_COMMIT ? "COMMIT" : "ROLLBACK",
+                                  op == OP_COMMIT ? 6 : 8, op == OP_COMMIT ? 2 : 1, &err);
         break;
     case OP_PING:
-        rc = sc_conn_nb_ping(lc->c, &err);
+        if (lc->c->tls) {
+            rc = sc_conn_ping(lc->c) == 0 ? 0 : -1;
+            err.code = 0;
+        } else {
+            rc = sc_conn_nb_ping(lc->c, &err);
+        }
         break;
+    case OP_OPEN: {
+        if (lc->entry->need == SC_NEED_PING) {
+            sc_pool_ping_failed(lc->pool, lc->entry); /* closes it: a new one replaces it */
+            lc->c = NULL;
+        }
+        sc_conn *c = sc_pool_open_nb(lc->pool, &rc, &err);
+        if (c == NULL)
+            return open_failed(L, lc, &err);
+        lc->c = c;
+        break;
+    }
     default: {
         size_t len;
         const char *sql = scl_check_string(L, 3, "statement", &len);
@@ -126,7 +180,10 @@ static int l_nb(lua_State *L, lconn *lc)
             q = scl_check_string(L, 5, "statement text", &qlen);
         else if (op == OP_EXECUTE)
             scl_lexec_render(L, lc, sql, len, params, &q, &qlen);
-        rc = sc_conn_nb_query(lc->c, q, qlen, 0, &err);
+        if (lc->c->tls)
+            rc = sc_conn_query(lc->c, q, qlen, &err); /* TLS blocks (sc_conn_nb_open) */
+        else
+            rc = sc_conn_nb_query(lc->c, q, qlen, 0, &err);
         break;
     }
     }
@@ -140,6 +197,21 @@ static int guard_nb(lua_State *L)
 {
     const char *what = lua_tostring(L, 2);
     int op = what != NULL ? check_op(L, 2) : OP_EXECUTE;
+    if (op == OP_OPEN || (op == OP_PING && opening(lua_touserdata(L, 1)))) {
+        /* a deferred checkout's connect or pre-ping: no open connection
+         * needed yet (scl_lconn_guarded would refuse a closed one) */
+        lconn *lc = scl_check_self_as(L, "RawConnection", op_busy[op]);
+        scl_lconn_check_idle(L, lc, op_busy[op]);
+        if (!opening(lc) || (op == OP_PING && lc->entry->need != SC_NEED_PING))
+            return scl_raise(L, "InvalidRequestError",
+                             "this connection has nothing to open or pre-ping (_nb %s)", op_busy[op]);
+        if (lc->owner.main != L)
+            scl_lconn_set_owner(L, lc, lua_upvalueindex(2));
+        lc->busy = op_busy[op];
+        int n = l_nb(L, lc);
+        mark(lc);
+        return n;
+    }
     if (op == OP_ROLLBACK || op == OP_PING) {
         lconn *lc = scl_check_self_as(L, "RawConnection", op_busy[op]);
         if (lc->c != NULL && (lc->invalidated || lc->c->broken || scl_lconn_forked(lc))) {
@@ -194,7 +266,7 @@ void scl_lnb_abandon(lconn *lc)
     if (lc->c != NULL && lc->c->nb_step != SC_NB_NONE) {
         /* first the server: its session ends, and with it the statement
          * (a SLEEP, a lock wait) that would otherwise run on */
-        if (lc->pool != NULL && lc->c->pid == sc_getpid())
+        if (lc->pool != NULL && lc->c->pid == sc_getpid() && !lc->c->nb_opening)
             sc_pool_kill(lc->pool, lc->c);
         sc_conn_nb_abandon(lc->c);
     }

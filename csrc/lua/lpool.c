@@ -287,12 +287,16 @@ static int ticket_gc(lua_State *L)
     return 0;
 }
 
-/* pool:try_checkout([ticket]) -> conn, fresh | nil, ticket. Never blocks:
- * the caller waits in Lua (a coroutine yield, an nginx semaphore) and
- * tries again with the ticket, which keeps its place in the queue. */
+/* pool:try_checkout([ticket [, defer]]) -> conn, fresh | nil, ticket. Never
+ * blocks: the caller waits in Lua (a coroutine yield, an nginx semaphore)
+ * and tries again with the ticket, which keeps its place in the queue.
+ * defer: a connection to open or pre-ping is handed over as it is, with a
+ * third value "open" or "ping" (sc_pool_try_checkout_deferred): the
+ * non-blocking driver does it (scoped/nonblocking.lua). */
 static int l_try_checkout(lua_State *L)
 {
     lpool *lp = check_pool(L);
+    int defer = lua_toboolean(L, 3);
     lticket *t = NULL;
     sc_waiter *w = NULL;
     if (!lua_isnoneornil(L, 2)) {
@@ -304,13 +308,25 @@ static int l_try_checkout(lua_State *L)
     sc_pool_entry *e = NULL;
     sc_error err;
     lconn *lc = push_empty(L); /* garbage when the caller has to wait */
-    int rc = sc_pool_try_checkout(lp->pool, &w, &e, &err);
+    int rc = defer ? sc_pool_try_checkout_deferred(lp->pool, &w, &e, &err)
+                   : sc_pool_try_checkout(lp->pool, &w, &e, &err);
     if (t != NULL && rc != SC_POOL_WAIT)
         t->w = NULL; /* the pool freed it */
     switch (rc) {
     case SC_POOL_OK:
         fill_checkout(L, lc, lp, e);
         return 2;
+    case SC_POOL_OPEN:
+        /* the caller opens or pings it without blocking (lnb.c, "open"
+         * and "ping"); until then a finalizer gives the slot back */
+        lc->c = e->conn;
+        lc->pool = lp->pool;
+        lc->entry = e;
+        lc->reset_mode = lp->reset_mode;
+        lc->hide_parameters = lp->hide_parameters;
+        lua_pushboolean(L, e->need == SC_NEED_OPEN);
+        lua_pushstring(L, e->need == SC_NEED_OPEN ? "open" : "ping");
+        return 3;
     case SC_POOL_WAIT:
         if (t == NULL) {
             t = scl_newuserdata(L, sizeof *t);

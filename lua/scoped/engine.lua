@@ -381,20 +381,30 @@ Pool.__tostring = function(self) return self._class end
 -- sharing a pool). With pool_wait the wait happens here, in Lua, so that
 -- pool_wait may yield (a coroutine scheduler, ngx.sleep, cqueues): C never
 -- yields. The ticket keeps this caller's place in the pool's FIFO queue.
+-- With io_wait, where the caller can yield, the checkout is deferred: a
+-- connection to open or to pre-ping comes back as it is (need "open" or
+-- "ping") and the non-blocking driver does it (scoped/nonblocking.lua).
 local function checkout(engine)
   local cpool = engine._cpool
   local wait = engine._pool_wait
-  if not wait then return cpool:checkout() end
-  local raw, fresh = cpool:try_checkout()
+  local defer = engine._io_wait and nonblocking.can_wait(engine)
+  if not wait and not defer then return cpool:checkout() end
+  local raw, fresh, need = cpool:try_checkout(nil, defer)
   while not raw do
     local ticket = fresh
+    if not wait then
+      -- io_wait but no pool_wait: nothing to wait with but the blocking way
+      ticket:cancel()
+      return cpool:checkout()
+    end
     local ok, err = pcall(wait, ticket:remaining())
     if not ok then
       ticket:cancel()
       error(err, 0)
     end
-    raw, fresh = cpool:try_checkout(ticket)
+    raw, fresh, need = cpool:try_checkout(ticket, defer)
   end
+  if need then fresh = nonblocking.finish_checkout(engine, raw, need) end
   return raw, fresh
 end
 

@@ -14,8 +14,8 @@
 --     local nonblocking = require "scoped.nonblocking"
 --     local engine = scoped.create_engine(url, nonblocking.cqueues{pool_size = 2})
 --
--- What still blocks: opening a connection (and so the first checkout of
--- each), pre-ping, `pool_reset_on_return = "reset_connection"`, streaming
+-- What still blocks: a TLS connection (its handshake and reads),
+-- `pool_reset_on_return = "reset_connection"`, streaming
 -- results (`stream_results`), the one round trip that asks the server's
 -- sql_mode for a statement with a backslash inside a quoted string, host
 -- name lookups, and anything run where the coroutine cannot yield (the main
@@ -67,6 +67,31 @@ local function can_wait(self)
   local check = engine._io_can_wait
   if check then return check() end
   return isyieldable()
+end
+
+M.can_wait = function(engine)
+  local check = engine._io_can_wait
+  if check then return check() end
+  return isyieldable()
+end
+
+--- finish_checkout(engine, raw, need) -> fresh: a deferred checkout's
+-- pre-ping ("ping") and connect ("open"), through io_wait. On any error the
+-- slot goes back to the pool (raw:close) and the error goes on.
+-- @local
+function M.finish_checkout(engine, raw, need)
+  local io_wait = engine._io_wait
+  local ok, fresh = pcall(function()
+    if need == "ping" then
+      if drive(raw, io_wait, "ping", nil, nil, raw:_nb("ping")) then return false end
+    end
+    return drive(raw, io_wait, "open", nil, nil, raw:_nb("open"))
+  end)
+  if not ok then
+    raw:close()
+    error(fresh, 0)
+  end
+  return fresh
 end
 
 local function run(self, op, sql, params, text)
