@@ -150,7 +150,8 @@ static sc_connector fake_connector(fake_ud **out, int *freed_counter)
         exit(2);
     }
     u->freed_counter = freed_counter;
-    sc_connector c = {fake_open, fake_close, fake_discard, fake_ping, fake_free, u, fake_broken};
+    sc_connector c = {fake_open, fake_close, fake_discard, fake_ping, fake_free, u, fake_broken,
+                      NULL, NULL};
     *out = u;
     return c;
 }
@@ -309,6 +310,113 @@ static void test_threads(void)
     check(st.checkedout == 0 && st.open <= 5 && st.open == LOAD(u->open_now) && st.waiting == 0,
           "threads: at the end checkedout %d, open %d (connector %d), waiting %d",
           st.checkedout, st.open, LOAD(u->open_now), st.waiting);
+    sc_pool_free(p);
+}
+
+/* ---- 1b. deferred checkouts (the non-blocking driver's) ------------------- */
+
+#define TD_THREADS 6
+#define TD_ROUNDS 3000
+
+typedef struct tdarg {
+    sc_pool *p;
+    fake_ud *u;
+    unsigned seed;
+    int ok, opened, pinged, failed_opens, timeouts, doubled;
+} tdarg;
+
+/* What lnb.c does: a deferred checkout whose open or pre-ping is this
+ * thread's (some opens fail, some idle connections died), waits polled. */
+static void *td_worker(void *arg)
+{
+    tdarg *a = arg;
+    for (int i = 0; i < TD_ROUNDS; i++) {
+        sc_pool_entry *e = NULL;
+        sc_waiter *w = NULL;
+        sc_error err;
+        int rc;
+        while ((rc = sc_pool_try_checkout_deferred(a->p, &w, &e, &err)) == SC_POOL_WAIT)
+            sleep_s(0.00002);
+        if (rc == SC_POOL_TIMEOUT) {
+            a->timeouts++;
+            continue;
+        }
+        if (rc == SC_POOL_OPEN && e->need == SC_NEED_PING) {
+            a->pinged++;
+            if (!LOAD(((fake_conn *)e->conn)->dead)) {
+                sc_pool_open_done(a->p, e, NULL);
+                rc = SC_POOL_OK;
+            } else {
+                sc_pool_ping_failed(a->p, e);
+            }
+        }
+        if (rc == SC_POOL_OPEN) {
+            if (rand_r(&a->seed) % 5 == 0) {
+                sc_pool_open_failed(a->p, e); /* a connect error, or the coroutine gone */
+                a->failed_opens++;
+                continue;
+            }
+            void *conn = fake_open(a->u, &err);
+            sc_pool_open_done(a->p, e, conn);
+            a->opened++;
+        }
+        fake_conn *c = e->conn;
+        if (XCHG(c->in_use, 1))
+            a->doubled++;
+        int hold = rand_r(&a->seed) % 51; /* 0-50 us, spun (see t1_worker) */
+        double until = sc_monotonic() + hold / 1e6;
+        while (sc_monotonic() < until)
+            ;
+        if (rand_r(&a->seed) % 7 == 0)
+            STORE(c->dead, 1); /* dies while idle: the next pre-ping finds out */
+        STORE(c->in_use, 0);
+        sc_pool_checkin(a->p, e, 0);
+        a->ok++;
+    }
+    return NULL;
+}
+
+static void test_deferred(void)
+{
+    fake_ud *u;
+    sc_pool_config cfg = config(2, 1, 30);
+    cfg.pre_ping = 1;
+    sc_pool *p = new_pool(cfg, &u);
+    pthread_t th[TD_THREADS];
+    tdarg args[TD_THREADS];
+    for (int i = 0; i < TD_THREADS; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        args[i].p = p;
+        args[i].u = u;
+        args[i].seed = 777u + (unsigned)i * 131u;
+        pthread_create(&th[i], NULL, td_worker, &args[i]);
+    }
+    int ok = 0, opened = 0, pinged = 0, failed = 0, timeouts = 0, doubled = 0;
+    for (int i = 0; i < TD_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].ok;
+        opened += args[i].opened;
+        pinged += args[i].pinged;
+        failed += args[i].failed_opens;
+        timeouts += args[i].timeouts;
+        doubled += args[i].doubled;
+    }
+    sc_pool_stats st = stats(p);
+    check(ok + failed == TD_THREADS * TD_ROUNDS && timeouts == 0,
+          "deferred: every checkout ends (%d ok, %d opens given up, %d timeouts)", ok, failed, timeouts);
+    check(opened > 0 && pinged > 0 && st.n.preping_failures > 0,
+          "deferred: opens (%d), pre-pings (%d) and replaced dead ones (%llu) all happened",
+          opened, pinged, st.n.preping_failures);
+    check(doubled == 0, "deferred: no connection handed out twice (%d)", doubled);
+    check(LOAD(u->max_open) <= 3 && LOAD(u->max_open) >= 2,
+          "deferred: several open at once, never more than 3 (max %d)", LOAD(u->max_open));
+    check(st.checkedout == 0 && st.open == LOAD(u->open_now) && st.waiting == 0 &&
+              st.n.connects == (unsigned long long)opened &&
+              st.n.connect_failures == (unsigned long long)failed,
+          "deferred: at the end checkedout %d, open %d (connector %d), waiting %d, connects %llu "
+          "(%d), failures %llu (%d)",
+          st.checkedout, st.open, LOAD(u->open_now), st.waiting, st.n.connects, opened,
+          st.n.connect_failures, failed);
     sc_pool_free(p);
 }
 
@@ -923,6 +1031,7 @@ int main(void)
     alarm(WATCHDOG_S);
     RUN(wakeup); /* first: a lost wakeup hangs test_threads (the watchdog's case) */
     RUN(threads);
+    RUN(deferred);
     RUN(timeout);
     RUN(fifo);
     RUN(tickets);
