@@ -921,7 +921,10 @@ static int has_word(const char *list, const char *w)
     }
 }
 
-int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err)
+const char SC_LEX_MODE_QUERY[] = "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client";
+
+/* The lexer mode before asking: what the connection's own charset says. */
+static int lex_mode_start(sc_conn *c, sc_lex_mode *m, sc_error *err)
 {
     int cs = sc_conn_charset(c);
     memset(m, 0, sizeof *m);
@@ -931,10 +934,16 @@ int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err)
     }
     m->latin1 = cs == SC_CS_LATIN1;
     m->server_version = c->server_version;
-    static const char q[] = "SELECT @@SESSION.sql_mode, @@SESSION.character_set_client";
-    if (sc_conn_query(c, q, sizeof q - 1, err) != 0)
+    return 0;
+}
+
+int sc_conn_lex_mode_from(sc_conn *c, MYSQL_RES *res, sc_lex_mode *m, sc_error *err)
+{
+    if (lex_mode_start(c, m, err) != 0) {
+        if (res != NULL)
+            mysql_free_result(res);
         return -1;
-    MYSQL_RES *res = mysql_store_result(c->my);
+    }
     if (res == NULL)
         return fail(c, err);
     MYSQL_ROW row = mysql_fetch_row(res);
@@ -960,6 +969,15 @@ int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err)
         return -1;
     }
     return 0;
+}
+
+int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err)
+{
+    if (lex_mode_start(c, m, err) != 0)
+        return -1;
+    if (sc_conn_query(c, SC_LEX_MODE_QUERY, sizeof SC_LEX_MODE_QUERY - 1, err) != 0)
+        return -1;
+    return sc_conn_lex_mode_from(c, mysql_store_result(c->my), m, err);
 }
 
 int sc_is_disconnect(unsigned code)

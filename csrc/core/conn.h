@@ -178,6 +178,11 @@ void sc_conn_refuse_charset(sc_conn *c, sc_error *err);
  * --skip-character-set-client-handshake ignores ours). 0, or -1 with err
  * filled (a refused charset marks the connection broken). */
 int sc_conn_ask_lex_mode(sc_conn *c, sc_lex_mode *m, sc_error *err);
+/* The statement sc_conn_ask_lex_mode sends, and what makes the mode of its
+ * reply (res, freed here; NULL: the reply could not be read): for the
+ * non-blocking driver, which sends it with sc_conn_nb_query. */
+extern const char SC_LEX_MODE_QUERY[];
+int sc_conn_lex_mode_from(sc_conn *c, MYSQL_RES *res, sc_lex_mode *m, sc_error *err);
 
 /* ---- non-blocking: the I/O seam -------------------------------------------
  *

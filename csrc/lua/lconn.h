@@ -36,6 +36,8 @@ typedef struct lconn {
     lconn_owner owner;     /* the thread of its busy calls (lconn.c): belongs to the
                             * userdata, not to the connection, so whoever moves or
                             * clears the fields above keeps it as it was */
+    int nb_asking;         /* lnb.c: the operation in flight asks the server's lexer
+                            * mode for an execute, which is rendered and sent after */
     struct lstream *stream; /* the streaming Result open on it (lstream.c), or NULL.
                             * While set, busy is never NULL: SCL_STREAM_OPEN between
                             * reads, the reading method's name during one; every
@@ -207,6 +209,10 @@ int scl_lexec_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int 
 void scl_lexec_render(lua_State *L, lconn *lc, const char *sql, size_t len, int params,
                       const char **q, size_t *qlen);
 int scl_lexec_plan_many(lua_State *L, lconn *lc, int only_named);
+/* scl_lexec_render for the non-blocking driver: 1 (nothing rendered) when
+ * the server's lexer mode must be asked first; then again with asked. */
+int scl_lexec_render_nb(lua_State *L, lconn *lc, const char *sql, size_t len, int params,
+                        const sc_lex_mode *asked, const char **q, size_t *qlen);
 
 /* lnb.c: its methods (registered as lexec.c's, through the same closure
  * upvalues), whether f is one of them (a guard, for busy), and giving up

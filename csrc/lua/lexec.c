@@ -97,8 +97,20 @@ static int run(lua_State *L, lconn *lc, const char *q, size_t qlen, const char *
  * charset could read differently (SC_PLAN_CHARSET_DEPENDENT), cost one
  * round trip to ask the server; every other statement lexes the same in
  * every mode. Raises on a refused charset. */
+static int prepare_plan_as(lua_State *L, lconn *lc, sc_bind_plan *plan, const char *sql,
+                           size_t len, int params, const sc_lex_mode *asked, int *must_ask);
+
 static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char *sql, size_t len,
                         int params)
+{
+    return prepare_plan_as(L, lc, plan, sql, len, params, NULL, NULL);
+}
+
+/* prepare_plan, for the non-blocking driver: where the server must be
+ * asked, must_ask is set and nothing more is done (lnb.c asks without
+ * blocking, then calls again with the answer in asked). */
+static int prepare_plan_as(lua_State *L, lconn *lc, sc_bind_plan *plan, const char *sql,
+                           size_t len, int params, const sc_lex_mode *asked, int *must_ask)
 {
     sc_error err;
     sc_conn *c = lc->c;
@@ -111,14 +123,38 @@ static int prepare_plan(lua_State *L, lconn *lc, sc_bind_plan *plan, const char 
     if (sc_binds_parse(sql, len, &m, plan) != 0)
         luaL_error(L, "out of memory building a statement");
     if (plan->flags & (SC_PLAN_MODE_DEPENDENT | SC_PLAN_CHARSET_DEPENDENT)) {
-        if (sc_conn_ask_lex_mode(c, &m, &err) != 0)
+        if (asked != NULL) {
+            m = *asked;
+        } else if (must_ask != NULL) {
+            *must_ask = 1;
+            return cs;
+        } else if (sc_conn_ask_lex_mode(c, &m, &err) != 0) {
             scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
+        }
         if (sc_binds_parse(sql, len, &m, plan) != 0) /* in the server's mode */
             luaL_error(L, "out of memory building a statement");
     }
     if (plan->nnamed && plan->npositional)
         scl_argerror(L, "a statement cannot mix :name and ? bind parameters");
     return cs;
+}
+
+int scl_lexec_render_nb(lua_State *L, lconn *lc, const char *sql, size_t len, int params,
+                        const sc_lex_mode *asked, const char **q, size_t *qlen)
+{
+    *q = sql;
+    *qlen = len;
+    if (params || memchr(sql, ':', len) != NULL || memchr(sql, '?', len) != NULL) {
+        int must_ask = 0;
+        int cs = prepare_plan_as(L, lc, &lc->c->plan, sql, len, params, asked, &must_ask);
+        if (must_ask)
+            return 1;
+        lc->c->sql.len = 0;
+        scl_render_plan(L, &lc->c->sql, &lc->c->plan, sql, params, cs);
+        *q = lc->c->sql.data;
+        *qlen = lc->c->sql.len;
+    }
+    return 0;
 }
 
 void scl_lexec_render(lua_State *L, lconn *lc, const char *sql, size_t len, int params,

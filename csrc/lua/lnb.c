@@ -118,6 +118,23 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
         lua_pushboolean(L, rc == 0);
         return 2;
     }
+    if (lc->nb_asking) {
+        /* the lexer mode came (or the asking failed): the statement itself */
+        lc->nb_asking = 0;
+        if (rc < 0)
+            return scl_lconn_raise_dberror(L, lc, err, sql, len, params);
+        sc_error e2;
+        sc_lex_mode m;
+        MYSQL_RES *res = sc_conn_use_result(lc->c, &e2);
+        sc_conn_next_result(lc->c, &e2); /* the end of the replayed reply */
+        if (sc_conn_lex_mode_from(lc->c, res, &m, &e2) != 0)
+            return scl_lconn_raise_dberror(L, lc, &e2, sql, len, params);
+        const char *q;
+        size_t qlen;
+        scl_lexec_render_nb(L, lc, sql, len, params, &m, &q, &qlen);
+        rc = sc_conn_nb_query(lc->c, q, qlen, 0, &e2);
+        return outcome(L, lc, op, rc, &e2);
+    }
     if (rc < 0)
         return scl_lconn_raise_dberror(L, lc, err, sql, len, params);
     lua_pushboolean(L, 1);
@@ -178,8 +195,14 @@ static int l_nb(lua_State *L, lconn *lc)
         }
         if (op == OP_BATCH)
             q = scl_check_string(L, 5, "statement text", &qlen);
-        else if (op == OP_EXECUTE)
-            scl_lexec_render(L, lc, sql, len, params, &q, &qlen);
+        else if (op == OP_EXECUTE &&
+                 scl_lexec_render_nb(L, lc, sql, len, params, NULL, &q, &qlen)) {
+            /* the statement lexes by the server's sql_mode: ask it first,
+             * without blocking; outcome renders and sends it then */
+            lc->nb_asking = 1;
+            q = SC_LEX_MODE_QUERY;
+            qlen = strlen(SC_LEX_MODE_QUERY);
+        }
         if (lc->c->tls)
             rc = sc_conn_query(lc->c, q, qlen, &err); /* TLS blocks (sc_conn_nb_open) */
         else
@@ -271,6 +294,7 @@ void scl_lnb_abandon(lconn *lc)
         sc_conn_nb_abandon(lc->c);
     }
     lc->invalidated = 1;
+    lc->nb_asking = 0;
     if (lc->busy == SCL_NB_WAITING)
         lc->busy = NULL;
 }

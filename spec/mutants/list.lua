@@ -486,6 +486,41 @@ return {
     why = "with hide_parameters the server's own message (Duplicate entry 'secret', near '...') is shown instead of the generic text",
     specs = {"spec/errors_spec.lua", "spec/security_spec.lua"},
   },
+  -- ---- non-blocking driver (csrc/lua/lnb.c, lconn.c, scoped/nonblocking.lua) ------------
+  {
+    id = "nb-abandon-no-kill",
+    file = "csrc/lua/lnb.c",
+    before = [[sc_pool_kill(lc->pool, lc->c);]],
+    after = [[(void)0;]],
+    why = "an abandoned statement's connection is discarded but its server session is not killed: a SLEEP or a lock wait runs on, holding its locks",
+    specs = {"spec/nonblocking_spec.lua"},
+  },
+  {
+    id = "nb-waiter-gone-busy",
+    file = "csrc/lua/lconn.c",
+    before = [[scl_lnb_abandon(lc); /* its coroutine is gone: nobody will go on */
+        return 0;]],
+    after = [[return 1;]],
+    why = "a connection whose waiting coroutine was collected stays busy for ever: the finalizer cannot give it back, the pool slot is lost",
+    specs = {"spec/nonblocking_spec.lua"},
+  },
+  {
+    id = "nb-deferred-slot-kept",
+    file = "csrc/lua/lconn.c",
+    before = [[        sc_pool_open_failed(lc->pool, lc->entry);
+        lc->c = NULL;]],
+    after = [[        lc->c = NULL;]],
+    why = "a deferred checkout given up before its connect finished (an error, a collected coroutine) never gives its slot back: the pool shrinks until checkouts time out",
+    specs = {"spec/nonblocking_spec.lua"},
+  },
+  {
+    id = "nb-cqueues-no-cancel",
+    file = "lua/scoped/nonblocking.lua",
+    before = [[      cqueues.cancel(fd)]],
+    after = [[      local _ = fd]],
+    why = "cqueues keeps a closed descriptor registered: when the C core discards a connection and the number is reused, the loop fails or stalls",
+    specs = {"spec/nonblocking_spec.lua"},
+  },
   -- ---- TLS (csrc/core/conn.c) -----------------------------------------------------------
   {
     id = "tls-auth-unrestricted",
