@@ -538,6 +538,45 @@ describe("io_wait under cqueues", function()
     engine:dispose()
   end)
 
+  it("pool_reset_on_return = reset_connection runs non-blocking: session state gone, set up again", function()
+    local methods = core.conn_methods
+    local original = methods._nb
+    local ops = {}
+    methods._nb = function(self, op, ...)
+      ops[#ops + 1] = op
+      return original(self, op, ...)
+    end
+    local engine = engine_with(nonblocking.cqueues{pool_size = 1, pool_reset_on_return = "reset_connection",
+      connect_args = {init_command = "SET @init = 7"}})
+    local cq = cqueues.new()
+    local tid, tid2, row
+    cq:wrap(function()
+      local conn = engine:connect()
+      tid = conn.raw:thread_id()
+      conn:execute("SET @user_var = 42, @init = 8")
+      conn:execute("CREATE TEMPORARY TABLE nb_tmp (a INT)")
+      ops = {}
+      conn:close() -- the Connection's own transaction first (SQLAlchemy's close())
+      assert.same({"rollback", "reset"}, ops)
+      conn = engine:connect()
+      tid2 = conn.raw:thread_id()
+      row = conn:execute("SELECT @user_var, @init, @@autocommit"):first()
+      local gone, e = pcall(conn.execute, conn, "SELECT COUNT(*) FROM nb_tmp")
+      row[4] = not gone and e.code -- the temporary table went with the session: 1146
+      conn:close()
+    end)
+    local ok, fine, e = pcall(cq.loop, cq)
+    methods._nb = original
+    assert(ok, fine)
+    assert(fine, e)
+    assert.equal(tid, tid2) -- the same connection, its session reset
+    assert.equal(scoped.null, row[1])
+    assert.equal(7, row[2])
+    assert.equal(0, row[3])
+    assert.equal(1146, row[4])
+    engine:dispose()
+  end)
+
   it("where the coroutine cannot yield (the main thread) the blocking call runs", function()
     local engine = engine_with({pool_size = 1, io_wait = function() error("io_wait called in the main thread") end})
     local conn = engine:connect()

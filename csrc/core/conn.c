@@ -570,6 +570,21 @@ static int open_next_phase(sc_conn *c, int *done)
     int n = 0;
     while (n == 0 && c->nb_opening <= 3) {
         c->nb_opening++;
+        if (c->nb_opening == 1 && c->init_command) {
+            /* after COM_RESET_CONNECTION (sc_conn_nb_reset): the URL's
+             * init_command again, as reset_session runs it; read from
+             * c->init_command itself, which lives as long as c */
+            c->nb_end = 0;
+            c->nb_step = SC_NB_QUERY;
+            *done = 0;
+            return mysql_real_query_start(&c->nb_ret, c->my, c->init_command,
+                                          (unsigned long)strlen(c->init_command));
+        }
+        if (c->nb_opening == 2 && sc_conn_charset(c) == SC_CS_UNSAFE) {
+            /* init_command ran SET NAMES or SET character_set_client */
+            *done = -1;
+            return 0;
+        }
         if (c->nb_opening == 2 && c->settings.autocommit >= 0)
             n = snprintf(c->nb_sql, sizeof c->nb_sql, "SET autocommit=%d",
                          c->settings.autocommit ? 1 : 0);
@@ -631,6 +646,11 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
                 int done;
                 stored_clear(c); /* a setting's OK packet: on to the next one */
                 st = open_next_phase(c, &done);
+                if (done < 0) {
+                    c->nb_opening = 0;
+                    sc_conn_refuse_charset(c, err);
+                    return -1;
+                }
                 if (done) {
                     err->code = 0;
                     return 0;
@@ -672,6 +692,22 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
                 }
             }
             break;
+        case SC_NB_RESET:
+            if (c->nb_ret != 0)
+                return nb_fail(c, err);
+            c->unclean = 0;
+            c->session_reset = 1;
+            c->nb_opening = 0; /* open_next_phase starts at the init_command */
+            {
+                int done;
+                st = open_next_phase(c, &done);
+                if (done) {
+                    c->nb_step = SC_NB_NONE;
+                    err->code = 0;
+                    return 0;
+                }
+            }
+            break;
         case SC_NB_PING:
             c->nb_step = SC_NB_NONE;
             if (c->nb_ret != 0) {
@@ -697,6 +733,22 @@ int sc_conn_nb_query(sc_conn *c, const char *sql, size_t len, int end, sc_error 
     c->nb_end = end;
     c->nb_step = SC_NB_QUERY;
     return nb_advance(c, mysql_real_query_start(&c->nb_ret, c->my, sql, (unsigned long)len), err);
+}
+
+int sc_conn_nb_reset(sc_conn *c, sc_error *err)
+{
+    if (c->broken) {
+        err->code = 0;
+        return -1; /* discard it */
+    }
+    if (c->pristine) {
+        err->code = 0;
+        return 0; /* nothing ran since connect or the last reset */
+    }
+    if (nb_ready(c, err) != 0)
+        return -1;
+    c->nb_step = SC_NB_RESET;
+    return nb_advance(c, mysql_reset_connection_start(&c->nb_ret, c->my), err);
 }
 
 int sc_conn_nb_ping(sc_conn *c, sc_error *err)
@@ -756,6 +808,9 @@ int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err)
         break;
     case SC_NB_CONNECT:
         st = mysql_real_connect_cont(&c->nb_my, c->my, ready);
+        break;
+    case SC_NB_RESET:
+        st = mysql_reset_connection_cont(&c->nb_ret, c->my, ready);
         break;
     default:
         err->code = 0;

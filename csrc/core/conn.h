@@ -55,7 +55,8 @@ typedef struct sc_conn {
                          * Connector/C 3.3's TLS handshake and reads block) */
     int tls_required;   /* ssl_mode insists on TLS: checked once connected */
     char ssl_mode[20];  /* for the error saying so */
-    int nb_opening;     /* sc_conn_nb_open: 1 connecting, 2 autocommit, 3 isolation */
+    int nb_opening;     /* sc_conn_nb_open and _reset: 1 connecting (or init_command
+                         * after a reset), 2 autocommit, 3 isolation */
     MYSQL *nb_my;       /* what mysql_real_connect_start/_cont returned */
     char nb_sql[80];    /* the setting sc_conn_nb_open sends (read after the start returns) */
     int nb_enabled;     /* MYSQL_OPT_NONBLOCK is set (its context made once) */
@@ -77,7 +78,7 @@ typedef struct sc_stored {
 } sc_stored;
 
 /* The Connector/C call a non-blocking operation is in (sc_conn.nb_step). */
-enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING, SC_NB_CONNECT };
+enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING, SC_NB_CONNECT, SC_NB_RESET };
 
 /* What a non-blocking operation waits for: Connector/C's MYSQL_WAIT_* bits. */
 enum { SC_WAIT_READ = 1, SC_WAIT_WRITE = 2, SC_WAIT_EXCEPT = 4, SC_WAIT_TIMEOUT = 8 };
@@ -221,6 +222,10 @@ int sc_conn_nb_query(sc_conn *c, const char *sql, size_t len, int end, sc_error 
  * handshake blocks even so (Connector/C 3.3). */
 sc_conn *sc_conn_nb_open(const sc_url *url, const sc_conn_settings *settings, int *st,
                          sc_error *err);
+/* sc_conn_reset's SC_RESET_CONNECTION (COM_RESET_CONNECTION, then the
+ * init_command and the settings again), non-blocking; nothing when the
+ * session is pristine. -1: discard the connection. */
+int sc_conn_nb_reset(sc_conn *c, sc_error *err);
 /* COM_PING; on failure the connection is broken. */
 int sc_conn_nb_ping(sc_conn *c, sc_error *err);
 int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err);

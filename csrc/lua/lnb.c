@@ -27,14 +27,14 @@
 
 const char SCL_NB_WAITING[] = "a statement waiting for the server";
 
-enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING, OP_OPEN };
+enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING, OP_OPEN, OP_RESET };
 
 static const char *const op_names[] = {"execute", "exec_driver_sql", "batch", "commit",
-                                       "rollback", "ping", "open", NULL};
+                                       "rollback", "ping", "open", "reset", NULL};
 
 /* The name the busy error shows for an operation. */
 static const char *const op_busy[] = {"execute", "exec_driver_sql", "executemany", "commit",
-                                      "rollback", "ping", "connect"};
+                                      "rollback", "ping", "connect", "reset"};
 
 /* Whether lc is a deferred checkout still to be opened or pinged. */
 static int opening(const lconn *lc)
@@ -78,8 +78,8 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
     const char *sql;
     size_t len = 0;
     int params = 0;
-    if (op == OP_COMMIT || op == OP_ROLLBACK) {
-        sql = op == OP_COMMIT ? "COMMIT" : "ROLLBACK";
+    if (op == OP_COMMIT || op == OP_ROLLBACK || op == OP_RESET) {
+        sql = op == OP_COMMIT ? "COMMIT" : op == OP_ROLLBACK ? "ROLLBACK" : "COM_RESET_CONNECTION";
         len = strlen(sql);
     } else {
         sql = lua_tolstring(L, 3, &len);
@@ -138,7 +138,7 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
     if (rc < 0)
         return scl_lconn_raise_dberror(L, lc, err, sql, len, params);
     lua_pushboolean(L, 1);
-    if (op == OP_COMMIT || op == OP_ROLLBACK)
+    if (op == OP_COMMIT || op == OP_ROLLBACK || op == OP_RESET)
         return 1;
     scl_lexec_collect(L, lc, sql, len, params);
     return 2;
@@ -171,6 +171,12 @@ static int l_nb(lua_State *L, lconn *lc)
         } else {
             rc = sc_conn_nb_ping(lc->c, &err);
         }
+        break;
+    case OP_RESET:
+        if (lc->c->tls)
+            rc = sc_conn_reset(lc->c, SC_RESET_CONNECTION, &err); /* TLS blocks */
+        else
+            rc = sc_conn_nb_reset(lc->c, &err);
         break;
     case OP_OPEN: {
         if (lc->entry->need == SC_NEED_PING) {
@@ -246,7 +252,8 @@ static int guard_nb(lua_State *L)
             return op == OP_PING ? 2 : 1;
         }
     }
-    int n = scl_lconn_guarded(L, op_busy[op], op != OP_ROLLBACK && op != OP_PING, l_nb);
+    int n = scl_lconn_guarded(L, op_busy[op], op != OP_ROLLBACK && op != OP_PING && op != OP_RESET,
+                              l_nb);
     mark(lua_touserdata(L, 1));
     return n;
 }

@@ -14,12 +14,10 @@
 --     local nonblocking = require "scoped.nonblocking"
 --     local engine = scoped.create_engine(url, nonblocking.cqueues{pool_size = 2})
 --
--- What still blocks: a TLS connection (its handshake and reads),
--- `pool_reset_on_return = "reset_connection"`, streaming
--- results (`stream_results`), the one round trip that asks the server's
--- sql_mode for a statement with a backslash inside a quoted string, host
--- name lookups, and anything run where the coroutine cannot yield (the main
--- thread, a finalizer, a C callback): there the blocking call is made.
+-- What still blocks: a TLS connection (its handshake and reads), streaming
+-- results (`stream_results`), host name lookups, and anything run where the
+-- coroutine cannot yield (the main thread, a finalizer, a C callback): there
+-- the blocking call is made.
 -- @module scoped.nonblocking
 local core = require "scoped.core"
 
@@ -154,24 +152,27 @@ function NonBlocking:ping()
   return run(self, "ping")
 end
 
--- The transaction end the pool's reset would send on return, sent here
--- without blocking (the reset then finds nothing to do). A failure
--- invalidates the connection, as the pool's own reset does.
+-- What the pool's reset would send on return (pool_reset_on_return: the
+-- ROLLBACK or COMMIT the reset rule calls for, or COM_RESET_CONNECTION and
+-- the session set up again), sent here without blocking: the reset then
+-- finds nothing to do. rollback: the Connection's own transaction is rolled
+-- back first, whatever the mode. A failure invalidates the connection, as
+-- the pool's own reset does.
 local function end_before_return(self, rollback)
   local raw = self._raw
-  if raw:closed() or raw:is_invalidated() or not can_wait(self) or not raw:in_transaction() then
-    return
-  end
+  if raw:closed() or raw:is_invalidated() or not can_wait(self) then return end
   local mode = self._engine._opts.pool_reset_on_return
-  local op
-  if rollback or mode == "rollback" then
-    op = "rollback"
-  elseif mode == "commit" then
-    op = "commit"
-  else
-    return
+  local ok = true
+  if rollback and raw:in_transaction() then ok = pcall(run, self, "rollback") end
+  if ok and mode == "reset_connection" then
+    ok = pcall(run, self, "reset")
+  elseif ok and raw:in_transaction() then
+    if mode == "rollback" then
+      ok = pcall(run, self, "rollback")
+    elseif mode == "commit" then
+      ok = pcall(run, self, "commit")
+    end
   end
-  local ok = pcall(run, self, op)
   if not ok then raw:invalidate() end
 end
 
