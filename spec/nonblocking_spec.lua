@@ -577,6 +577,161 @@ describe("io_wait under cqueues", function()
     engine:dispose()
   end)
 
+  describe("streaming results (stream_results)", function()
+    local function rss()
+      local f = assert(io.open("/proc/self/statm"))
+      local pages = f:read("*n")
+      pages = f:read("*n") -- the second figure: resident
+      f:close()
+      return pages * 4096
+    end
+
+    it("two streams read row by row overlap their waits; every read went through the driver", function()
+      local methods = core.conn_methods
+      local original = methods._nb
+      local ops = {}
+      methods._nb = function(self, op, ...)
+        ops[op] = (ops[op] or 0) + 1
+        return original(self, op, ...)
+      end
+      local engine = engine_with(nonblocking.cqueues{pool_size = 2})
+      warm(engine, 2)
+      local cq = cqueues.new()
+      local got = {}
+      local t0 = now()
+      for i = 1, 2 do
+        cq:wrap(function()
+          local conn = engine:connect()
+          local res = conn:execute("SELECT seq, SLEEP(0.05) FROM seq_1_to_6", nil, {stream_results = true})
+          assert.equal(-1, res.rowcount) -- until the end is read
+          local seqs = {}
+          for row in res:iter() do seqs[#seqs + 1] = row[1] end
+          assert.equal(6, res.rowcount)
+          got[i] = seqs
+          conn:close()
+        end)
+      end
+      local ok, fine, e = pcall(cq.loop, cq)
+      methods._nb = original
+      assert(ok, fine)
+      assert(fine, e)
+      local took = now() - t0
+      assert.same({{1, 2, 3, 4, 5, 6}, {1, 2, 3, 4, 5, 6}}, got)
+      assert.is_true(took < bound(0.5), ("took %.3f s (one after the other: 0.6 s)"):format(took))
+      assert.equal(2, ops.stream)
+      assert.is_true(ops.fetch >= 14, "fetches: " .. tostring(ops.fetch)) -- 6 rows + the end, twice
+      engine:dispose()
+    end)
+
+    it("fetchmany, partitions, first and a stream closed early: the connection is reused", function()
+      local engine = engine_with(nonblocking.cqueues{pool_size = 1})
+      local cq = cqueues.new()
+      cq:wrap(function()
+        local conn = engine:connect()
+        local r = conn:execute("SELECT seq FROM seq_1_to_20", nil, {stream_results = true, yield_per = 7})
+        local sizes = {}
+        for rows in r:partitions() do sizes[#sizes + 1] = #rows end
+        assert.same({7, 7, 6}, sizes)
+        r = conn:execute("SELECT seq FROM seq_1_to_100000", nil, {stream_results = true})
+        assert.equal(1, r:fetchone()[1])
+        local ten = r:fetchmany(10)
+        assert.same({2, 11}, {ten[1][1], ten[10][1]})
+        r:close() -- abandoned after 11 rows: the rest drained
+        assert.equal(3, conn:execute("SELECT 3"):scalar())
+        assert.equal(1, conn:execute("SELECT seq FROM seq_1_to_5", nil, {stream_results = true}):scalar())
+        assert.equal(4, conn:execute("SELECT 4"):scalar())
+        -- commit while a stream is open closes it first
+        r = conn:execute("SELECT seq FROM seq_1_to_1000", nil, {stream_results = true})
+        assert.equal(1, r:fetchone()[1])
+        conn:commit()
+        assert.equal("ResourceClosedError", H.error_of(r.fetchone, r).kind)
+        assert.equal(5, conn:execute("SELECT 5"):scalar())
+        conn:close()
+      end)
+      assert(cq:loop())
+      assert.equal(1, engine.pool:stats().checkedin)
+      engine:dispose()
+    end)
+
+    it("an error the server sends mid-stream is raised at its row; the connection goes on", function()
+      local engine = engine_with(nonblocking.cqueues{pool_size = 1})
+      local cq = cqueues.new()
+      local seen, err = {}, nil
+      cq:wrap(function()
+        local c = engine:connect()
+        c:execute("DROP FUNCTION IF EXISTS nb_boom")
+        c:execute([[CREATE FUNCTION nb_boom(x INT) RETURNS INT DETERMINISTIC
+          BEGIN
+            IF x > 3 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom at four'; END IF;
+            RETURN x;
+          END]])
+        c:commit()
+        local r = c:execute("SELECT nb_boom(seq) AS v FROM seq_1_to_10", nil, {stream_results = true})
+        local ok, e = pcall(function()
+          for row in r:iter() do seen[#seen + 1] = row.v end
+        end)
+        assert.is_false(ok)
+        err = e
+        c:rollback()
+        assert.equal(1, c:execute("SELECT 1"):scalar())
+        c:execute("DROP FUNCTION nb_boom")
+        c:close()
+      end)
+      assert(cq:loop())
+      assert.same({1, 2, 3}, seen)
+      assert.truthy(tostring(err):find("boom at four", 1, true), tostring(err))
+      engine:dispose()
+    end)
+
+    it("a long stream in constant memory, each row seen once, the loop running meanwhile", function()
+      local N = SLOW and 20000 or 100000
+      local engine = engine_with(nonblocking.cqueues{pool_size = 1})
+      local cq = cqueues.new()
+      local n, sum, grew, ticks, done = 0, 0, nil, 0, false
+      cq:wrap(function()
+        local conn = engine:connect()
+        collectgarbage()
+        local before = rss()
+        local r = conn:execute("SELECT seq FROM seq_1_to_" .. N, nil, {stream_results = true})
+        for row in r:iter() do
+          n = n + 1
+          sum = sum + row[1]
+        end
+        collectgarbage()
+        grew = rss() - before
+        done = true
+        conn:close()
+      end)
+      cq:wrap(function()
+        while not done do cqueues.sleep(0.001); ticks = ticks + 1 end
+      end)
+      assert(cq:loop())
+      assert.equal(N, n)
+      assert.equal(N * (N + 1) / 2, sum)
+      assert.is_true(grew < 20 * 1024 * 1024, ("RSS grew %.1f MiB"):format(grew / 1048576))
+      assert.is_true(ticks > 0, "the ticker never ran while the rows came")
+      engine:dispose()
+    end)
+
+    it("a stream dropped unread is given back by the collector; the connection is reused", function()
+      local engine = engine_with(nonblocking.cqueues{pool_size = 1})
+      local cq = cqueues.new()
+      cq:wrap(function()
+        local conn = engine:connect()
+        local r = conn:execute("SELECT seq FROM seq_1_to_1000", nil, {stream_results = true})
+        r:fetchone()
+        r = nil -- luacheck: ignore
+        collectgarbage()
+        collectgarbage()
+        assert.equal(6, conn:execute("SELECT 6"):scalar())
+        conn:close()
+      end)
+      assert(cq:loop())
+      assert.equal(1, engine.pool:stats().checkedin)
+      engine:dispose()
+    end)
+  end)
+
   it("where the coroutine cannot yield (the main thread) the blocking call runs", function()
     local engine = engine_with({pool_size = 1, io_wait = function() error("io_wait called in the main thread") end})
     local conn = engine:connect()

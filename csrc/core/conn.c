@@ -263,6 +263,7 @@ static void stored_clear(sc_conn *c)
 
 void sc_conn_drop_pending(sc_conn *c)
 {
+    c->ahead = 0;
     if (c->replay)
         stored_clear(c);
     if (c->pending == NULL)
@@ -358,7 +359,20 @@ int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_err
         err->code = 0;
         return 0;
     }
-    MYSQL_ROW r = mysql_fetch_row(res);
+    MYSQL_ROW r;
+    if (c->ahead == 1) {
+        /* read ahead by the non-blocking driver (sc_conn_nb_fetch) */
+        c->ahead = 0;
+        *row = c->ahead_row;
+        *lens = c->ahead_lens;
+        return 1;
+    }
+    if (c->ahead == 2) {
+        c->ahead = 0; /* the end (or an error) was read ahead */
+        r = NULL;
+    } else {
+        r = mysql_fetch_row(res);
+    }
     if (r != NULL) {
         *row = r;
         *lens = mysql_fetch_lengths(res);
@@ -390,6 +404,11 @@ int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_err
 
 void sc_conn_stream_close(sc_conn *c, int discard)
 {
+    if (c->nb_step != SC_NB_NONE) {
+        sc_conn_nb_abandon(c); /* a read ahead left waiting: out of sync */
+        discard = 1;
+    }
+    c->ahead = 0;
     if (c->pending == NULL)
         return;
     sc_error ignored;
@@ -431,6 +450,7 @@ int sc_conn_ping(sc_conn *c)
  * parent's). Its handle is what makes mysql_free_result drain the rows. */
 static void forget_pending(sc_conn *c)
 {
+    c->ahead = 0;
     if (c->pending == NULL)
         return;
     c->pending->handle = NULL;
@@ -614,6 +634,13 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
         case SC_NB_QUERY:
             if (c->nb_ret != 0)
                 return nb_fail(c, err);
+            if (c->nb_end == 3) {
+                /* streamed: the header is read, the rows are the reader's
+                 * (sc_conn_stream_open, sc_conn_nb_fetch) */
+                c->nb_step = SC_NB_NONE;
+                err->code = 0;
+                return 0;
+            }
             c->nb_step = SC_NB_STORE;
             st = mysql_store_result_start(&c->nb_res, c->my);
             break;
@@ -708,6 +735,17 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
                 }
             }
             break;
+        case SC_NB_FETCH:
+            c->nb_step = SC_NB_NONE;
+            if (c->nb_row != NULL) {
+                c->ahead = 1;
+                c->ahead_row = c->nb_row;
+                c->ahead_lens = mysql_fetch_lengths(c->pending);
+            } else {
+                c->ahead = 2; /* sc_conn_stream_next tells the end from an error */
+            }
+            err->code = 0;
+            return 0;
         case SC_NB_PING:
             c->nb_step = SC_NB_NONE;
             if (c->nb_ret != 0) {
@@ -733,6 +771,19 @@ int sc_conn_nb_query(sc_conn *c, const char *sql, size_t len, int end, sc_error 
     c->nb_end = end;
     c->nb_step = SC_NB_QUERY;
     return nb_advance(c, mysql_real_query_start(&c->nb_ret, c->my, sql, (unsigned long)len), err);
+}
+
+int sc_conn_nb_fetch(sc_conn *c, sc_error *err)
+{
+    err->code = 0;
+    if (c->pending == NULL || c->ahead)
+        return 0; /* nothing to read, or read already */
+    if (foreign(c, err))
+        return -1;
+    if (sc_conn_nb_enable(c) != 0)
+        return 0; /* the reader's blocking fetch will do */
+    c->nb_step = SC_NB_FETCH;
+    return nb_advance(c, mysql_fetch_row_start(&c->nb_row, c->pending), err);
 }
 
 int sc_conn_nb_reset(sc_conn *c, sc_error *err)
@@ -811,6 +862,9 @@ int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err)
         break;
     case SC_NB_RESET:
         st = mysql_reset_connection_cont(&c->nb_ret, c->my, ready);
+        break;
+    case SC_NB_FETCH:
+        st = mysql_fetch_row_cont(&c->nb_row, c->pending, ready);
         break;
     default:
         err->code = 0;

@@ -59,6 +59,13 @@ typedef struct sc_conn {
                          * after a reset), 2 autocommit, 3 isolation */
     MYSQL *nb_my;       /* what mysql_real_connect_start/_cont returned */
     char nb_sql[80];    /* the setting sc_conn_nb_open sends (read after the start returns) */
+    MYSQL_ROW nb_row;   /* what mysql_fetch_row_start/_cont returned */
+    int nb_stream;      /* the open stream was started by the non-blocking driver: its
+                         * readers read only what sc_conn_nb_fetch read ahead */
+    int ahead;          /* sc_conn_nb_fetch: 1 a row read ahead, 2 its end (or an
+                         * error), 0 nothing; sc_conn_stream_next takes it first */
+    MYSQL_ROW ahead_row;
+    unsigned long *ahead_lens;
     int nb_enabled;     /* MYSQL_OPT_NONBLOCK is set (its context made once) */
     int nb_step;        /* the Connector/C call in flight (SC_NB_*), SC_NB_NONE when none */
     int nb_end;         /* the operation is our COMMIT (2) or ROLLBACK (1), 0 otherwise */
@@ -78,7 +85,8 @@ typedef struct sc_stored {
 } sc_stored;
 
 /* The Connector/C call a non-blocking operation is in (sc_conn.nb_step). */
-enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING, SC_NB_CONNECT, SC_NB_RESET };
+enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING, SC_NB_CONNECT, SC_NB_RESET,
+       SC_NB_FETCH };
 
 /* What a non-blocking operation waits for: Connector/C's MYSQL_WAIT_* bits. */
 enum { SC_WAIT_READ = 1, SC_WAIT_WRITE = 2, SC_WAIT_EXCEPT = 4, SC_WAIT_TIMEOUT = 8 };
@@ -226,6 +234,13 @@ sc_conn *sc_conn_nb_open(const sc_url *url, const sc_conn_settings *settings, in
  * init_command and the settings again), non-blocking; nothing when the
  * session is pristine. -1: discard the connection. */
 int sc_conn_nb_reset(sc_conn *c, sc_error *err);
+/* Reads the next row of the open stream (c->pending) ahead, for
+ * sc_conn_stream_next to take (its end, or an error, too): 0 once read
+ * (or when there is nothing to read), or the wait. A row read ahead stays
+ * valid until the stream's next read. */
+int sc_conn_nb_fetch(sc_conn *c, sc_error *err);
+/* sc_conn_nb_query's end 3: the statement and its result header only; the
+ * rows are left on the socket for a stream (sc_conn_stream_open). */
 /* COM_PING; on failure the connection is broken. */
 int sc_conn_nb_ping(sc_conn *c, sc_error *err);
 int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err);

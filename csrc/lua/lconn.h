@@ -209,6 +209,9 @@ int scl_lexec_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int 
 void scl_lexec_render(lua_State *L, lconn *lc, const char *sql, size_t len, int params,
                       const char **q, size_t *qlen);
 int scl_lexec_plan_many(lua_State *L, lconn *lc, int only_named);
+/* lexec.c: after a statement, a charset that is not accepted refuses the
+ * connection (raises InterfaceError, the connection broken). */
+void scl_lexec_check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, int params);
 /* scl_lexec_render for the non-blocking driver: 1 (nothing rendered) when
  * the server's lexer mode must be asked first; then again with asked. */
 int scl_lexec_render_nb(lua_State *L, lconn *lc, const char *sql, size_t len, int params,

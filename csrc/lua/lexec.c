@@ -62,7 +62,7 @@ int scl_lconn_raise_dberror(lua_State *L, lconn *lc, const sc_error *err, const 
  * the user, a connect listener, a procedure) to a charset that is not
  * accepted leaves the connection refused: broken, so it is discarded and
  * its transaction goes with it, and the statement raises InterfaceError. */
-static void check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
+void scl_lexec_check_charset(lua_State *L, lconn *lc, const char *sql, size_t len, int params)
 {
     if (sc_conn_charset(lc->c) != SC_CS_UNSAFE)
         return;
@@ -77,7 +77,7 @@ int scl_lexec_collect(lua_State *L, lconn *lc, const char *sql, size_t len, int 
     sc_error err;
     if (scl_result_collect(L, lc->c, &err) != 0)
         return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
-    check_charset(L, lc, sql, len, params);
+    scl_lexec_check_charset(L, lc, sql, len, params);
     return 1;
 }
 
@@ -232,7 +232,7 @@ static int l_stream(lua_State *L, lconn *lc) /* run by guard_stream */
         return scl_lconn_raise_dberror(L, lc, &err, sql, len, params);
     if (!sc_conn_returns_rows(lc->c))
         return scl_lexec_collect(L, lc, sql, len, params);
-    check_charset(L, lc, sql, len, params);
+    scl_lexec_check_charset(L, lc, sql, len, params);
     return scl_stream_push(L, lc, 2, yield_per);
 }
 
@@ -261,7 +261,7 @@ static void run_batch(lua_State *L, lconn *lc, const char *sql, size_t len, int 
         lua_rawgeti(L, rows, row); /* the parameter set that failed, for the error */
         scl_lconn_raise_dberror(L, lc, &err, sql, len, lua_gettop(L));
     }
-    check_charset(L, lc, sql, len, 0);
+    scl_lexec_check_charset(L, lc, sql, len, 0);
     lua_getfield(L, -1, "rowcount");
     lua_Integer n = lua_tointeger(L, -1);
     lua_getfield(L, -2, "lastrowid");

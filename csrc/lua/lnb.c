@@ -12,9 +12,11 @@
  *
  *   raw:_nb(op, sql [, params [, text]])  starts op: "execute",
  *       "exec_driver_sql", "batch" (text: one statement of an executemany,
- *       errors quoting sql and params), "commit", "rollback", "ping"
- *   raw:_nb_cont(ready, op, sql [, params])  goes on after the wait; ready
- *       false: it timed out
+ *       errors quoting sql and params), "stream" (text: yield_per; a
+ *       streaming Result), "fetch" (the open stream's next row read ahead),
+ *       "commit", "rollback", "ping", "reset", "open"
+ *   raw:_nb_cont(ready, op, sql [, params [, text]])  goes on after the wait;
+ *       ready false: it timed out
  *   raw:_nb_abandon()  gives it up (the wait raised)
  *   raw:_nb_plan_many(sql, sets)  executemany's statements, {text1, row1, ...}
  *
@@ -27,14 +29,16 @@
 
 const char SCL_NB_WAITING[] = "a statement waiting for the server";
 
-enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING, OP_OPEN, OP_RESET };
+enum { OP_EXECUTE, OP_DRIVER_SQL, OP_BATCH, OP_COMMIT, OP_ROLLBACK, OP_PING, OP_OPEN, OP_RESET,
+       OP_STREAM, OP_FETCH };
 
 static const char *const op_names[] = {"execute", "exec_driver_sql", "batch", "commit",
-                                       "rollback", "ping", "open", "reset", NULL};
+                                       "rollback", "ping", "open", "reset", "stream", "fetch",
+                                       NULL};
 
 /* The name the busy error shows for an operation. */
 static const char *const op_busy[] = {"execute", "exec_driver_sql", "executemany", "commit",
-                                      "rollback", "ping", "connect", "reset"};
+                                      "rollback", "ping", "connect", "reset", "execute", "fetch"};
 
 /* Whether lc is a deferred checkout still to be opened or pinged. */
 static int opening(const lconn *lc)
@@ -69,7 +73,10 @@ static int check_op(lua_State *L, int i)
 /* The busy mark after a call here: waiting, or free. */
 static void mark(lconn *lc)
 {
-    lc->busy = lc->c != NULL && lc->c->nb_step != SC_NB_NONE ? SCL_NB_WAITING : NULL;
+    if (lc->c != NULL && lc->c->nb_step != SC_NB_NONE)
+        lc->busy = SCL_NB_WAITING;
+    else
+        lc->busy = lc->stream != NULL ? SCL_STREAM_OPEN : NULL;
 }
 
 /* What a finished, failed or waiting operation returns (see the top). */
@@ -118,6 +125,10 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
         lua_pushboolean(L, rc == 0);
         return 2;
     }
+    if (op == OP_FETCH) {
+        lua_pushboolean(L, 1); /* read ahead: the stream's reader takes it */
+        return 1;
+    }
     if (lc->nb_asking) {
         /* the lexer mode came (or the asking failed): the statement itself */
         lc->nb_asking = 0;
@@ -132,7 +143,7 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
         const char *q;
         size_t qlen;
         scl_lexec_render_nb(L, lc, sql, len, params, &m, &q, &qlen);
-        rc = sc_conn_nb_query(lc->c, q, qlen, 0, &e2);
+        rc = sc_conn_nb_query(lc->c, q, qlen, op == OP_STREAM ? 3 : 0, &e2);
         return outcome(L, lc, op, rc, &e2);
     }
     if (rc < 0)
@@ -140,6 +151,16 @@ static int outcome(lua_State *L, lconn *lc, int op, int rc, const sc_error *err)
     lua_pushboolean(L, 1);
     if (op == OP_COMMIT || op == OP_ROLLBACK || op == OP_RESET)
         return 1;
+    if (op == OP_STREAM && sc_conn_returns_rows(lc->c)) {
+        /* the header is read, the rows wait on the socket: a streaming
+         * Result whose reads take what _nb("fetch") read ahead */
+        scl_lexec_check_charset(L, lc, sql, len, params);
+        int yield_per = lua_isnumber(L, 5) ? (int)lua_tointeger(L, 5) : 0;
+        scl_stream_push(L, lc, 3, yield_per);
+        if (lc->stream != NULL)
+            lc->c->nb_stream = 1;
+        return 2;
+    }
     scl_lexec_collect(L, lc, sql, len, params);
     return 2;
 }
@@ -172,6 +193,9 @@ static int l_nb(lua_State *L, lconn *lc)
             rc = sc_conn_nb_ping(lc->c, &err);
         }
         break;
+    case OP_FETCH:
+        rc = lc->c->tls || lc->stream == NULL ? 0 : sc_conn_nb_fetch(lc->c, &err);
+        break;
     case OP_RESET:
         if (lc->c->tls)
             rc = sc_conn_reset(lc->c, SC_RESET_CONNECTION, &err); /* TLS blocks */
@@ -201,7 +225,7 @@ static int l_nb(lua_State *L, lconn *lc)
         }
         if (op == OP_BATCH)
             q = scl_check_string(L, 5, "statement text", &qlen);
-        else if (op == OP_EXECUTE &&
+        else if ((op == OP_EXECUTE || op == OP_STREAM) &&
                  scl_lexec_render_nb(L, lc, sql, len, params, NULL, &q, &qlen)) {
             /* the statement lexes by the server's sql_mode: ask it first,
              * without blocking; outcome renders and sends it then */
@@ -212,7 +236,7 @@ static int l_nb(lua_State *L, lconn *lc)
         if (lc->c->tls)
             rc = sc_conn_query(lc->c, q, qlen, &err); /* TLS blocks (sc_conn_nb_open) */
         else
-            rc = sc_conn_nb_query(lc->c, q, qlen, 0, &err);
+            rc = sc_conn_nb_query(lc->c, q, qlen, op == OP_STREAM && !lc->nb_asking ? 3 : 0, &err);
         break;
     }
     }
@@ -226,6 +250,24 @@ static int guard_nb(lua_State *L)
 {
     const char *what = lua_tostring(L, 2);
     int op = what != NULL ? check_op(L, 2) : OP_EXECUTE;
+    if (op == OP_FETCH) {
+        /* a read ahead for the stream open on it: the stream is idle
+         * (SCL_STREAM_OPEN) or over (nothing to do) */
+        lconn *lc = scl_check_self_as(L, "RawConnection", "fetch");
+        if (lc->stream == NULL || lc->c == NULL) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        if (lc->busy != SCL_STREAM_OPEN)
+            scl_lconn_check_busy(L, lc, "fetch");
+        if (lc->owner.main != L)
+            scl_lconn_set_owner(L, lc, lua_upvalueindex(2));
+        lc->busy = op_busy[op];
+        lua_settop(L, 5);
+        int n = l_nb(L, lc);
+        mark(lc);
+        return n;
+    }
     if (op == OP_OPEN || (op == OP_PING && opening(lua_touserdata(L, 1)))) {
         /* a deferred checkout's connect or pre-ping: no open connection
          * needed yet (scl_lconn_guarded would refuse a closed one) */
@@ -263,8 +305,8 @@ static int l_nb_cont(lua_State *L, lconn *lc)
 {
     int ready = lua_toboolean(L, 2);
     int op = check_op(L, 3);
-    lua_remove(L, 2); /* sql and params where _nb has them: 3 and 4 */
-    lua_settop(L, 4);
+    lua_remove(L, 2); /* sql, params and the text or yield_per where _nb has them: 3, 4, 5 */
+    lua_settop(L, 5);
     sc_error err;
     int rc = sc_conn_nb_cont(lc->c, ready ? (SC_WAIT_READ | SC_WAIT_WRITE) : SC_WAIT_TIMEOUT, &err);
     return outcome(L, lc, op, rc, &err);

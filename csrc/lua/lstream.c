@@ -152,8 +152,10 @@ void scl_stream_detach(lconn *lc, int discard)
     lstream *s = lc->stream;
     if (s == NULL)
         return;
-    if (lc->c != NULL)
+    if (lc->c != NULL) {
         sc_conn_stream_close(lc->c, discard);
+        lc->c->nb_stream = 0;
+    }
     s->lc = NULL;
     s->r.nsets = 0; /* closed before its end: reading it raises ResourceClosedError */
     s->r.closed = 1;
@@ -247,6 +249,8 @@ static int stream_read(lua_State *L, lstream *s, long long limit, int list, cons
     for (;;) {
         if (list && limit >= 0 && i >= limit)
             break;
+        if (i > 0 && lc->c->nb_stream && !lc->c->ahead)
+            break; /* non-blocking: only what was read ahead (scoped/nonblocking.lua) */
         MYSQL_ROW row;
         unsigned long *lens;
         sc_error err;

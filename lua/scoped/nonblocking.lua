@@ -14,10 +14,11 @@
 --     local nonblocking = require "scoped.nonblocking"
 --     local engine = scoped.create_engine(url, nonblocking.cqueues{pool_size = 2})
 --
--- What still blocks: a TLS connection (its handshake and reads), streaming
--- results (`stream_results`), host name lookups, and anything run where the
--- coroutine cannot yield (the main thread, a finalizer, a C callback): there
--- the blocking call is made.
+-- What still blocks: a TLS connection (its handshake and reads), a CALL's
+-- next result set header in a stream, a stream drained by commit, rollback
+-- or the collector, host name lookups, and anything run where the coroutine
+-- cannot yield (the main thread, a finalizer, a C callback): there the
+-- blocking call is made.
 -- @module scoped.nonblocking
 local core = require "scoped.core"
 
@@ -35,14 +36,14 @@ end
 -- value, or returns false, fd, events, timeout; the loop below waits and goes
 -- on. A wait that raises gives the statement up: the server session is
 -- killed, the connection invalidated (never pooled mid-reply).
-local function drive(raw, io_wait, op, sql, params, done, a, b, c)
+local function drive(raw, io_wait, op, sql, params, extra, done, a, b, c)
   while not done do
     local ok, ready = pcall(io_wait, raw, a, b, c)
     if not ok then
       raw:_nb_abandon()
       error(ready, 0)
     end
-    done, a, b, c = raw:_nb_cont(ready ~= false, op, sql, params)
+    done, a, b, c = raw:_nb_cont(ready ~= false, op, sql, params, extra)
   end
   return a
 end
@@ -81,9 +82,9 @@ function M.finish_checkout(engine, raw, need)
   local io_wait = engine._io_wait
   local ok, fresh = pcall(function()
     if need == "ping" then
-      if drive(raw, io_wait, "ping", nil, nil, raw:_nb("ping")) then return false end
+      if drive(raw, io_wait, "ping", nil, nil, nil, raw:_nb("ping")) then return false end
     end
-    return drive(raw, io_wait, "open", nil, nil, raw:_nb("open"))
+    return drive(raw, io_wait, "open", nil, nil, nil, raw:_nb("open"))
   end)
   if not ok then
     raw:close()
@@ -94,7 +95,7 @@ end
 
 local function run(self, op, sql, params, text)
   local raw = self._raw
-  return drive(raw, self._engine._io_wait, op, sql, params, raw:_nb(op, sql, params, text))
+  return drive(raw, self._engine._io_wait, op, sql, params, text, raw:_nb(op, sql, params, text))
 end
 
 local function executemany(self, sql, sets, plan)
@@ -132,6 +133,100 @@ function NonBlocking:executemany(sql, sets)
   local raw = self._raw
   if not can_wait(self) then return raw:executemany(sql, sets) end
   return executemany(self, sql, sets, raw:_nb_plan_many(sql, sets))
+end
+
+-- ---- streaming results ------------------------------------------------------
+--
+-- A streaming Result (stream_results) read without blocking: before each
+-- read the next row (or the end of the set) is read ahead through io_wait
+-- (raw:_nb("fetch")), and the C stream's reader, which under the
+-- non-blocking driver takes only what was read ahead, builds it. What
+-- result.lua adds (first, one, scalar, iter, partitions, scalars,
+-- mappings) runs on top of fetchone and fetchmany as on any Result.
+local StreamNB = {}
+M.StreamNB = StreamNB
+local stream_methods = {}
+
+StreamNB.__index = function(self, k)
+  local m = stream_methods[k]
+  if m ~= nil then return m end
+  m = core.result_methods._lua_methods[k] -- first, one, scalar, partitions, ...
+  if m ~= nil then return m end
+  return self._s[k] -- rowcount, lastrowid, returns_rows, yield_per, closed, ...
+end
+StreamNB.__tostring = function(self) return tostring(self._s) end
+StreamNB.__close = function(self) self:close() end
+StreamNB.__gc = nil
+
+local function ahead(self)
+  local raw = self._raw
+  drive(raw, self._io_wait, "fetch", nil, nil, nil, raw:_nb("fetch"))
+end
+
+function stream_methods.fetchone(self)
+  ahead(self)
+  return self._s:fetchone()
+end
+
+function stream_methods.fetchmany(self, n)
+  if n == nil then n = 1 end
+  local s = self._s
+  local out = {}
+  while #out < n do
+    ahead(self)
+    local part = s:fetchmany(n - #out)
+    if part[1] == nil then break end
+    for i = 1, #part do out[#out + 1] = part[i] end
+  end
+  return out
+end
+
+function stream_methods.fetchall(self)
+  return stream_methods.fetchmany(self, math.huge)
+end
+stream_methods.all = stream_methods.fetchall
+
+function stream_methods.iter(self)
+  return function() return stream_methods.fetchone(self) end
+end
+
+function stream_methods.nextset(self)
+  local s = self._s
+  if s.closed then return s:nextset() end
+  while true do
+    ahead(self)
+    if s:fetchone() == nil then break end
+  end
+  return s:nextset()
+end
+
+local function closing(self, how)
+  local s = self._s
+  if not s.closed then
+    local ok = pcall(function()
+      while true do
+        ahead(self)
+        if s:fetchone() == nil then break end
+      end
+    end)
+    if not ok then return s[how](s) end
+  end
+  return s[how](s)
+end
+function stream_methods.close(self) return closing(self, "close") end
+function stream_methods._soft_close(self) return closing(self, "_soft_close") end
+function stream_methods.keys(self) return self._s:keys() end
+
+local function wrap_stream(self, res)
+  if getmetatable(res) ~= core.stream_result_mt then return res end -- no rows: buffered
+  return setmetatable({_s = res, _raw = self._raw, _io_wait = self._engine._io_wait}, StreamNB)
+end
+
+function NonBlocking:stream(sql, params, yield_per)
+  local raw = self._raw
+  if not can_wait(self) then return raw:stream(sql, params, yield_per) end
+  return wrap_stream(self, drive(raw, self._engine._io_wait, "stream", sql, params, yield_per,
+    raw:_nb("stream", sql, params, yield_per)))
 end
 
 function NonBlocking:commit()
@@ -188,7 +283,7 @@ function NonBlocking:close(rollback)
   return raw:close(rollback)
 end
 
-for _, name in ipairs({"stream", "render", "in_transaction", "thread_id", "invalidate",
+for _, name in ipairs({"render", "in_transaction", "thread_id", "invalidate",
                        "is_invalidated", "invalidation_error", "set_hide_parameters",
                        "_check_idle", "closed", "_pin"}) do
   NonBlocking[name] = function(self, ...)

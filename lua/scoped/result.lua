@@ -302,6 +302,8 @@ end
 -- @tparam[opt] integer n
 
 -- the ones above check it with one call more (exc._colon_methods)
-exc._colon_methods(R, "Result", core.result_mt, in_c, core.stream_result_mt)
+-- (the Lua ones, unchecked, also serve scoped/nonblocking.lua's streaming
+-- Result, whose self is a table of its own)
+R._lua_methods = exc._colon_methods(R, "Result", core.result_mt, in_c, core.stream_result_mt)
 
 return R
