@@ -34,6 +34,36 @@ local function warm(engine, n)
   for i = 1, n do held[i]:close() end
 end
 
+-- Runs the cqueues controller cq to its end with the non-blocking driver's
+-- entry (raw:_nb) recording which operations it starts, through record(op),
+-- whether one also had to wait depending on how fast the server answers.
+local function loop_recording(cq, record)
+  local methods = core.conn_methods
+  local original = methods._nb
+  methods._nb = function(self, op, ...)
+    record(op)
+    return original(self, op, ...)
+  end
+  local ok, fine, e = pcall(cq.loop, cq)
+  methods._nb = original
+  assert(ok, fine)
+  assert(fine, e)
+end
+
+-- cqueues options whose io_wait, while state.on is set, waits at most
+-- limit seconds and then raises: a waiter that gives up.
+local function giving_up(opts, limit, message)
+  local base = nonblocking.cqueues{}
+  local o = nonblocking.cqueues(opts)
+  local state = {on = false}
+  o.io_wait = function(raw, fd, events, timeout)
+    local ready = base.io_wait(raw, fd, events, state.on and limit or timeout)
+    if state.on and not ready then error(message, 0) end
+    return ready
+  end
+  return o, state
+end
+
 local function count_keys(t)
   local n = 0
   for _ in pairs(t) do n = n + 1 end
@@ -131,24 +161,17 @@ describe("io_wait under cqueues", function()
   end)
 
   it("a wait that raises abandons the statement: server session killed, connection discarded", function()
-    local base = nonblocking.cqueues{}
-    local opts = nonblocking.cqueues{pool_size = 2}
-    local give_up = false
-    opts.io_wait = function(raw, fd, events, timeout)
-      local ready = base.io_wait(raw, fd, events, give_up and 0.1 or timeout)
-      if give_up and not ready then error("gave up waiting", 0) end
-      return ready
-    end
+    local opts, give_up = giving_up({pool_size = 2}, 0.1, "gave up waiting")
     local engine = engine_with(opts)
     local cq = cqueues.new()
     local err, tid, t_raised
     cq:wrap(function()
       local conn = engine:connect()
       tid = conn:execute("SELECT CONNECTION_ID()"):scalar()
-      give_up = true
+      give_up.on = true
       local ok, e = pcall(conn.execute, conn, "SELECT SLEEP(5)")
       t_raised = now()
-      give_up = false
+      give_up.on = false
       assert.is_false(ok)
       err = e
       assert.is_true(conn.raw:is_invalidated())
@@ -165,23 +188,16 @@ describe("io_wait under cqueues", function()
   end)
 
   it("a discarded connection's descriptor reused by the next one does not stall cqueues", function()
-    local base = nonblocking.cqueues{}
-    local opts = nonblocking.cqueues{pool_size = 2}
-    local give_up = false
-    opts.io_wait = function(raw, fd, events, timeout)
-      local ready = base.io_wait(raw, fd, events, give_up and 0.05 or timeout)
-      if give_up and not ready then error("gave up", 0) end
-      return ready
-    end
+    local opts, give_up = giving_up({pool_size = 2}, 0.05, "gave up")
     local engine = engine_with(opts)
     local cq = cqueues.new()
     local fds, answer = {}, nil
     cq:wrap(function()
       local conn = engine:connect()
       fds[1] = conn:execute("SELECT 1"):scalar() and true
-      give_up = true
+      give_up.on = true
       pcall(conn.execute, conn, "SELECT SLEEP(3)")
-      give_up = false
+      give_up.on = false
       conn:close() -- discarded: its socket is closed
       -- the next connection most likely gets the same descriptor number
       local conn2 = engine:connect()
@@ -279,13 +295,7 @@ describe("io_wait under cqueues", function()
     -- which operations the non-blocking driver ran: whether one also had to
     -- wait depends on how fast the server answers, so the driver's own entry
     -- is what is recorded
-    local methods = core.conn_methods
-    local original = methods._nb
     local ops = {}
-    methods._nb = function(self, op, ...)
-      ops[#ops + 1] = op
-      return original(self, op, ...)
-    end
     local engine = engine_with(nonblocking.cqueues{pool_size = 1})
     local cq = cqueues.new()
     cq:wrap(function()
@@ -311,10 +321,7 @@ describe("io_wait under cqueues", function()
       assert.same({"rollback"}, ops)
       assert.is_true(obs:trx_gone(tid))
     end)
-    local ok, fine, e = pcall(cq.loop, cq)
-    methods._nb = original
-    assert(ok, fine)
-    assert(fine, e)
+    loop_recording(cq, function(op) ops[#ops + 1] = op end)
     assert.same({{k = "2"}}, obs:rows("SELECT k FROM nb_t"))
     assert.equal(1, engine.pool:stats().checkedin) -- in sync: pooled again
     engine:dispose()
@@ -397,13 +404,7 @@ describe("io_wait under cqueues", function()
   end)
 
   it("opening and pre-ping run non-blocking; a dead idle connection is replaced", function()
-    local methods = core.conn_methods
-    local original = methods._nb
     local ops = {}
-    methods._nb = function(self, op, ...)
-      ops[#ops + 1] = op
-      return original(self, op, ...)
-    end
     local engine = engine_with(nonblocking.cqueues{pool_size = 1, pool_pre_ping = true})
     local cq = cqueues.new()
     local answer
@@ -424,10 +425,7 @@ describe("io_wait under cqueues", function()
       assert.same({"ping"}, ops)
       conn:close()
     end)
-    local ok, fine, e = pcall(cq.loop, cq)
-    methods._nb = original
-    assert(ok, fine)
-    assert(fine, e)
+    loop_recording(cq, function(op) ops[#ops + 1] = op end)
     assert.equal(42, answer)
     local st = engine.pool:stats()
     assert.equal(1, st.preping_failures)
@@ -539,13 +537,7 @@ describe("io_wait under cqueues", function()
   end)
 
   it("pool_reset_on_return = reset_connection runs non-blocking: session state gone, set up again", function()
-    local methods = core.conn_methods
-    local original = methods._nb
     local ops = {}
-    methods._nb = function(self, op, ...)
-      ops[#ops + 1] = op
-      return original(self, op, ...)
-    end
     local engine = engine_with(nonblocking.cqueues{pool_size = 1, pool_reset_on_return = "reset_connection",
       connect_args = {init_command = "SET @init = 7"}})
     local cq = cqueues.new()
@@ -565,10 +557,7 @@ describe("io_wait under cqueues", function()
       row[4] = not gone and e.code -- the temporary table went with the session: 1146
       conn:close()
     end)
-    local ok, fine, e = pcall(cq.loop, cq)
-    methods._nb = original
-    assert(ok, fine)
-    assert(fine, e)
+    loop_recording(cq, function(op) ops[#ops + 1] = op end)
     assert.equal(tid, tid2) -- the same connection, its session reset
     assert.equal(scoped.null, row[1])
     assert.equal(7, row[2])
@@ -587,13 +576,7 @@ describe("io_wait under cqueues", function()
     end
 
     it("two streams read row by row overlap their waits; every read went through the driver", function()
-      local methods = core.conn_methods
-      local original = methods._nb
       local ops = {}
-      methods._nb = function(self, op, ...)
-        ops[op] = (ops[op] or 0) + 1
-        return original(self, op, ...)
-      end
       local engine = engine_with(nonblocking.cqueues{pool_size = 2})
       warm(engine, 2)
       local cq = cqueues.new()
@@ -611,10 +594,7 @@ describe("io_wait under cqueues", function()
           conn:close()
         end)
       end
-      local ok, fine, e = pcall(cq.loop, cq)
-      methods._nb = original
-      assert(ok, fine)
-      assert(fine, e)
+      loop_recording(cq, function(op) ops[op] = (ops[op] or 0) + 1 end)
       local took = now() - t0
       assert.same({{1, 2, 3, 4, 5, 6}, {1, 2, 3, 4, 5, 6}}, got)
       assert.is_true(took < bound(0.5), ("took %.3f s (one after the other: 0.6 s)"):format(took))

@@ -557,6 +557,26 @@ static void count_open(sc_pool *p, pid_t me, int why)
     unlock_pool(p);
 }
 
+/* The entry of a granted free slot, its connection still to open; NULL
+ * out of memory (then the slot is released and err filled). */
+static sc_pool_entry *slot_entry(sc_pool *p, grant g, pid_t me, sc_error *err)
+{
+    sc_pool_entry *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        pool_error(err, "out of memory");
+        fail_slot(p, g.slot_gen, me, OPEN_NEW);
+        return NULL;
+    }
+    e->generation = g.slot_gen;
+    return e;
+}
+
+/* pool_recycle: whether an idle entry is too old to be handed out. */
+static int too_old(const sc_pool *p, const sc_pool_entry *e)
+{
+    return p->cfg.recycle >= 0 && sc_monotonic() - e->created_at > p->cfg.recycle;
+}
+
 /* The unlocked half of every checkout: open what needs opening, recycle or
  * replace a dead connection (in the same slot, so the count is unchanged). */
 static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
@@ -565,12 +585,8 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
     sc_pool_entry *e = g.entry;
     int fresh = 0;
     if (e == NULL) {
-        e = calloc(1, sizeof *e);
-        if (e == NULL) {
-            pool_error(err, "out of memory");
-            return fail_slot(p, g.slot_gen, me, OPEN_NEW);
-        }
-        e->generation = g.slot_gen;
+        if ((e = slot_entry(p, g, me, err)) == NULL)
+            return SC_POOL_ERROR;
         if (open_conn(p, e, me, err) != 0) {
             free(e);
             return fail_slot(p, g.slot_gen, me, OPEN_NEW);
@@ -579,7 +595,7 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
         fresh = 1;
     } else {
         int why = OPEN_NEW;
-        if (p->cfg.recycle >= 0 && sc_monotonic() - e->created_at > p->cfg.recycle)
+        if (too_old(p, e))
             why = OPEN_RECYCLED;
         else if (p->cfg.pre_ping && p->c.ping != NULL && p->c.ping(p->c.ud, e->conn) != 0)
             why = OPEN_PING_FAILED;
@@ -608,15 +624,11 @@ static int defer_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out, sc
 {
     sc_pool_entry *e = g.entry;
     if (e == NULL) {
-        e = calloc(1, sizeof *e);
-        if (e == NULL) {
-            pool_error(err, "out of memory");
-            return fail_slot(p, g.slot_gen, me, OPEN_NEW);
-        }
-        e->generation = g.slot_gen;
+        if ((e = slot_entry(p, g, me, err)) == NULL)
+            return SC_POOL_ERROR;
         e->need = SC_NEED_OPEN;
         e->why = OPEN_NEW;
-    } else if (p->cfg.recycle >= 0 && sc_monotonic() - e->created_at > p->cfg.recycle) {
+    } else if (too_old(p, e)) {
         p->c.close(p->c.ud, e->conn);
         e->conn = NULL;
         e->need = SC_NEED_OPEN;
