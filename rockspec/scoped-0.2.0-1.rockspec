@@ -44,6 +44,7 @@ build = {
     ["scoped.scoping"] = "lua/scoped/scoping.lua",
     ["scoped.ngx"] = "lua/scoped/ngx.lua",
     ["scoped.nonblocking"] = "lua/scoped/nonblocking.lua",
+    ["scoped.retry"] = "lua/scoped/retry.lua",
     ["scoped.metrics"] = "lua/scoped/metrics.lua",
     ["scoped.core"] = {
       sources = {

@@ -47,6 +47,7 @@
 ---@field URL scoped.URL the URL class
 ---@field metrics scoped.metrics
 ---@field nonblocking scoped.nonblocking
+---@field retry fun(fn: fun(session: scoped.Session): any, opts: scoped.RetryOptions): any, integer redo a unit of work refused by a deadlock or lock wait timeout; returns fn's value and the attempts
 local scoped = {}
 
 ---A URL object from a string (or the URL itself).
@@ -527,6 +528,13 @@ local metrics = {}
 ---@return string
 function metrics.prometheus(engines) end
 
+---@class scoped.RetryOptions
+---@field sessionmaker fun(): scoped.Session what makes each attempt's Session
+---@field attempts? integer at most this many (default 3)
+---@field codes? integer[] server error codes retried (default {1213, 1205})
+---@field idempotent? boolean redo even a COMMIT of unknown outcome (default false)
+---@field on_retry? fun(err: scoped.Error, attempt: integer) before each new attempt
+
 ---@class scoped.nonblocking
 local nonblocking = {}
 ---create_engine options with io_wait, pool_wait and pool_wake for cqueues.
@@ -541,6 +549,7 @@ function nonblocking.luv(opts) end
 ---@class scoped.Error
 ---@field kind scoped.ErrorKind
 ---@field message string
+---@field commit_unknown? boolean the connection died under a COMMIT: it may or may not have committed
 ---@field code? integer the server's errno
 ---@field sqlstate? string
 ---@field statement? string

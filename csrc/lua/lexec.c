@@ -21,6 +21,10 @@ void scl_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const 
     int gone = lc->c->broken;
     if (gone)
         lc->invalidated = 1;
+    /* a COMMIT whose connection died under it: the server may have
+     * committed or not, nobody can tell (scoped.retry never redoes such a
+     * unit of work unless it is idempotent) */
+    int commit_unknown = gone && sql != NULL && len == 6 && memcmp(sql, "COMMIT", 6) == 0;
     const char *hidden = lc->hide_parameters && params ? sc_error_hidden_text(err->code) : NULL;
     if (hidden != NULL) {
         sc_error shown = *err;
@@ -28,6 +32,10 @@ void scl_lconn_push_dberror(lua_State *L, lconn *lc, const sc_error *err, const 
         scl_push_dberror(L, &shown, sql, len, 0, gone);
     } else {
         scl_push_dberror(L, err, sql, len, lc->hide_parameters ? 0 : params, gone);
+    }
+    if (commit_unknown) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "commit_unknown");
     }
     if (lc->hide_parameters && params) {
         /* the server's own message may quote bound values ("near '...'",

@@ -33,6 +33,7 @@ require "scoped.result"
 -- @field raw_connect `raw_connect`
 -- @field metrics `scoped.metrics`: prometheus(engines), the pools for a /metrics location
 -- @field nonblocking `scoped.nonblocking`: cqueues{...}, luv{...}, the io_wait adapters
+-- @field retry `scoped.retry`: redo a unit of work refused by a deadlock or lock wait timeout
 local scoped = {
   -- The release, semver. The one place it is written: the Makefile's dist
   -- reads it from here, spec/release_spec.lua checks that the versioned
@@ -47,6 +48,7 @@ local scoped = {
   event = require "scoped.event",
   metrics = require "scoped.metrics", -- metrics.prometheus(engines): the pools for /metrics
   nonblocking = require "scoped.nonblocking", -- cqueues{...}, luv{...}: io_wait adapters
+  retry = require "scoped.retry", -- retry(fn, {sessionmaker = ...}): a unit of work redone
 }
 
 local session = require "scoped.session"
