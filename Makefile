@@ -2,6 +2,8 @@
 #
 #   make                 build scoped.core for Lua 5.4 into build/lua5.4/scoped/core.so
 #   make LUA=luajit      build it for LuaJIT 2.1 into build/luajit/scoped/core.so
+#   make ngx-wait        build/luajit/scoped/ngx_wait.so, OpenResty's non-blocking io_wait
+#                        (needs nginx-dev; skipped without it)
 #   make test            install missing deps, build both, start a throwaway MariaDB,
 #                        run the busted specs on lua5.4 and luajit and the C tests
 #   make demo            build, start a throwaway MariaDB, run examples/demo.lua
@@ -54,7 +56,7 @@ CORE = $(BUILD)/scoped/core.so
 # fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
 SPEC_POSIX = $(BUILD)/spec_posix.so
 
-.PHONY: docs dist test-release all build test mutants mutants-ci test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
+.PHONY: ngx-wait docs dist test-release all build test mutants mutants-ci test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
@@ -75,6 +77,24 @@ $(SPEC_POSIX): spec/support/spec_posix.c
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) $(OPT) -fPIC $(LUA_INC) -shared -o $@ $<
 
+# ---- the OpenResty io_wait's C half (csrc/ngx/ngx_wait.c): its own .so, never
+# part of core.so (it needs symbols only an nginx process has), built against
+# nginx's headers configured as Debian built nginx (spec/support/ngx-headers.sh);
+# skipped with a note when nginx-dev is absent (io_wait then falls back:
+# README, "OpenResty")
+NGX_WAIT = build/luajit/scoped/ngx_wait.so
+NGX_HDRS = build/ngx-headers
+
+ngx-wait:
+	@flags=$$(bash spec/support/ngx-headers.sh $(NGX_HDRS)); rc=$$?; \
+	if [ $$rc = 3 ]; then echo "ngx-wait: nginx-dev not installed: $(NGX_WAIT) not built"; exit 0; fi; \
+	[ $$rc = 0 ] || exit 1; \
+	if [ ! -f $(NGX_WAIT) ] || [ csrc/ngx/ngx_wait.c -nt $(NGX_WAIT) ]; then \
+	    mkdir -p $(dir $(NGX_WAIT)) && echo "$(CC) ... -o $(NGX_WAIT) csrc/ngx/ngx_wait.c" && \
+	    $(CC) -std=c99 -Wall -Wextra -Werror $(OPT) $(SAN) -fPIC -shared $$flags $(LDFLAGS) \
+	        -o $(NGX_WAIT) csrc/ngx/ngx_wait.c; \
+	fi
+
 # ---- C tests: pure C pieces (no Lua) driven from plain C programs -------------
 CTEST_SRCS = $(wildcard spec/c/test_*.c)
 CTEST_CORE = $(CORE_SRCS)
@@ -90,11 +110,12 @@ ctest: $(CTEST_BINS)
 # ---- the one test command ----------------------------------------------------
 deps:
 	@bash spec/support/deps.sh nginx libnginx-mod-http-lua lua-resty-core curl lua-posix openssl lua-sql-mysql \
-	    lua-ldoc python3-mysqldb lua-cqueues lua-luv
+	    lua-ldoc python3-mysqldb lua-cqueues lua-luv nginx-dev libpcre2-dev libssl-dev zlib1g-dev
 
 test: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
 	@$(MAKE) --no-print-directory LUA=luajit
+	@$(MAKE) --no-print-directory ngx-wait
 	@$(MAKE) --no-print-directory ctest
 	@bash spec/support/with-db.sh bash spec/support/run-tests.sh
 

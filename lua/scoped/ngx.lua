@@ -22,7 +22,12 @@
 --    whatever the request left in any of its coroutines (the safety net).
 --    scopes.ngx_request keys sessions by the request itself.
 --
--- 3. Offload (create_engine option offload = "<thread_pool>"): statements
+-- 3. Statements never block the worker: every round trip that would block
+--    waits for the socket in nginx's event loop (io_wait, section 4, with
+--    the small C shim csrc/ngx/ngx_wait.c) while other requests run. The
+--    default for every engine made without offload or io_wait.
+--
+-- 4. Offload (create_engine option offload = "<thread_pool>"): statements
 --    run in nginx's thread pool through ngx.run_worker_thread. The session's
 --    connection stays checked out by the worker (its pool waits stay here,
 --    on the semaphore) and is lent to a pool thread for each statement
@@ -120,6 +125,10 @@ function M.attach(engine)
   local pool = engine._opts.offload
   if pool ~= nil then
     hooks.wrap = function(raw) return M.offloaded(raw, pool) end
+  elseif engine._opts.io_wait == nil and not rawget(engine, "_io_wait") then
+    -- statements wait for the server in nginx's event loop (section 4),
+    -- unless the shim is not there (then they block, as before)
+    hooks.io_wait = M.io_wait_hook()
   end
   if engine._opts.logger == nil then
     -- nginx's error log, at the level of each line: echo's lines at INFO
@@ -218,7 +227,7 @@ function M.request_key()
   return req
 end
 
--- ---- 3. offload -------------------------------------------------------------
+-- ---- 4. offload -------------------------------------------------------------
 
 -- The worker's stand-in for a RawConnection of an offload engine: the real
 -- one stays inside (and in the pool's books); statements go to a thread.
@@ -347,6 +356,164 @@ function M._offloaded(id, op, a, b)
   core.lease_return(id, raw)
   if not fine then return false, plain_error(out) end
   return true, out
+end
+
+-- ---- 3. the non-blocking io_wait ---------------------------------------------
+--
+-- io_wait(raw, fd, events, timeout): the socket is added to nginx's epoll
+-- (an ngx_connection_t of the worker's free list, never closed by nginx:
+-- the fd is libmariadb's) and the light thread waits on a semaphore of its
+-- own, which the first event posts; the C handler takes the fd out of epoll
+-- and gives the connection back before it posts. Per wait: two epoll_ctl
+-- calls (ADD, DEL) and a share of the worker's epoll_wait. The C half,
+-- csrc/ngx/ngx_wait.c, says how a light thread killed while waiting is
+-- cleaned up (sweep() here, and the idle mark for a graceful shutdown).
+
+local nb          -- the shim once loaded (a table), false when unavailable
+local nb_reason   -- why not, for M.io_wait_status()
+
+local EVENTS = {r = 1, w = 2, rw = 3}
+-- no timeout given: wake up at least this often anyway (a spurious wake-up:
+-- the caller tries its operation again and waits again)
+local LONG_WAIT = 60
+
+local function load_nb()
+  if nb ~= nil then return nb end
+  nb = false
+  if not M.active then nb_reason = "not in an nginx worker"; return nb end
+  local okf, ffi = pcall(require, "ffi")
+  if not okf then nb_reason = "no FFI (LuaJIT)"; return nb end
+  local path = package.searchpath("scoped.ngx_wait", package.cpath)
+  if not path then
+    nb_reason = "scoped/ngx_wait.so is not on lua_package_cpath (built when nginx-dev is installed)"
+    return nb
+  end
+  -- a second load of this file (lua_code_cache off) finds them defined
+  pcall(ffi.cdef, [[
+    typedef struct {
+      void *c; void *sema; uint64_t dev; uint64_t ino; int fd; int fired;
+    } scoped_ngx_wait_t;
+    int scoped_ngx_wait_arm(scoped_ngx_wait_t *w, int fd, int events, void *sema);
+    void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check);
+    int scoped_ngx_wait_poll(int fd, int events, int ms);
+    int scoped_ngx_wait_abi(void);
+  ]])
+  local okl, lib = pcall(ffi.load, path)
+  if not okl then nb_reason = "loading " .. path .. ": " .. tostring(lib); return nb end
+  if lib.scoped_ngx_wait_abi() ~= ffi.sizeof("scoped_ngx_wait_t") then
+    nb_reason = path .. " does not match lua/scoped/ngx.lua (rebuild it)"
+    return nb
+  end
+  semaphore = semaphore or require "ngx.semaphore"
+  nb = {lib = lib, ffi = ffi, spare = {}, nspare = 0, armed = {}, narmed = 0}
+  return nb
+end
+
+--- io_wait_status() -> true, or false and why the non-blocking io_wait is
+--- not available in this process.
+function M.io_wait_status()
+  if load_nb() then return true end
+  return false, nb_reason
+end
+
+-- Waits nobody will release: their light thread was killed while waiting
+-- (its semaphore has no waiter left and the handler did not run). Releasing
+-- a wait whose light thread has timed out but not resumed yet is harmless:
+-- its own release then finds nothing to do.
+local function sweep(n)
+  local lib = n.lib
+  for slot in pairs(n.armed) do
+    local w = slot.w
+    if w.c ~= nil and slot.sem:count() >= 0 then lib.scoped_ngx_wait_release(w, 1) end
+    if w.c == nil then
+      n.armed[slot] = nil
+      n.narmed = n.narmed - 1
+    end
+  end
+end
+
+local function poll_wait(n, fd, ev, timeout)
+  local ms = -1
+  if timeout ~= nil then ms = timeout > 0 and math.floor(timeout * 1000 + 0.5) or 0 end
+  local r = n.lib.scoped_ngx_wait_poll(fd, ev, ms)
+  if r < 0 then
+    exc.raise("OperationalError", "scoped.ngx: poll(%d) failed: %s", fd, n.ffi.errno())
+  end
+  return r == 1
+end
+
+local warned_full = false
+
+local function io_wait(raw, fd, events, timeout) -- luacheck: ignore raw
+  local n = nb
+  local ev = EVENTS[events]
+  if ev == nil or math.type and math.type(fd) == "float" or type(fd) ~= "number" then
+    exc.raise("ArgumentError", "io_wait: bad fd %s or events %s", tostring(fd), tostring(events))
+  end
+  if not YIELDABLE[get_phase()] or (timeout ~= nil and timeout <= 0) then
+    return poll_wait(n, fd, ev, timeout)
+  end
+  if n.narmed > 0 then sweep(n) end
+  local slot
+  if n.nspare > 0 then
+    slot = n.spare[n.nspare]
+    n.spare[n.nspare] = nil
+    n.nspare = n.nspare - 1
+  else
+    slot = {w = n.ffi.new("scoped_ngx_wait_t"), sem = assert(semaphore.new(0))}
+  end
+  local w, sem = slot.w, slot.sem
+  local rc = n.lib.scoped_ngx_wait_arm(w, fd, ev, sem.sem)
+  if rc ~= 0 then
+    n.nspare = n.nspare + 1
+    n.spare[n.nspare] = slot
+    if rc == -1 and not warned_full then
+      warned_full = true
+      ngx.log(ngx.WARN, "scoped: no free connection in this worker to wait for the database; "
+        .. "waiting blocks the worker (raise worker_connections)")
+    end
+    if rc ~= -1 then
+      exc.raise("OperationalError", "scoped.ngx: cannot wait for fd %d: %s", fd, n.ffi.errno())
+    end
+    return poll_wait(n, fd, ev, timeout)
+  end
+  n.armed[slot] = true
+  n.narmed = n.narmed + 1
+  local ok, err = sem:wait(timeout or LONG_WAIT)
+  -- if a sweep has released it meanwhile, w.c is NULL and it is gone from armed
+  if w.c ~= nil then n.lib.scoped_ngx_wait_release(w, 1) end
+  if n.armed[slot] then
+    n.armed[slot] = nil
+    n.narmed = n.narmed - 1
+  end
+  local fired = w.fired ~= 0
+  -- the slot is reused when its semaphore is back to 0 (a post that came
+  -- after a timeout would wake the next wait for nothing)
+  if sem:count() == 0 then
+    n.nspare = n.nspare + 1
+    n.spare[n.nspare] = slot
+  end
+  if ok then return true end
+  if err ~= "timeout" then error(err, 0) end
+  return fired or timeout == nil
+end
+
+--- io_wait_hook() -> the non-blocking io_wait (nil when the shim cannot
+--- load here: see io_wait_status()).
+function M.io_wait_hook()
+  if not load_nb() then return nil end
+  return io_wait
+end
+
+--- For the specs: how many waits of this worker are armed (registered with
+--- nginx) and how many slots are kept for reuse; sweep() first when asked.
+function M._io_wait_counts(do_sweep)
+  local n = load_nb()
+  if not n then return nil end
+  if do_sweep and n.narmed > 0 then sweep(n) end
+  local live = 0
+  for slot in pairs(n.armed) do if slot.w.c ~= nil then live = live + 1 end end
+  return live, n.nspare, n.narmed
 end
 
 --- Installs what changes under OpenResty: every new engine gets attach(),

@@ -343,6 +343,60 @@ check("single", "offload: a transaction over several statements in worker thread
   return #bad == 0, table.concat(bad, "; ") .. " " .. cjson.encode(r)
 end)
 
+-- ---- the non-blocking io_wait alone (spec/openresty/ngx_wait_app.lua) -------
+-- csrc/ngx/ngx_wait.c is built when nginx-dev is installed (make ngx-wait);
+-- without it these checks say so and pass: scoped then blocks as before
+local NB_BUILT = read_file("build/luajit/scoped/ngx_wait.so") ~= nil
+
+local function nb_check(name, fn)
+  check("single", name, function()
+    if not NB_BUILT then
+      print("# skipped: build/luajit/scoped/ngx_wait.so not built (nginx-dev not installed)")
+      return true
+    end
+    return fn()
+  end)
+end
+
+nb_check("io_wait: the shim loads in the worker", function()
+  local _, r = get_json("/t/nbwait_status")
+  return r and r.ok == true, cjson.encode(r)
+end)
+
+nb_check("io_wait: light threads wait on their fds at once, each wakes for its own", function()
+  local _, r = get_json("/t/nbwait_overlap")
+  if not r then return false, "no answer" end
+  local woke = r.woke or {}
+  local all = #woke == r.n
+  for i = 1, r.n do all = all and woke[i] == true end
+  -- every wait began before the first poke; each woke right after its own
+  local order = r.log and r.log:find("^wait1 wait2 wait3 wait4 poke4 woke4 poke3 woke3 poke2 woke2 poke1 woke1$")
+  return all and order and r.live_all == r.n and r.in_epoll == r.n and r.live_after == 0 and r.left == 0
+    and r.ready_r and r.ready_w and r.ready_rw, cjson.encode(r)
+end)
+
+nb_check("io_wait: a timeout returns false and leaves nothing registered", function()
+  local _, r = get_json("/t/nbwait_timeout")
+  return r and r.timed_out == false and r.polled == false and r.live == 0 and r.left == false
+    and r.after == true, cjson.encode(r)
+end)
+
+nb_check("io_wait: a killed waiter is unregistered by the next sweep, even once its fd is reused", function()
+  local before = count_in_log("epoll_ctl")
+  local _, r = get_json("/t/nbwait_kill")
+  if not r then return false, "no answer" end
+  local alerts = count_in_log("epoll_ctl") - before
+  return r.armed and r.live_killed == 1 and r.kept_until_sweep and r.live_swept == 0 and r.swept
+    and r.reused and r.new_armed and r.live_new == 1 and r.new_still_armed and r.new_woke == true
+    and r.live_end == 0 and alerts == 0, cjson.encode(r) .. " epoll_ctl lines in error.log: " .. alerts
+end)
+
+nb_check("io_wait: a raw TCP connection to the server, connect and greeting waited for", function()
+  local port = url:match("^mysql://[^/]*:(%d+)/")
+  local _, r = get_json("/t/nbwait_tcp?port=" .. tostring(port))
+  return r and r.w == true and r.r == true and (r.n or 0) > 4, cjson.encode(r)
+end)
+
 -- Latency of a DB-free request while another request runs SELECT SLEEP(0.2).
 local function latency_under_sleep(mode)
   local times = {}

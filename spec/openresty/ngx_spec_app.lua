@@ -264,6 +264,9 @@ function H.result()
   reply(stored and cjson.decode(stored) or {missing = true})
 end
 
+-- the io_wait's own handlers (nbwait_*)
+require("ngx_wait_app")(H, reply)
+
 function M.dispatch()
   local name = ngx.var.uri:match("^/%a+/([%w_]+)$")
   local h = H[name]

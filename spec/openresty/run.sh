@@ -18,7 +18,7 @@ NGINX=${NGINX:-$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)}
 MODULES=/usr/lib/nginx/modules
 user_line="# (not root: workers run as this user)"
 [ "$(id -u)" = 0 ] && user_line="user root;"
-phases=(single load)
+phases=(${SCOPED_NGX_PHASES:-single load})   # SCOPED_NGX_PHASES="single" runs one
 workers_single=1
 workers_load=2
 
