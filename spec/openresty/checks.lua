@@ -156,7 +156,7 @@ local STALE = "session not removed at the end of the request"
 -- ---- the checks ----------------------------------------------------------------
 -- Each returns ok [, diagnostic]; a raised error is a failure with its text.
 
-local checks = {single = {}, load = {}}
+local checks = {single = {}, load = {}, quit = {}}
 local function check(ph, name, fn) table.insert(checks[ph], {name = name, fn = fn}) end
 
 local function setup_tables()
@@ -639,6 +639,89 @@ check("single", "set_by_lua, body_filter: TimeoutError naming the phase, with a 
     end
   end
   return #bad == 0, table.concat(bad, "\n")
+end)
+
+-- quit -----------------------------------------------------------------------------
+-- A 2-worker nginx that the checks reload and stop (graceful, as `nginx -s
+-- reload` and `nginx -s quit` do) while requests wait in io_wait: its
+-- error.log must have no alert (above all no "open socket ... left in
+-- connection", which a wait left registered with nginx gives).
+
+-- N requests of path (a function of i) at concurrency C in the background:
+-- -> a handle for load_finish (the status codes)
+local function load_start(pathf, N, C)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. sh_quote(dir)))
+  local f = assert(io.open(dir .. "/curl.cfg", "w"))
+  for i = 1, N do f:write('url = "', base, pathf(i), '"\noutput = "/dev/null"\n') end
+  f:close()
+  os.execute("( curl -sS --no-progress-meter --parallel --parallel-immediate --parallel-max " .. C ..
+    " -K " .. sh_quote(dir .. "/curl.cfg") .. " -w '%{http_code}\\n' > " .. sh_quote(dir .. "/codes") ..
+    " 2>/dev/null; echo done > " .. sh_quote(dir .. "/done") .. " ) &")
+  return dir
+end
+
+local function load_finish(dir)
+  wait_until(function() return read_file(dir .. "/done") end, 60)
+  local codes = {}
+  for line in (read_file(dir .. "/codes") or ""):gmatch("[^\n]+") do codes[line] = (codes[line] or 0) + 1 end
+  os.execute("rm -rf " .. sh_quote(dir))
+  return codes
+end
+
+local function master_pid() return tonumber(read_file(prefix .. "/nginx.pid") or "") end
+local function alive(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0
+  or os.execute("kill -0 " .. pid .. " 2>/dev/null") == true end
+
+-- each worker left with a killed waiter that no later wait sweeps
+local function leave_waiters()
+  local pids = {}
+  for _ = 1, 20 do
+    local _, r = get_json("/t/nbwait_leave")
+    if r and r.armed then pids[#pids + 1] = true end
+  end
+  return #pids
+end
+
+local QUIT_PORT = url and url:match("^mysql://[^/]*:(%d+)/")
+
+check("quit", "io_wait under load: nginx -s reload mid-load, every request answered", function()
+  if not NB_BUILT then print("# skipped: ngx_wait.so not built") return true end
+  local left = leave_waiters()
+  local h = load_start(function(i)
+    return i % 2 == 0 and "/t/nbwait_tcp?port=" .. QUIT_PORT or "/t/nbwait_timeout"
+  end, 600, 20)
+  sleep(0.3)
+  local pid = master_pid()
+  os.execute("kill -HUP " .. pid)   -- nginx -s reload
+  local codes = load_finish(h)
+  print("# reload under load: status codes " .. cjson.encode(codes) .. ", killed waiters left armed: " .. left)
+  return codes["200"] == 600 and left == 20, cjson.encode(codes)
+end)
+
+-- The killed waiters are left last (any later wait in their worker would
+-- sweep them): the shutdown itself must release them. The 10 requests in
+-- flight at the quit wait in io_wait (2 s), armed before them.
+check("quit", "io_wait: nginx -s quit with waits in flight and killed waiters armed: no alert", function()
+  if not NB_BUILT then print("# skipped: ngx_wait.so not built") return true end
+  local h = load_start(function() return "/t/nbwait_hold?secs=2" end, 10, 10)
+  sleep(0.3)
+  local left = leave_waiters()
+  local pid = master_pid()
+  os.execute("kill -QUIT " .. pid)  -- nginx -s quit: graceful
+  local gone = wait_until(function() return not alive(pid) end, 20)
+  local codes = load_finish(h)
+  local alerts, lines = 0, {}
+  for line in (read_file(prefix .. "/error.log") or ""):gmatch("[^\n]+") do
+    if line:find("[alert]", 1, true) or line:find("[crit]", 1, true) or line:find("[emerg]", 1, true) then
+      alerts = alerts + 1
+      lines[#lines + 1] = line
+    end
+  end
+  print(string.format("# quit under load: master gone %s, %d requests answered 200 before it, " ..
+    "killed waiters left armed: %d, alert lines: %d", tostring(gone ~= nil), codes["200"] or 0, left, alerts))
+  return gone and alerts == 0 and left == 20 and (codes["200"] or 0) > 0, table.concat(lines, "\n")
 end)
 
 -- ---- main ----------------------------------------------------------------------

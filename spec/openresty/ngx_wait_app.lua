@@ -157,6 +157,15 @@ return function(H, reply)
     reply({fd = a, live = sngx._io_wait_counts(), armed = epoll_fds()[a] == true})
   end
 
+  -- One wait of `secs` on a socket nobody writes to, and nothing after it
+  -- (a graceful shutdown wakes it early: a spurious wake-up)
+  function H.nbwait_hold()
+    local a, b = pair()
+    local r = io_wait(nil, a, "r", tonumber(ngx.var.arg_secs) or 1)
+    C.close(a); C.close(b)
+    reply({woke = r})
+  end
+
   -- A raw TCP connection to the server: io_wait for the connect (w) and for
   -- its greeting (r), with its timeout; the wait is all this request does
   function H.nbwait_tcp()

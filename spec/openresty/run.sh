@@ -8,6 +8,7 @@
 # in the foreground (daemon off) and always stopped by its pid:
 #   single  1 worker: the functional checks (requests that must meet in one worker)
 #   load    2 workers: 500 requests at concurrency 50
+#   quit    2 workers: io_wait under load through a reload and a graceful quit
 # The checks themselves are spec/openresty/checks.lua (curl + luajit).
 # Needs build/luajit/scoped/core.so (make LUA=luajit).
 set -uo pipefail
@@ -18,9 +19,10 @@ NGINX=${NGINX:-$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)}
 MODULES=/usr/lib/nginx/modules
 user_line="# (not root: workers run as this user)"
 [ "$(id -u)" = 0 ] && user_line="user root;"
-phases=(${SCOPED_NGX_PHASES:-single load})   # SCOPED_NGX_PHASES="single" runs one
+phases=(${SCOPED_NGX_PHASES:-single load quit})   # SCOPED_NGX_PHASES="single" runs one
 workers_single=1
 workers_load=2
+workers_quit=2
 
 tmp=""
 nginx_pid=""
