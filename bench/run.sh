@@ -10,7 +10,8 @@
 #   --rounds N  rounds (default 9; every figure is the median over rounds)
 #   --quick     smaller N for every workload (a smoke test, not for figures)
 #   --only ...  run only these workloads (w1,w2,w2s,w3,w3stream,w4one,w4batch,w4multi,
-#               lookup,w5thr,w5co; the statement count always runs)
+#               lookup,w5thr,w5co,ngx; the statement count always runs; ngx is the
+#               OpenResty load test, bench/ngx.sh, with its own table)
 #   (BENCH_ARGS="--plain" make bench passes options through make)
 #
 # Steps: install missing Debian packages (spec/support/deps.sh), build
@@ -50,9 +51,11 @@ say() { echo "bench: $*" >&2; }
 
 # ---- outside the database: deps and builds ------------------------------------
 if [ "$inner" = 0 ]; then
-    bash spec/support/deps.sh lua-sql-mysql python3-sqlalchemy python3-mysqldb valgrind || exit 1
+    bash spec/support/deps.sh lua-sql-mysql python3-sqlalchemy python3-mysqldb valgrind \
+        nginx libnginx-mod-http-lua lua-resty-core curl wrk nginx-dev libpcre2-dev libssl-dev zlib1g-dev || exit 1
     make --no-print-directory LUA=lua5.4 >&2 || exit 1
     make --no-print-directory LUA=luajit >&2 || exit 1
+    make --no-print-directory ngx-wait >&2 || exit 1
     mkdir -p build/bench/lua5.4 build/bench/luajit
     MY_CFLAGS=$(mariadb_config --cflags) MY_LIBS=$(mariadb_config --libs)
     cc -O2 -g -Wall -Wextra -o build/bench/raw bench/raw.c $MY_CFLAGS $MY_LIBS || exit 1
@@ -338,6 +341,18 @@ lua5.4 bench/report.lua "$TSV" "$META" "$OUT" "${readme[@]}"
 rc=$?
 rm -f "$META"
 say "table written to $OUT (raw figures: $TSV); ${elapsed}s of measuring"
+# the OpenResty load test (bench/ngx.sh, its own table: bench/results/ngx-latest.md)
+if [ -z "$only" ] || [[ ",$only," == *",ngx,"* ]]; then
+    ngx_args=()
+    [ "$quick" = 1 ] && ngx_args=(--quick)
+    stop_busy
+    bash bench/ngx.sh "${ngx_args[@]}"
+    case $? in
+        0) measured=$((measured + 1)) ;;
+        3) say "OpenResty load test skipped (see above)" ;;
+        *) failures=$((failures + 1)); say "OpenResty load test failed" ;;
+    esac
+fi
 # the counts in the form .ci/run reads (`make bench-smoke` is a CI stage): a
 # measurement passes when its program gave a figure; the table counts as one
 [ "$rc" = 0 ] && measured=$((measured + 1)) || failures=$((failures + 1))

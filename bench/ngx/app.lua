@@ -1,0 +1,99 @@
+-- The OpenResty load test's handlers (bench/ngx.sh, bench/ngx/nginx.conf.in):
+-- the same two units of work through scoped in three modes and through
+-- lua-resty-mysql 0.29 (a benchmark peer from ../shared/peers, on this
+-- nginx's lua_package_path only; scoped never requires it).
+--
+--   /scoped/MODE/sleep   one SELECT SLEEP(0.02)
+--   /scoped/MODE/unit    INSERT + SELECT of that row + COMMIT
+--   /resty/sleep, /resty/unit   the same with lua-resty-mysql, as its manual
+--                        says: connect (from its pool), query, set_keepalive;
+--                        the unit in an explicit transaction (BEGIN ... COMMIT)
+-- MODE: inline (statements block the worker), offload (nginx's thread
+-- pool), nb (io_wait in nginx's event loop: the default).
+local scoped = require "scoped"
+
+local M = {}
+local S = {}        -- scoped_session per mode
+local CAP           -- connections per worker, every system alike
+local DB            -- lua-resty-mysql's connect options
+
+function M.init(url, cap)
+  CAP = cap
+  local function engine(extra)
+    local o = {pool_size = cap, max_overflow = 0, pool_timeout = 60}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return scoped.create_engine(url, o)
+  end
+  local inline = engine()
+  -- no io_wait: every round trip blocks the worker (what scoped did before)
+  inline:_set_hooks{io_wait = false}
+  local engines = {inline = inline, offload = engine({offload = "bench_db"}), nb = engine()}
+  for mode, e in pairs(engines) do S[mode] = scoped.scoped_session(scoped.sessionmaker{bind = e}) end
+  local u = scoped.make_url(url)
+  DB = {host = u.host, port = u.port, user = u.username, password = u.password or "",
+        database = u.database, pool_size = cap, backlog = 10000, charset = "utf8mb4"}
+end
+
+local function fail(err)
+  ngx.log(ngx.ERR, "bench: ", tostring(err))
+  return ngx.exit(500)
+end
+
+local function scoped_sleep(Session)
+  Session:scalar("SELECT SLEEP(0.02)")
+  Session:remove()
+end
+
+local function scoped_unit(Session)
+  local res = Session:execute("INSERT INTO ngx_bench (w, note) VALUES (:w, :n)",
+    {w = ngx.worker.id(), n = "unit"})
+  local row = Session:execute("SELECT id, w, note FROM ngx_bench WHERE id = :id", {id = res.lastrowid}):one()
+  if row == nil then error("row not found") end
+  Session:commit()
+  Session:remove()
+end
+
+function M.scoped(mode, what)
+  local Session = S[mode]
+  local ok, err = pcall(what == "sleep" and scoped_sleep or scoped_unit, Session)
+  if not ok then
+    pcall(Session.remove, Session)
+    return fail(err)
+  end
+  ngx.say("ok")
+end
+
+local mysql -- resty.mysql, required on first use (only this nginx has it)
+
+local function resty_query(db, sql)
+  local res, err, errno = db:query(sql)
+  if not res then error(string.format("%s (%s): %s", tostring(err), tostring(errno), sql)) end
+  return res
+end
+
+function M.resty(what)
+  mysql = mysql or require "resty.mysql"
+  local db = assert(mysql:new())
+  db:set_timeout(60000)
+  local ok, err = db:connect(DB)
+  if not ok then return fail("connect: " .. tostring(err)) end
+  local fine, e = pcall(function()
+    if what == "sleep" then
+      resty_query(db, "SELECT SLEEP(0.02)")
+    else
+      resty_query(db, "BEGIN")
+      local res = resty_query(db, "INSERT INTO ngx_bench (w, note) VALUES (" .. ngx.worker.id() .. ", 'unit')")
+      local rows = resty_query(db, "SELECT id, w, note FROM ngx_bench WHERE id = " .. tonumber(res.insert_id))
+      if rows[1] == nil then error("row not found") end
+      resty_query(db, "COMMIT")
+    end
+  end)
+  if not fine then
+    db:close()
+    return fail(e)
+  end
+  db:set_keepalive(10000, CAP)
+  ngx.say("ok")
+end
+
+return M
