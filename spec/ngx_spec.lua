@@ -414,3 +414,27 @@ describe("scoped.ngx offload (stand-in ngx)", function()
     s:close()
   end)
 end)
+
+describe("scoped.ngx io_wait outside nginx (stand-in ngx)", function()
+  it("the shim does not load: attach installs no io_wait, statements run as before", function()
+    package.loaded["scoped.ngx"] = nil
+    rawset(_G, "ngx", {get_phase = function() return "content" end, sleep = function() end,
+                       log = function() end, INFO = 7, WARN = 5, ERR = 4})
+    local glue = require "scoped.ngx"
+    local ok, why = glue.io_wait_status()
+    local hook = glue.io_wait_hook()
+    local engine = scoped.create_engine(H.url, {pool_size = 1, max_overflow = 0, pool_wait = function() end})
+    glue.attach(engine)
+    rawset(_G, "ngx", nil)
+    package.loaded["scoped.ngx"] = nil
+    assert.is_false(ok)
+    -- Lua 5.4: no FFI; LuaJIT: no ngx.semaphore (lua-resty-core needs ngx_lua)
+    assert.matches(jit and "ngx.semaphore" or "FFI", why, 1, true)
+    assert.is_nil(hook)
+    assert.falsy(rawget(engine, "_io_wait"))
+    local c = engine:connect()
+    assert.equal(1, c:scalar("SELECT 1"))
+    c:close()
+    engine:dispose()
+  end)
+end)

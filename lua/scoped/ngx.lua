@@ -383,6 +383,10 @@ local function load_nb()
   if not M.active then nb_reason = "not in an nginx worker"; return nb end
   local okf, ffi = pcall(require, "ffi")
   if not okf then nb_reason = "no FFI (LuaJIT)"; return nb end
+  -- lua-resty-core's, which loads only in an nginx worker with ngx_lua
+  local oks, sem = pcall(require, "ngx.semaphore")
+  if not oks then nb_reason = "ngx.semaphore: " .. tostring(sem); return nb end
+  semaphore = sem
   local path = package.searchpath("scoped.ngx_wait", package.cpath)
   if not path then
     nb_reason = "scoped/ngx_wait.so is not on lua_package_cpath (built when nginx-dev is installed)"
@@ -404,7 +408,6 @@ local function load_nb()
     nb_reason = path .. " does not match lua/scoped/ngx.lua (rebuild it)"
     return nb
   end
-  semaphore = semaphore or require "ngx.semaphore"
   nb = {lib = lib, ffi = ffi, spare = {}, nspare = 0, armed = {}, narmed = 0}
   return nb
 end
