@@ -85,7 +85,7 @@ user_line="# (not root)"; [ "$(id -u)" = 0 ] && user_line="user root;"
 port=$(free_port) || exit 1
 sed -e "s|@PREFIX@|$tmp|g" -e "s|@ROOT@/lua|$SNAP/lua|g" -e "s|@ROOT@/build/bench/ngx|$SNAP|g" \
     -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$port|g" -e "s|@USER@|$user_line|g" -e "s|@PEERS@|$PEERS|g" \
-    -e "s|@CAP@|$cap|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
+    -e "s|@CAP@|$cap|g" -e "s|@WORKERS@|2|g" -e "s|@MASTER@|on|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
 SCOPED_TEST_URL=$URL "$NGINX" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" </dev/null >"$tmp/stdout.log" 2>&1 &
 nginx_pid=$!
 for ((i = 0; i < 100; i++)); do

@@ -5,6 +5,7 @@
 --
 --   /scoped/MODE/sleep   one SELECT SLEEP(0.02)
 --   /scoped/MODE/unit    INSERT + SELECT of that row + COMMIT
+--   /scoped/MODE/select1 one SELECT 1 (bench/ngx_cost.sh: costs per wait)
 --   /resty/sleep, /resty/unit   the same with lua-resty-mysql, as its manual
 --                        says: connect (from its pool), query, set_keepalive;
 --                        the unit in an explicit transaction (BEGIN ... COMMIT)
@@ -44,6 +45,11 @@ local function scoped_sleep(Session)
   Session:remove()
 end
 
+local function scoped_select1(Session)
+  Session:scalar("SELECT 1")
+  Session:remove()
+end
+
 local function scoped_unit(Session)
   local res = Session:execute("INSERT INTO ngx_bench (w, note) VALUES (:w, :n)",
     {w = ngx.worker.id(), n = "unit"})
@@ -55,7 +61,8 @@ end
 
 function M.scoped(mode, what)
   local Session = S[mode]
-  local ok, err = pcall(what == "sleep" and scoped_sleep or scoped_unit, Session)
+  local f = what == "sleep" and scoped_sleep or what == "select1" and scoped_select1 or scoped_unit
+  local ok, err = pcall(f, Session)
   if not ok then
     pcall(Session.remove, Session)
     return fail(err)
@@ -80,6 +87,8 @@ function M.resty(what)
   local fine, e = pcall(function()
     if what == "sleep" then
       resty_query(db, "SELECT SLEEP(0.02)")
+    elseif what == "select1" then
+      resty_query(db, "SELECT 1")
     else
       resty_query(db, "BEGIN")
       local res = resty_query(db, "INSERT INTO ngx_bench (w, note) VALUES (" .. ngx.worker.id() .. ", 'unit')")

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# bench/ngx_cost.sh — what one wait for the server costs inside nginx, per
+# mode: system calls (strace -c over every thread of the worker) and
+# instructions (valgrind callgrind, nginx in one process) per request of one
+# SELECT 1, for scoped inline (blocking), nb (io_wait in nginx's epoll),
+# offload (thread pool) and lua-resty-mysql. One request = one statement =
+# one wait, so nb less inline is the cost of a non-blocking wait.
+#
+#   bash spec/support/with-db.sh bash bench/ngx_cost.sh [N]     (default N 2000)
+#
+# Figures go to stdout (markdown); not part of `make bench` (callgrind is slow).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$PWD
+N=${1:-2000}
+URL=${SCOPED_TEST_URL:?run me through spec/support/with-db.sh}
+PEERS=${SCOPED_PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
+NGINX=${NGINX:-/usr/sbin/nginx}
+. spec/support/free-port.sh
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-ngx-cost.XXXXXX") || exit 1
+pid=""
+stop() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; [ -n "$pid" ] && { wait "$pid"; } 2>/dev/null; pid=""; }
+trap 'stop; rm -rf -- "$tmp"' EXIT
+
+start() {   # wrapper...: nginx in one process (master_process off)
+    port=$(free_port) || exit 1
+    sed -e "s|@PREFIX@|$tmp|g" -e "s|@ROOT@/build/bench/ngx|$ROOT/build/luajit|g" -e "s|@ROOT@|$ROOT|g" \
+        -e "s|@PORT@|$port|g" -e "s|@USER@|user root;|g" -e "s|@PEERS@|$PEERS|g" -e "s|@CAP@|2|g" \
+        -e "s|@WORKERS@|1|g" -e "s|@MASTER@|off|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
+    : >"$tmp/error.log"
+    SCOPED_TEST_URL=$URL "$@" "$NGINX" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" </dev/null >"$tmp/out.log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 600; i++)); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/ping" && return 0
+        sleep 0.1
+    done
+    echo "nginx did not start"; tail "$tmp/error.log" "$tmp/out.log"; exit 1
+}
+
+requests() {   # path n: n requests one after the other on one keep-alive connection
+    local f=$tmp/curl.cfg i
+    : >"$f"
+    for ((i = 0; i < $2; i++)); do printf 'url = "http://127.0.0.1:%s%s"\noutput = "/dev/null"\n' "$port" "$1" >>"$f"; done
+    curl -s -K "$f" -w '%{http_code}\n' | grep -vc '^200$' | { read -r bad; [ "$bad" = 0 ] || echo "# $bad non-200 answers for $1" >&2; }
+}
+
+path_for() { [ "$1" = resty ] && echo "/resty/select1" || echo "/scoped/$1/select1"; }
+MODES=(inline nb offload resty)
+
+echo "| per request of one SELECT 1 ($N requests, 1 worker, keep-alive) | ${MODES[*]} |"
+# ---- system calls
+start
+declare -A calls top
+for m in "${MODES[@]}" ping; do
+    p=$(path_for "$m"); [ "$m" = ping ] && p=/ping
+    requests "$p" 200
+    args=(); for t in /proc/$pid/task/*; do args+=(-p "${t##*/}"); done
+    strace -c -f -o "$tmp/strace.$m" "${args[@]}" 2>/dev/null &
+    spid=$!
+    sleep 0.5
+    requests "$p" "$N"
+    kill -INT "$spid"; wait "$spid" 2>/dev/null
+    calls[$m]=$(awk -v n="$N" '$NF == "total" {printf "%.1f", $4 / n}' "$tmp/strace.$m")
+    top[$m]=$(awk -v n="$N" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {printf "%s %.1f, ", $NF, $4 / n}' "$tmp/strace.$m" | cut -c1-200)
+done
+stop
+row="| system calls (less /ping's ${calls[ping]}) |"
+for m in "${MODES[@]}"; do row+=" $(awk -v a="${calls[$m]}" -v b="${calls[ping]}" 'BEGIN {printf "%.1f", a - b}') |"; done
+echo "$row"
+for m in "${MODES[@]}" ping; do echo "#   $m: ${top[$m]}"; done
+
+# ---- instructions (callgrind; LuaJIT's machine code included)
+if command -v valgrind >/dev/null 2>&1; then
+    start valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.%p" --dump-instr=no --collect-atstart=yes
+    declare -A ir
+    nn=$((N / 4))
+    for m in "${MODES[@]}" ping; do
+        p=$(path_for "$m"); [ "$m" = ping ] && p=/ping
+        requests "$p" 100
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        requests "$p" "$nn"
+        callgrind_control -d "$m" "$pid" >/dev/null 2>&1
+        sleep 0.5
+        f=$(ls -t "$tmp"/cg.*.* 2>/dev/null | head -n 1)
+        ir[$m]=$(awk -v n="$nn" '/^summary:/ {printf "%.0f", $2 / n} /^totals:/ {t = $2} END {}' "$f")
+        rm -f "$f"
+    done
+    stop
+    row="| instructions (less /ping's ${ir[ping]}) |"
+    for m in "${MODES[@]}"; do row+=" $(( ${ir[$m]:-0} - ${ir[ping]:-0} )) |"; done
+    echo "$row"
+fi
+grep -E '\[(alert|crit|error)\]' "$tmp/error.log" | head -n 5
