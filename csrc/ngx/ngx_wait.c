@@ -63,6 +63,7 @@ int scoped_ngx_wait_arm(scoped_ngx_wait_t *w, int fd, int events, void *sema);
 void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check);
 int scoped_ngx_wait_poll(int fd, int events, int ms);
 int scoped_ngx_wait_abi(void);
+int scoped_ngx_wait_check(void);
 
 #define EV_READ 1
 #define EV_WRITE 2
@@ -158,6 +159,16 @@ int scoped_ngx_wait_poll(int fd, int events, int ms)
         if (n >= 0) return n > 0;
         if (errno != EINTR) return -1;
     }
+}
+
+/* Whether the nginx that loaded us is the one whose headers we were built
+ * with: nginx's own test for a dynamic module (ngx_add_module), its version
+ * and its signature (the configure options that change structure layouts),
+ * read from its core module. -> 1 the same. */
+int scoped_ngx_wait_check(void)
+{
+    return ngx_core_module.version == nginx_version && ngx_core_module.signature != NULL
+        && ngx_strcmp(ngx_core_module.signature, NGX_MODULE_SIGNATURE) == 0;
 }
 
 /* the layout version of scoped_ngx_wait_t, checked by the Lua side */

@@ -401,11 +401,18 @@ local function load_nb()
     void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check);
     int scoped_ngx_wait_poll(int fd, int events, int ms);
     int scoped_ngx_wait_abi(void);
+    int scoped_ngx_wait_check(void);
   ]])
   local okl, lib = pcall(ffi.load, path)
   if not okl then nb_reason = "loading " .. path .. ": " .. tostring(lib); return nb end
   if lib.scoped_ngx_wait_abi() ~= ffi.sizeof("scoped_ngx_wait_t") then
     nb_reason = path .. " does not match lua/scoped/ngx.lua (rebuild it)"
+    return nb
+  end
+  -- built against another nginx (another version or configure options):
+  -- its structures may differ from this one's, so never call into it
+  if lib.scoped_ngx_wait_check() ~= 1 then
+    nb_reason = path .. " was built for another nginx (version or signature differ: make ngx-wait)"
     return nb
   end
   nb = {lib = lib, ffi = ffi, spare = {}, nspare = 0, armed = {}, narmed = 0}
