@@ -5,7 +5,10 @@
 # one MariaDB, with equal connection caps per worker. Run by bench/run.sh
 # (inside spec/support/with-db.sh: SCOPED_TEST_URL is set), or alone:
 #
-#   bash spec/support/with-db.sh bash bench/ngx.sh [--quick] [--rounds N] [--secs S]
+#   bash spec/support/with-db.sh bash bench/ngx.sh [--quick] [--rounds N] [--secs S] [--with-b]
+#
+# --with-b adds design (b) of issue 19 (a helper thread polling the fds and
+# a doorbell cosocket: bench/ngx/doorbell.c, a prototype kept for this).
 #
 # Two workloads, each request one unit of work, at concurrency 50 (wrk, 2
 # threads, keep-alive connections):
@@ -19,12 +22,13 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT=$PWD
-rounds=3 secs=5 warm=1 quick=0 conc=50 cap=10
+rounds=3 secs=5 warm=1 quick=0 conc=50 cap=10 with_b=0
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1; rounds=1; secs=1; warm=0.5 ;;
         --rounds) rounds=$2; shift ;;
         --secs) secs=$2; shift ;;
+        --with-b) with_b=1 ;;
         *) echo "bench/ngx.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -56,6 +60,8 @@ mkdir -p "$SNAP/scoped"
 cp -R lua "$SNAP/lua"
 cp build/luajit/scoped/core.so "$SNAP/scoped/core.so" || exit 1
 [ -f build/luajit/scoped/ngx_wait.so ] && cp build/luajit/scoped/ngx_wait.so "$SNAP/scoped/"
+# design (b)'s prototype (--with-b)
+cc -std=c99 -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o "$SNAP/doorbell.so" bench/ngx/doorbell.c || exit 1
 
 mariadb --no-defaults --socket="$SOCK" -uroot scoped_test -e \
     "DROP TABLE IF EXISTS ngx_bench; CREATE TABLE ngx_bench (id INT AUTO_INCREMENT PRIMARY KEY, w INT, note VARCHAR(32))" \
@@ -99,6 +105,7 @@ fi
 say "nginx pid $nginx_pid on 127.0.0.1:$port, 2 workers, $cap connections per worker for every system"
 
 SYSTEMS=(inline offload nb resty)
+[ "$with_b" = 1 ] && SYSTEMS=(inline offload nb bell resty)
 path_for() { [ "$1" = resty ] && echo "/resty/$2" || echo "/scoped/$1/$2"; }
 to_ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; printf "%.2f", v }' <<<"$1"; }
 : >"$TSV"
@@ -151,11 +158,12 @@ fi
             for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
             return cnt % 2 ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2 }
         END {
-            split("sleep unit", ws, " "); split("inline offload nb resty", ss, " ")
+            split("sleep unit", ws, " "); ns = split("inline offload nb bell resty", ss, " ")
             name["inline"] = "scoped inline (blocking)"; name["offload"] = "scoped offload (thread pool)"
             name["nb"] = "scoped non-blocking (io_wait)"; name["resty"] = "lua-resty-mysql 0.29"
+            name["bell"] = "scoped, design (b): helper thread + doorbell"
             wl["sleep"] = "SELECT SLEEP(0.02)"; wl["unit"] = "INSERT + SELECT + COMMIT"
-            for (a = 1; a <= 2; a++) for (b = 1; b <= 4; b++) {
+            for (a = 1; a <= 2; a++) for (b = 1; b <= ns; b++) {
                 w = ws[a]; s = ss[b]; key = w SUBSEP s; cnt = n[key]
                 if (!cnt) continue
                 # the ratio per round, then its median

@@ -3,8 +3,10 @@
 # mode: system calls (strace -c over every thread of the worker) and
 # instructions (valgrind callgrind, nginx in one process) per request of one
 # SELECT 1, for scoped inline (blocking), nb (io_wait in nginx's epoll),
-# offload (thread pool) and lua-resty-mysql. One request = one statement =
-# one wait, so nb less inline is the cost of a non-blocking wait.
+# offload (thread pool), bell and lua-resty-mysql. One request = one statement =
+# one wait, so nb less inline is the cost of a non-blocking wait. bell is
+# design (b) of issue 19 (bench/ngx/doorbell.c: a helper thread, a doorbell
+# cosocket).
 #
 #   bash spec/support/with-db.sh bash bench/ngx_cost.sh [N]     (default N 2000)
 #
@@ -24,7 +26,7 @@ trap 'stop; rm -rf -- "$tmp"' EXIT
 
 start() {   # wrapper...: nginx in one process (master_process off)
     port=$(free_port) || exit 1
-    sed -e "s|@PREFIX@|$tmp|g" -e "s|@ROOT@/build/bench/ngx|$ROOT/build/luajit|g" -e "s|@ROOT@|$ROOT|g" \
+    sed -e "s|@PREFIX@|$tmp|g" -e "s|@ROOT@/build/bench/ngx/?.so|$ROOT/build/luajit/?.so;$tmp/?.so|g" -e "s|@ROOT@|$ROOT|g" \
         -e "s|@PORT@|$port|g" -e "s|@USER@|user root;|g" -e "s|@PEERS@|$PEERS|g" -e "s|@CAP@|2|g" \
         -e "s|@WORKERS@|1|g" -e "s|@MASTER@|off|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
     : >"$tmp/error.log"
@@ -45,7 +47,8 @@ requests() {   # path n: n requests one after the other on one keep-alive connec
 }
 
 path_for() { [ "$1" = resty ] && echo "/resty/select1" || echo "/scoped/$1/select1"; }
-MODES=(inline nb offload resty)
+MODES=(inline nb offload bell resty)
+cc -std=c99 -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o "$tmp/doorbell.so" bench/ngx/doorbell.c || exit 1
 
 echo "| per request of one SELECT 1 ($N requests, 1 worker, keep-alive) | ${MODES[*]} |"
 # ---- system calls

@@ -10,7 +10,8 @@
 --                        says: connect (from its pool), query, set_keepalive;
 --                        the unit in an explicit transaction (BEGIN ... COMMIT)
 -- MODE: inline (statements block the worker), offload (nginx's thread
--- pool), nb (io_wait in nginx's event loop: the default).
+-- pool), nb (io_wait in nginx's event loop: the default), bell (design (b):
+-- a helper thread and a doorbell cosocket, bench/ngx/doorbell.lua).
 local scoped = require "scoped"
 
 local M = {}
@@ -29,6 +30,9 @@ function M.init(url, cap)
   -- no io_wait: every round trip blocks the worker (what scoped did before)
   inline:_set_hooks{io_wait = false}
   local engines = {inline = inline, offload = engine({offload = "bench_db"}), nb = engine()}
+  -- design (b), a helper thread and a doorbell cosocket (bench/ngx/doorbell.lua)
+  local okb, bell = pcall(engine, {io_wait = require("doorbell").io_wait})
+  if okb then engines.bell = bell end
   for mode, e in pairs(engines) do S[mode] = scoped.scoped_session(scoped.sessionmaker{bind = e}) end
   local u = scoped.make_url(url)
   DB = {host = u.host, port = u.port, user = u.username, password = u.password or "",
@@ -61,6 +65,7 @@ end
 
 function M.scoped(mode, what)
   local Session = S[mode]
+  if Session == nil then return fail("no engine for mode " .. mode) end
   local f = what == "sleep" and scoped_sleep or what == "select1" and scoped_select1 or scoped_unit
   local ok, err = pcall(f, Session)
   if not ok then
