@@ -47,7 +47,7 @@ requests() {   # path n: n requests one after the other on one keep-alive connec
 }
 
 path_for() { [ "$1" = resty ] && echo "/resty/select1" || echo "/scoped/$1/select1"; }
-MODES=(inline nb offload bell resty)
+read -r -a MODES <<<"${COST_MODES:-inline nb offload bell resty}"
 cc -std=c99 -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o "$tmp/doorbell.so" bench/ngx/doorbell.c || exit 1
 
 echo "| per request of one SELECT 1 ($N requests, 1 worker, keep-alive) | ${MODES[*]} |"
@@ -92,5 +92,44 @@ if command -v valgrind >/dev/null 2>&1; then
     row="| instructions (less /ping's ${ir[ping]}) |"
     for m in "${MODES[@]}"; do row+=" $(( ${ir[$m]:-0} - ${ir[ping]:-0} )) |"; done
     echo "$row"
+fi
+# ---- per wait, no database: /waitloop/MODE (K waits on a socketpair in one
+# request; the write and read around each wait included, as in every mode)
+K=2000
+echo
+echo "| per wait, no database (a socketpair, $K waits in one request; write + wait + read) | nb (design a) | bell (design b) |"
+start
+declare -A wcalls wtop
+for m in nb bell; do
+    requests "/waitloop/$m?k=100" 2
+    args=(); for t in /proc/$pid/task/*; do args+=(-p "${t##*/}"); done
+    strace -c -f -o "$tmp/wstrace.$m" "${args[@]}" 2>/dev/null &
+    spid=$!
+    sleep 0.5
+    requests "/waitloop/$m?k=$K" 1
+    kill -INT "$spid"; wait "$spid" 2>/dev/null
+    wcalls[$m]=$(awk -v n="$K" '$NF == "total" {printf "%.1f", $4 / n}' "$tmp/wstrace.$m")
+    wtop[$m]=$(awk -v n="$K" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" && $4 / n >= 0.05 {printf "%s %.2f, ", $NF, $4 / n}' "$tmp/wstrace.$m")
+done
+t0=$(date +%s.%N); requests "/waitloop/nb?k=$K" 5; t1=$(date +%s.%N); requests "/waitloop/bell?k=$K" 5; t2=$(date +%s.%N)
+stop
+echo "| system calls, all threads | ${wcalls[nb]} | ${wcalls[bell]} |"
+echo "| wall time per wait (us, unpinned, 5 x $K) | $(awk -v a="$t0" -v b="$t1" -v k="$K" 'BEGIN {printf "%.1f", (b - a) * 1e6 / (5 * k)}') | $(awk -v a="$t1" -v b="$t2" -v k="$K" 'BEGIN {printf "%.1f", (b - a) * 1e6 / (5 * k)}') |"
+for m in nb bell; do echo "#   $m: ${wtop[$m]}"; done
+if command -v valgrind >/dev/null 2>&1; then
+    start valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.%p" --dump-instr=no --collect-atstart=yes
+    declare -A wir
+    for m in nb bell; do
+        requests "/waitloop/$m?k=100" 2
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        requests "/waitloop/$m?k=$K" 1
+        callgrind_control -d "w$m" "$pid" >/dev/null 2>&1
+        sleep 0.5
+        f=$(ls -t "$tmp"/cg.*.* 2>/dev/null | head -n 1)
+        wir[$m]=$(awk -v n="$K" '/^summary:/ {printf "%.0f", $2 / n}' "$f")
+        rm -f "$f"
+    done
+    stop
+    echo "| instructions, all threads (user space) | ${wir[nb]} | ${wir[bell]} |"
 fi
 grep -E '\[(alert|crit|error)\]' "$tmp/error.log" | head -n 5

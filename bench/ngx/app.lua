@@ -110,4 +110,32 @@ function M.resty(what)
   ngx.say("ok")
 end
 
+-- /waitloop/MODE?k=K (bench/ngx_cost.sh): K waits with no database, one
+-- after the other in one light thread: write a byte into a socketpair, wait
+-- for the other end to be readable (io_wait of design nb or bell), read it
+local ffi = require "ffi"
+pcall(ffi.cdef, [[
+  int socketpair(int domain, int type, int protocol, int sv[2]);
+  long write(int fd, const void *buf, unsigned long n);
+  long read(int fd, void *buf, unsigned long n);
+  int close(int fd);
+]])
+
+function M.waitloop(mode)
+  local io_wait = mode == "bell" and require("doorbell").io_wait or require("scoped.ngx").io_wait_hook()
+  local k = tonumber(ngx.var.arg_k) or 1000
+  local sv = ffi.new("int[2]")
+  assert(ffi.C.socketpair(1, 1, 0, sv) == 0)
+  local buf = ffi.new("char[1]")
+  local woke = 0
+  for _ = 1, k do
+    ffi.C.write(sv[1], "x", 1)
+    if io_wait(nil, sv[0], "r", 5) then woke = woke + 1 end
+    ffi.C.read(sv[0], buf, 1)
+  end
+  ffi.C.close(sv[0]); ffi.C.close(sv[1])
+  if woke ~= k then return fail("waitloop: " .. woke .. " of " .. k) end
+  ngx.say("ok")
+end
+
 return M
