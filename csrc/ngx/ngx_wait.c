@@ -25,8 +25,8 @@
  *           releases whatever the handler did not
  * A light thread killed while waiting (ngx.thread.kill, a client abort)
  * never runs its release: the Lua side keeps every armed wait in a table
- * and releases those whose semaphore has no waiter left before each arm
- * (sweep). By then libmariadb may have closed the fd (discard and garbage
+ * and releases those whose semaphore has no waiter left from a later wait
+ * (sweep, at most every 0.1 s). By then libmariadb may have closed the fd (discard and garbage
  * collection close it with no hook) and the number may be another file's:
  * a sweep's release compares the fd's inode with the one seen at arm time,
  * and when it differs does no epoll call at all (closing the socket took it

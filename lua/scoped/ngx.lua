@@ -373,6 +373,9 @@ local nb          -- the shim once loaded (a table), false when unavailable
 local nb_reason   -- why not, for M.io_wait_status()
 
 local EVENTS = {r = 1, w = 2, rw = 3}
+-- how often a wait sweeps (releases the waits of killed light threads)
+local SWEEP_SECONDS = 0.1
+local ngx_now = M.active and ngx.now or os.time
 -- no timeout given: wake up at least this often anyway (a spurious wake-up:
 -- the caller tries its operation again and waits again)
 local LONG_WAIT = 60
@@ -415,7 +418,7 @@ local function load_nb()
     nb_reason = path .. " was built for another nginx (version or signature differ: make ngx-wait)"
     return nb
   end
-  nb = {lib = lib, ffi = ffi, spare = {}, nspare = 0, armed = {}, narmed = 0}
+  nb = {lib = lib, ffi = ffi, spare = {}, nspare = 0, armed = {}, narmed = 0, swept = 0}
   return nb
 end
 
@@ -427,7 +430,8 @@ function M.io_wait_status()
 end
 
 -- Waits nobody will release: their light thread was killed while waiting
--- (its semaphore has no waiter left and the handler did not run). Releasing
+-- (its semaphore has no waiter left and the handler did not run), at most
+-- every SWEEP_SECONDS from a wait, and from a graceful shutdown. Releasing
 -- a wait whose light thread has timed out but not resumed yet is harmless:
 -- its own release then finds nothing to do.
 local function sweep(n)
@@ -463,7 +467,15 @@ local function io_wait(raw, fd, events, timeout) -- luacheck: ignore raw
   if not YIELDABLE[get_phase()] or (timeout ~= nil and timeout <= 0) then
     return poll_wait(n, fd, ev, timeout)
   end
-  if n.narmed > 0 then sweep(n) end
+  -- the sweep visits every armed wait: at most every SWEEP_SECONDS (the
+  -- clock nginx caches), not at each wait
+  if n.narmed > 0 then
+    local t = ngx_now()
+    if t - n.swept >= SWEEP_SECONDS then
+      n.swept = t
+      sweep(n)
+    end
+  end
   local slot
   if n.nspare > 0 then
     slot = n.spare[n.nspare]
