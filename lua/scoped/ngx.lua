@@ -125,10 +125,16 @@ function M.attach(engine)
   local pool = engine._opts.offload
   if pool ~= nil then
     hooks.wrap = function(raw) return M.offloaded(raw, pool) end
-  elseif engine._opts.io_wait == nil and not rawget(engine, "_io_wait") then
-    -- statements wait for the server in nginx's event loop (section 4),
-    -- unless the shim is not there (then they block, as before)
-    hooks.io_wait = M.io_wait_hook()
+  else
+    if engine._opts.io_wait == nil and not rawget(engine, "_io_wait") then
+      -- statements wait for the server in nginx's event loop (section 3),
+      -- unless the shim is not there (then they block, as before)
+      hooks.io_wait = M.io_wait_hook()
+    end
+    if hooks.io_wait or rawget(engine, "_io_wait") then
+      -- ours or the engine's own: never where nginx cannot yield
+      hooks.io_can_wait = M.can_yield
+    end
   end
   if engine._opts.logger == nil then
     -- nginx's error log, at the level of each line: echo's lines at INFO

@@ -397,6 +397,11 @@ nb_check("io_wait: a raw TCP connection to the server, connect and greeting wait
   return r and r.w == true and r.r == true and (r.n or 0) > 4, cjson.encode(r)
 end)
 
+nb_check("io_wait: a light thread killed during a statement leaves nothing registered", function()
+  local _, r = get_json("/t/nb_kill")
+  return r and r.live_before == 1 and r.live_swept == 0 and r.v == 42, cjson.encode(r)
+end)
+
 -- Latency of a DB-free request while another request runs SELECT SLEEP(0.2).
 local function latency_under_sleep(mode)
   local times = {}
@@ -411,13 +416,14 @@ local function latency_under_sleep(mode)
   return median(times), times
 end
 
-check("single", "offload keeps the worker responsive during SELECT SLEEP(0.2); inline blocks it", function()
+check("single", "offload and io_wait keep the worker responsive during SELECT SLEEP(0.2); inline blocks it", function()
   local inline = latency_under_sleep("inline")
   local offload = latency_under_sleep("offload")
+  local nb = latency_under_sleep("nb")
   print(string.format("# latency of /ping while another request runs SELECT SLEEP(0.2), median of 5: " ..
-    "inline %.1f ms, offload %.1f ms", inline * 1000, offload * 1000))
-  return offload < 0.05 and inline > 0.1,
-    string.format("inline %.3f s, offload %.3f s", inline, offload)
+    "inline %.1f ms, offload %.1f ms, io_wait %.1f ms", inline * 1000, offload * 1000, nb * 1000))
+  return offload < 0.05 and nb < 0.05 and inline > 0.1,
+    string.format("inline %.3f s, offload %.3f s, io_wait %.3f s", inline, offload, nb)
 end)
 
 -- Throughput of SELECT 1 requests, curl --parallel.
@@ -437,15 +443,15 @@ local function throughput(path, n, conc)
   return ok, n / secs
 end
 
-check("single", "SELECT 1 requests, inline and offloaded: all answered", function()
+check("single", "SELECT 1 requests, inline, offloaded and io_wait: all answered", function()
   local n, conc = 2000, 20
-  throughput("/t/select1?mode=inline", 200, conc) -- warm both pools
-  throughput("/t/select1?mode=offload", 200, conc)
-  local ok_i, rate_i = throughput("/t/select1?mode=inline", n, conc)
-  local ok_o, rate_o = throughput("/t/select1?mode=offload", n, conc)
+  local ok, rate = {}, {}
+  for _, m in ipairs({"inline", "offload", "nb"}) do throughput("/t/select1?mode=" .. m, 200, conc) end -- warm
+  for _, m in ipairs({"inline", "offload", "nb"}) do ok[m], rate[m] = throughput("/t/select1?mode=" .. m, n, conc) end
   print(string.format("# SELECT 1 throughput, %d requests at concurrency %d, 1 worker: " ..
-    "inline %.0f req/s, offload %.0f req/s", n, conc, rate_i, rate_o))
-  return ok_i == n and ok_o == n, string.format("200s: inline %d, offload %d of %d", ok_i, ok_o, n)
+    "inline %.0f req/s, offload %.0f req/s, io_wait %.0f req/s", n, conc, rate.inline, rate.offload, rate.nb))
+  return ok.inline == n and ok.offload == n and ok.nb == n,
+    string.format("200s: inline %d, offload %d, io_wait %d of %d", ok.inline, ok.offload, ok.nb, n)
 end)
 
 check("single", "examples/openresty/app.lua: POST and GET /items, null as JSON null, 409 on a duplicate", function()

@@ -18,10 +18,13 @@ function M.init(url)
   E.tiny = scoped.create_engine(url, {pool_size = 1, max_overflow = 0, pool_timeout = 5})
   -- ... or 0.5 s
   E.quick = scoped.create_engine(url, {pool_size = 1, max_overflow = 0, pool_timeout = 0.5})
-  -- statements in nginx's thread pool; `inline` is its twin without
+  -- statements in nginx's thread pool; `inline` is its twin that blocks
+  -- the worker (no io_wait), `nb` the default (io_wait in nginx's epoll)
   E.off = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10,
     offload = "scoped_db"})
   E.inline = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10})
+  E.inline:_set_hooks{io_wait = false}
+  E.nb = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10})
   for name, engine in pairs(E) do
     S[name] = scoped.scoped_session(scoped.sessionmaker{bind = engine})
   end
@@ -101,8 +104,11 @@ function H.reqscope()
     S.main:remove() -- this light thread's own session
     return {req_sid = req_sid, req_cid = req_cid, co_sid = co_sid}
   end
-  local t1, t2 = ngx.thread.spawn(light), ngx.thread.spawn(light)
+  -- one after the other: they share one connection, and with io_wait a
+  -- statement yields, so overlapping ones would find it busy (README)
+  local t1 = ngx.thread.spawn(light)
   local _, r1 = ngx.thread.wait(t1)
+  local t2 = ngx.thread.spawn(light)
   local _, r2 = ngx.thread.wait(t2)
   S.main:remove()
   if ngx.var.arg_keep ~= "1" then S.req:remove() end
@@ -184,7 +190,7 @@ end
 
 -- A statement of `secs` seconds, inline or offloaded.
 function H.slow()
-  local name = ngx.var.arg_mode == "offload" and "off" or "inline"
+  local name = ({offload = "off", nb = "nb"})[ngx.var.arg_mode] or "inline"
   local secs = tonumber(ngx.var.arg_secs) or 0.2
   ngx.update_time()
   local t0 = ngx.now()
@@ -195,7 +201,7 @@ function H.slow()
 end
 
 function H.select1()
-  local name = ngx.var.arg_mode == "offload" and "off" or "inline"
+  local name = ({offload = "off", nb = "nb"})[ngx.var.arg_mode] or "inline"
   local v = S[name]:scalar("SELECT 1")
   S[name]:remove()
   ngx.say(v)
@@ -262,6 +268,25 @@ function H.result()
   -- cjson.null, a truthy userdata, which the checks cannot index)
   local stored = shared:get("result:" .. ngx.var.arg_key)
   reply(stored and cjson.decode(stored) or {missing = true})
+end
+
+-- A light thread killed in the middle of an io_wait statement: nothing of
+-- its wait stays registered with nginx after the next sweep, and the
+-- engine serves the next statement
+function H.nb_kill()
+  local sngx = require "scoped.ngx"
+  local t = ngx.thread.spawn(function()
+    local v = S.nb:scalar("SELECT SLEEP(2)")
+    S.nb:remove()
+    return v
+  end)
+  ngx.sleep(0.05)
+  local live_before = sngx._io_wait_counts()
+  assert(ngx.thread.kill(t))
+  local live_swept = sngx._io_wait_counts(true)
+  local v = S.nb:scalar("SELECT 41 + 1")
+  S.nb:remove()
+  reply({live_before = live_before, live_swept = live_swept, v = v})
 end
 
 -- the io_wait's own handlers (nbwait_*), added on the first request (busted
