@@ -63,9 +63,9 @@ cp build/luajit/scoped/core.so "$SNAP/scoped/core.so" || exit 1
 # design (b)'s prototype (--with-b)
 cc -std=c99 -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o "$SNAP/doorbell.so" bench/ngx/doorbell.c || exit 1
 
-mariadb --no-defaults --socket="$SOCK" -uroot scoped_test -e \
-    "DROP TABLE IF EXISTS ngx_bench; CREATE TABLE ngx_bench (id INT AUTO_INCREMENT PRIMARY KEY, w INT, note VARCHAR(32))" \
-    || { say "cannot create ngx_bench"; exit 1; }
+mariadb --no-defaults --socket="$SOCK" -uroot scoped_test <bench/ngx/users.sql \
+    || { say "bench/ngx/users.sql failed"; exit 1; }
+wide=$((conc / 2))   # connections per worker that conc requests over 2 workers can use at most
 
 . spec/support/free-port.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-ngx-bench.XXXXXX") || exit 1
@@ -91,7 +91,7 @@ user_line="# (not root)"; [ "$(id -u)" = 0 ] && user_line="user root;"
 port=$(free_port) || exit 1
 sed -e "s|@PREFIX@|$tmp|g" -e "s|@ROOT@/lua|$SNAP/lua|g" -e "s|@ROOT@/build/bench/ngx|$SNAP|g" \
     -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$port|g" -e "s|@USER@|$user_line|g" -e "s|@PEERS@|$PEERS|g" \
-    -e "s|@CAP@|$cap|g" -e "s|@WORKERS@|2|g" -e "s|@MASTER@|on|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
+    -e "s|@CAP@|$cap|g" -e "s|@WIDE@|$wide|g" -e "s|@WORKERS@|2|g" -e "s|@MASTER@|on|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
 SCOPED_TEST_URL=$URL "$NGINX" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" </dev/null >"$tmp/stdout.log" 2>&1 &
 nginx_pid=$!
 for ((i = 0; i < 100; i++)); do
@@ -104,8 +104,27 @@ if ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/ping"; then
 fi
 say "nginx pid $nginx_pid on 127.0.0.1:$port, 2 workers, $cap connections per worker for every system"
 
-SYSTEMS=(inline offload nb resty)
-[ "$with_b" = 1 ] && SYSTEMS=(inline offload nb bell resty)
+SYSTEMS=(inline offload nb nbwide resty)
+[ "$with_b" = 1 ] && SYSTEMS=(inline offload nb nbwide bell resty)
+# the most connections the server saw for system $1 while a cell ran: sampled
+# from its processlist every 0.2 s (each system connects as its own user)
+peak_start() {
+    ( peak=0
+      while [ ! -f "$tmp/peak.stop" ]; do
+          n=$(mariadb --no-defaults --socket="$SOCK" -uroot -N -e \
+              "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'b_$1'" 2>/dev/null)
+          [ "${n:-0}" -gt "$peak" ] && peak=$n
+          echo "$peak" >"$tmp/peak"
+          sleep 0.2
+      done ) </dev/null >/dev/null 2>&1 &
+    peak_pid=$!
+}
+peak_stop() {   # sets peak (not in a subshell: it waits for the sampler)
+    touch "$tmp/peak.stop"
+    wait "$peak_pid" 2>/dev/null
+    rm -f "$tmp/peak.stop"
+    peak=$(cat "$tmp/peak" 2>/dev/null || echo 0)
+}
 path_for() { [ "$1" = resty ] && echo "/resty/$2" || echo "/scoped/$1/$2"; }
 to_ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; printf "%.2f", v }' <<<"$1"; }
 : >"$TSV"
@@ -118,7 +137,9 @@ for ((r = 1; r <= rounds; r++)); do
             sys=${SYSTEMS[$(((k + r - 1) % ${#SYSTEMS[@]}))]}
             url="http://127.0.0.1:$port$(path_for "$sys" "$w")"
             wrk -t2 -c"$conc" -d"${warm}s" --timeout 30s "$url" >/dev/null 2>&1
+            peak_start "$sys"
             out=$(wrk -t2 -c"$conc" -d"${secs}s" --timeout 30s --latency "$url" 2>&1)
+            peak_stop
             echo "## round $r $w $sys" >>"$tmp/wrk.log"; echo "$out" >>"$tmp/wrk.log"
             rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
             p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
@@ -128,8 +149,8 @@ for ((r = 1; r <= rounds; r++)); do
             errs=$(( ${non2xx:-0} + ${sockerr:-0} ))
             [ -z "$rps" ] && { errs=$((errs + 1)); rps=0; }
             [ "$errs" -gt 0 ] && failures=$((failures + 1))
-            say "round $r $w $sys: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $errs"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$sys" "$rps" "$p50" "$p99" "$errs" >>"$TSV"
+            say "round $r $w $sys: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $errs, peak connections $peak"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$sys" "$rps" "$p50" "$p99" "$errs" "$peak" >>"$TSV"
         done
     done
 done
@@ -146,22 +167,24 @@ fi
 {
     echo "# OpenResty load test (bench/ngx.sh)"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 2 workers, $cap MariaDB connections per worker for every system (scoped pool_size $cap max_overflow 0; lua-resty-mysql pool_size $cap), wrk -t2 -c$conc, ${secs} s per cell after ${warm} s of warm-up, $rounds round(s), median; load average $load0 before; commit $(git rev-parse --short HEAD 2>/dev/null)${nb_note:+; $nb_note}; error.log after a graceful quit: $alerts alert, $errlines error lines"
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 2 workers, a cap of $cap MariaDB connections per worker for every system (scoped pool_size $cap max_overflow 0; lua-resty-mysql pool_size $cap with backlog, which it exceeds: see the peak column), scoped non-blocking also with pool_size $wide, wrk -t2 -c$conc, ${secs} s per cell after ${warm} s of warm-up, $rounds round(s), median; load average $load0 before; commit $(git rev-parse --short HEAD 2>/dev/null)${nb_note:+; $nb_note}; error.log after a graceful quit: $alerts alert, $errlines error lines"
     echo
-    echo "| workload | system | req/s | p50 ms | p99 ms | errors | req/s vs lua-resty-mysql |"
-    echo "|---|---|---|---|---|---|---|"
-    awk -F'\t' '
+    echo "| workload | system | req/s | p50 ms | p99 ms | errors | peak connections (2 workers) | req/s vs lua-resty-mysql |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F'\t' -v wide="$wide" '
         { key = $2 SUBSEP $3; n[key]++; rps[key, n[key]] = $4; p50[key, n[key]] = $5; p99[key, n[key]] = $6; err[key] += $7
+          if ($8 + 0 > peak[key]) peak[key] = $8 + 0
           round[$1, $2, $3] = $4 }
         function median(a, key, cnt,   i, j, t, v) {
             for (i = 1; i <= cnt; i++) v[i] = a[key, i]
             for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
             return cnt % 2 ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2 }
         END {
-            split("sleep unit", ws, " "); ns = split("inline offload nb bell resty", ss, " ")
+            split("sleep unit", ws, " "); ns = split("inline offload nb nbwide bell resty", ss, " ")
             name["inline"] = "scoped inline (blocking)"; name["offload"] = "scoped offload (thread pool)"
             name["nb"] = "scoped non-blocking (io_wait)"; name["resty"] = "lua-resty-mysql 0.29"
             name["bell"] = "scoped, design (b): helper thread + doorbell"
+            name["nbwide"] = "scoped non-blocking, pool_size " wide
             wl["sleep"] = "SELECT SLEEP(0.02)"; wl["unit"] = "INSERT + SELECT + COMMIT"
             for (a = 1; a <= 2; a++) for (b = 1; b <= ns; b++) {
                 w = ws[a]; s = ss[b]; key = w SUBSEP s; cnt = n[key]
@@ -171,8 +194,8 @@ fi
                 for (r = 1; r <= cnt; r++) if (round[r, w, "resty"] > 0) rr[++m] = round[r, w, s] / round[r, w, "resty"]
                 for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (rr[j] < rr[i]) { t = rr[i]; rr[i] = rr[j]; rr[j] = t }
                 ratio = m ? (m % 2 ? rr[(m + 1) / 2] : (rr[m / 2] + rr[m / 2 + 1]) / 2) : 0
-                printf "| %s | %s | %.0f | %.1f | %.1f | %d | %s |\n", wl[w], name[s], median(rps, key, cnt),
-                    median(p50, key, cnt), median(p99, key, cnt), err[key], s == "resty" ? "1.00x" : sprintf("%.2fx", ratio)
+                printf "| %s | %s | %.0f | %.1f | %.1f | %d | %d | %s |\n", wl[w], name[s], median(rps, key, cnt),
+                    median(p50, key, cnt), median(p99, key, cnt), err[key], peak[key], s == "resty" ? "1.00x" : sprintf("%.2fx", ratio)
             }
         }' "$TSV"
     echo

@@ -20,6 +20,7 @@ PEERS=${SCOPED_PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}
 NGINX=${NGINX:-/usr/sbin/nginx}
 . spec/support/free-port.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-ngx-cost.XXXXXX") || exit 1
+mariadb --no-defaults --socket="${SCOPED_TEST_SOCKET:?}" -uroot scoped_test <bench/ngx/users.sql || exit 1
 pid=""
 stop() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; [ -n "$pid" ] && { wait "$pid"; } 2>/dev/null; pid=""; }
 trap 'stop; rm -rf -- "$tmp"' EXIT
@@ -27,7 +28,7 @@ trap 'stop; rm -rf -- "$tmp"' EXIT
 start() {   # wrapper...: nginx in one process (master_process off)
     port=$(free_port) || exit 1
     sed -e "s|@PREFIX@|$tmp|g" -e "s|@ROOT@/build/bench/ngx/?.so|$ROOT/build/luajit/?.so;$tmp/?.so|g" -e "s|@ROOT@|$ROOT|g" \
-        -e "s|@PORT@|$port|g" -e "s|@USER@|user root;|g" -e "s|@PEERS@|$PEERS|g" -e "s|@CAP@|2|g" \
+        -e "s|@PORT@|$port|g" -e "s|@USER@|user root;|g" -e "s|@PEERS@|$PEERS|g" -e "s|@CAP@|2|g" -e "s|@WIDE@|2|g" \
         -e "s|@WORKERS@|1|g" -e "s|@MASTER@|off|g" bench/ngx/nginx.conf.in >"$tmp/nginx.conf"
     : >"$tmp/error.log"
     SCOPED_TEST_URL=$URL "$@" "$NGINX" -p "$tmp" -c "$tmp/nginx.conf" -e "$tmp/error.log" </dev/null >"$tmp/out.log" 2>&1 &

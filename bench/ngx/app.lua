@@ -10,8 +10,9 @@
 --                        says: connect (from its pool), query, set_keepalive;
 --                        the unit in an explicit transaction (BEGIN ... COMMIT)
 -- MODE: inline (statements block the worker), offload (nginx's thread
--- pool), nb (io_wait in nginx's event loop: the default), bell (design (b):
--- a helper thread and a doorbell cosocket, bench/ngx/doorbell.lua).
+-- pool), nb (io_wait in nginx's event loop: the default), nbwide (nb with
+-- as many connections as lua-resty-mysql really opens), bell (design (b): a
+-- helper thread and a doorbell cosocket, bench/ngx/doorbell.lua).
 local scoped = require "scoped"
 
 local M = {}
@@ -19,23 +20,29 @@ local S = {}        -- scoped_session per mode
 local CAP           -- connections per worker, every system alike
 local DB            -- lua-resty-mysql's connect options
 
-function M.init(url, cap)
+function M.init(url, cap, wide)
   CAP = cap
-  local function engine(extra)
-    local o = {pool_size = cap, max_overflow = 0, pool_timeout = 60}
+  -- each system its own MariaDB user (bench/ngx.sh creates them), so that
+  -- the bench can count each one's connections on the server
+  local function url_for(mode) return (url:gsub("^mysql://[^@/]*@", "mysql://b_" .. mode .. "@")) end
+  local function engine(mode, extra, size)
+    local o = {pool_size = size or cap, max_overflow = 0, pool_timeout = 60}
     for k, v in pairs(extra or {}) do o[k] = v end
-    return scoped.create_engine(url, o)
+    return scoped.create_engine(url_for(mode), o)
   end
-  local inline = engine()
+  local inline = engine("inline")
   -- no io_wait: every round trip blocks the worker (what scoped did before)
   inline:_set_hooks{io_wait = false}
-  local engines = {inline = inline, offload = engine({offload = "bench_db"}), nb = engine()}
+  local engines = {inline = inline, offload = engine("offload", {offload = "bench_db"}), nb = engine("nb"),
+    -- as many connections per worker as lua-resty-mysql opens at this
+    -- concurrency (its pool_size does not cap them, see bench/README.md)
+    nbwide = engine("nbwide", nil, wide)}
   -- design (b), a helper thread and a doorbell cosocket (bench/ngx/doorbell.lua)
-  local okb, bell = pcall(engine, {io_wait = require("doorbell").io_wait})
+  local okb, bell = pcall(engine, "bell", {io_wait = require("doorbell").io_wait})
   if okb then engines.bell = bell end
   for mode, e in pairs(engines) do S[mode] = scoped.scoped_session(scoped.sessionmaker{bind = e}) end
   local u = scoped.make_url(url)
-  DB = {host = u.host, port = u.port, user = u.username, password = u.password or "",
+  DB = {host = u.host, port = u.port, user = "b_resty", password = "",
         database = u.database, pool_size = cap, backlog = 10000, charset = "utf8mb4"}
 end
 
