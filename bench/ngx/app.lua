@@ -17,6 +17,7 @@ local scoped = require "scoped"
 
 local M = {}
 local S = {}        -- scoped_session per mode
+local E = {}        -- engine per mode
 local CAP           -- connections per worker, every system alike
 local DB            -- lua-resty-mysql's connect options
 
@@ -40,7 +41,10 @@ function M.init(url, cap, wide)
   -- design (b), a helper thread and a doorbell cosocket (bench/ngx/doorbell.lua)
   local okb, bell = pcall(engine, "bell", {io_wait = require("doorbell").io_wait})
   if okb then engines.bell = bell end
-  for mode, e in pairs(engines) do S[mode] = scoped.scoped_session(scoped.sessionmaker{bind = e}) end
+  for mode, e in pairs(engines) do
+    E[mode] = e
+    S[mode] = scoped.scoped_session(scoped.sessionmaker{bind = e})
+  end
   local u = scoped.make_url(url)
   DB = {host = u.host, port = u.port, user = "b_resty", password = "",
         database = u.database, pool_size = cap, backlog = 10000, charset = "utf8mb4"}
@@ -115,6 +119,15 @@ function M.resty(what)
   end
   db:set_keepalive(10000, CAP)
   ngx.say("ok")
+end
+
+-- /stats/MODE: this worker's pool counters for that mode (waits, wait_max...)
+function M.stats(mode)
+  local e = E[mode]
+  if e == nil then return fail("no engine for mode " .. mode) end
+  local t = e.pool:stats()
+  t.pid = ngx.worker.pid()
+  ngx.say(require("cjson").encode(t))
 end
 
 -- /waitloop/MODE?k=K (bench/ngx_cost.sh): K waits with no database, one
