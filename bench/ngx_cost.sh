@@ -134,3 +134,4 @@ if command -v valgrind >/dev/null 2>&1; then
     echo "| instructions, all threads (user space) | ${wir[nb]} | ${wir[bell]} |"
 fi
 grep -E '\[(alert|crit|error)\]' "$tmp/error.log" | head -n 5
+exit 0
