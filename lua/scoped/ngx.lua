@@ -4,7 +4,7 @@
 -- table, and only an nginx worker's lua_State (M.active) installs anything:
 -- an engine hook (engine.on_create) and two scope registries
 -- (scoping.register_scope). Plain Lua never loads this file, and nothing
--- else in scoped knows of nginx. Three things:
+-- else in scoped knows of nginx. Four things:
 --
 -- 1. Pool waits never block the worker. An engine made without pool_wait
 --    gets one here: the checkout's ticket waits on an ngx.semaphore of that
@@ -22,18 +22,18 @@
 --    whatever the request left in any of its coroutines (the safety net).
 --    scopes.ngx_request keys sessions by the request itself.
 --
--- 3. Statements never block the worker: every round trip that would block
---    waits for the socket in nginx's event loop (io_wait, section 4, with
---    the small C shim csrc/ngx/ngx_wait.c) while other requests run. The
---    default for every engine made without offload or io_wait.
---
--- 4. Offload (create_engine option offload = "<thread_pool>"): statements
+-- 3. Offload (create_engine option offload = "<thread_pool>"): statements
 --    run in nginx's thread pool through ngx.run_worker_thread. The session's
 --    connection stays checked out by the worker (its pool waits stay here,
 --    on the semaphore) and is lent to a pool thread for each statement
 --    (core.lease, csrc/lua/llease.c), so a transaction spans statements as
 --    usual. Results come back as plain tables and are served by a Result
 --    with the usual API; errors come back as error tables.
+--
+-- 4. Statements never block the worker: every round trip that would block
+--    waits for the socket in nginx's event loop (io_wait, with the small C
+--    shim csrc/ngx/ngx_wait.c) while other requests run. The default for
+--    every engine made without offload or io_wait.
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 
@@ -127,7 +127,7 @@ function M.attach(engine)
     hooks.wrap = function(raw) return M.offloaded(raw, pool) end
   else
     if engine._opts.io_wait == nil and not rawget(engine, "_io_wait") then
-      -- statements wait for the server in nginx's event loop (section 3),
+      -- statements wait for the server in nginx's event loop (section 4),
       -- unless the shim is not there (then they block, as before)
       hooks.io_wait = M.io_wait_hook()
     end
@@ -233,7 +233,7 @@ function M.request_key()
   return req
 end
 
--- ---- 4. offload -------------------------------------------------------------
+-- ---- 3. offload -------------------------------------------------------------
 
 -- The worker's stand-in for a RawConnection of an offload engine: the real
 -- one stays inside (and in the pool's books); statements go to a thread.
@@ -364,7 +364,7 @@ function M._offloaded(id, op, a, b)
   return true, out
 end
 
--- ---- 3. the non-blocking io_wait ---------------------------------------------
+-- ---- 4. the non-blocking io_wait ---------------------------------------------
 --
 -- io_wait(raw, fd, events, timeout): the socket is added to nginx's epoll
 -- (an ngx_connection_t of the worker's free list, never closed by nginx:
@@ -508,8 +508,9 @@ local function io_wait(raw, fd, events, timeout) -- luacheck: ignore raw
   n.armed[slot] = true
   n.narmed = n.narmed + 1
   local ok, err = sem:wait(timeout or LONG_WAIT)
-  -- if a sweep has released it meanwhile, w.c is NULL and it is gone from armed
-  if w.c ~= nil then n.lib.scoped_ngx_wait_release(w, 1) end
+  -- the handler released it if it ran, a sweep if this thread timed out
+  -- meanwhile; the fd is still the caller's socket (no identity check)
+  if w.c ~= nil then n.lib.scoped_ngx_wait_release(w, 0) end
   if n.armed[slot] then
     n.armed[slot] = nil
     n.narmed = n.narmed - 1

@@ -1,4 +1,4 @@
--- The OpenResty io_wait's own checks (scoped.ngx section 3, csrc/ngx/ngx_wait.c):
+-- The OpenResty io_wait's own checks (scoped.ngx section 4, csrc/ngx/ngx_wait.c):
 -- handlers that wait on sockets made here (socketpairs, a raw TCP connection
 -- to the server), with no statement, so that the wait is tested alone. Each
 -- answers JSON about what it saw, including which fds the worker's epoll
