@@ -426,6 +426,24 @@ check("single", "offload and io_wait keep the worker responsive during SELECT SL
     string.format("inline %.3f s, offload %.3f s, io_wait %.3f s", inline, offload, nb)
 end)
 
+check("single", "a streaming Result under io_wait reads every row and leaves the worker responsive", function()
+  local times, got = {}, nil
+  for i = 1, 3 do
+    local h = spawn("/t/stream?mode=nb")
+    sleep(0.05)
+    local _, _, secs = http("/ping")
+    times[i] = secs
+    local s, body = finish(h)
+    if s ~= 200 or type(body) ~= "table" then return false, "the stream request failed: " .. tostring(s) end
+    got = body
+  end
+  local ping = median(times)
+  print(string.format("# latency of /ping while another request streams 200 rows (0.2 s): io_wait %.1f ms", ping * 1000))
+  return got.rows == 200 and got.sum == 20100 and got.rowcount == 200 and ping < 0.05,
+    string.format("rows %s, sum %s, rowcount %s, /ping %.3f s", tostring(got.rows), tostring(got.sum),
+      tostring(got.rowcount), ping)
+end)
+
 -- Throughput of SELECT 1 requests, curl --parallel.
 local function throughput(path, n, conc)
   local cfg = os.tmpname()

@@ -200,6 +200,25 @@ function H.slow()
   reply({took = ngx.now() - t0})
 end
 
+-- A streaming Result (stream_results) under the engine's mode: 200 rows,
+-- each a millisecond apart on the server, read one by one.
+function H.stream()
+  local name = ({offload = "off", nb = "nb"})[ngx.var.arg_mode] or "inline"
+  ngx.update_time()
+  local t0 = ngx.now()
+  local r = S[name]:execute("SELECT seq, SLEEP(0.001) FROM seq_1_to_200", nil, {stream_results = true})
+  local n, sum = 0, 0
+  for row in r:iter() do
+    n = n + 1
+    sum = sum + row[1]
+  end
+  local rowcount = r.rowcount
+  S[name]:commit()
+  S[name]:remove()
+  ngx.update_time()
+  reply({rows = n, sum = sum, rowcount = rowcount, took = ngx.now() - t0})
+end
+
 function H.select1()
   local name = ({offload = "off", nb = "nb"})[ngx.var.arg_mode] or "inline"
   local v = S[name]:scalar("SELECT 1")
