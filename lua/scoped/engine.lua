@@ -213,11 +213,22 @@ end
 -- _fast. A Session may then also run on the raw connection itself, outside
 -- AUTOCOMMIT: _raw_sessions (scoped/session.lua). Each hot path reads one
 -- of the two fields; whatever changes a hook calls this.
+--
+-- An engine whose only hooks are the waits (pool_wait, pool_wake, io_wait:
+-- every engine under OpenResty, a cqueues or luv one) is not _fast, but its
+-- Sessions still hold the raw connection itself: _raw_sessions, with
+-- _session_ops the waiting versions of the checkout, the statement and the
+-- end of the unit of work (scoped/nonblocking.lua), instead of a Connection
+-- object and its checkin per request.
+local checkout -- below
 local function refresh(engine)
-  local plain = not (engine._pool_wait or engine._has_events or engine.hide_parameters
-    or engine._leak or engine._wrap or engine._io_wait)
-  engine._fast = plain and not engine._echo
-  engine._raw_sessions = engine._fast and not engine._autocommit
+  local plain = not (engine._has_events or engine.hide_parameters or engine._leak or engine._wrap)
+    and not engine._echo
+  local waits = engine._pool_wait or engine._io_wait
+  engine._fast = plain and not waits
+  engine._raw_sessions = plain and not engine._autocommit
+  engine._session_ops = engine._raw_sessions and waits and nonblocking.session_ops(engine, checkout)
+    or false
 end
 
 local EngineMT = {
@@ -301,6 +312,7 @@ function M.create_engine(url, opts)
     _leak = o.pool_leak_threshold or false,
     _fast = false,
     _raw_sessions = false,
+    _session_ops = false,
     _autocommit = o.isolation_level == "AUTOCOMMIT",
     _log = o.logger or default_logger,
     _events = {},
@@ -384,7 +396,7 @@ Pool.__tostring = function(self) return self._class end
 -- With io_wait, where the caller can yield, the checkout is deferred: a
 -- connection to open or to pre-ping comes back as it is (need "open" or
 -- "ping") and the non-blocking driver does it (scoped/nonblocking.lua).
-local function checkout(engine)
+function checkout(engine)
   local cpool = engine._cpool
   local wait = engine._pool_wait
   local defer = engine._io_wait and nonblocking.can_wait(engine)
@@ -1064,6 +1076,7 @@ function Connection:get_raw() return live_raw(self) end
 -- @local
 function M.adopt(engine, raw)
   raw:_pin() -- user code can reach it now: never reused for another checkout
+  if engine._io_wait then raw = nonblocking.wrap(raw, engine) end
   return setmetatable({engine = engine, raw = raw, _tx = ACTIVE, closed = false}, Connection)
 end
 

@@ -61,18 +61,12 @@ end
 
 -- Whether this caller may wait by yielding; a plug-in (scoped.ngx) narrows
 -- it (phases of nginx that cannot yield).
-local function can_wait(self)
-  local engine = self._engine
+local function can_wait(engine)
   local check = engine._io_can_wait
   if check then return check() end
   return isyieldable()
 end
-
-M.can_wait = function(engine)
-  local check = engine._io_can_wait
-  if check then return check() end
-  return isyieldable()
-end
+M.can_wait = can_wait
 
 --- finish_checkout(engine, raw, need) -> fresh: a deferred checkout's
 -- pre-ping ("ping") and connect ("open"), through io_wait. On any error the
@@ -93,16 +87,14 @@ function M.finish_checkout(engine, raw, need)
   return fresh
 end
 
-local function run(self, op, sql, params, text)
-  local raw = self._raw
-  return drive(raw, self._engine._io_wait, op, sql, params, text, raw:_nb(op, sql, params, text))
+local function run(engine, raw, op, sql, params, text)
+  return drive(raw, engine._io_wait, op, sql, params, text, raw:_nb(op, sql, params, text))
 end
 
-local function executemany(self, sql, sets, plan)
-  local raw = self._raw
+local function executemany(engine, raw, sql, sets, plan)
   local total, first_id, last = 0, 0, nil
   for i = 1, #plan, 2 do
-    last = run(self, "batch", sql, sets[plan[i + 1]], plan[i])
+    last = run(engine, raw, "batch", sql, sets[plan[i + 1]], plan[i])
     local n = last.rowcount
     if n > 0 then total = total + n end
     if first_id == 0 then first_id = last.lastrowid or 0 end
@@ -111,28 +103,33 @@ local function executemany(self, sql, sets, plan)
   return last
 end
 
-function NonBlocking:execute(sql, params)
-  local raw = self._raw
-  if not can_wait(self) then return raw:execute(sql, params) end
+-- A statement on a raw connection of engine (what NonBlocking:execute and
+-- a Session holding the raw connection itself run).
+local function execute(engine, raw, sql, params)
+  if not can_wait(engine) then return raw:execute(sql, params) end
   if type(params) == "table" and type(rawget(params, 1)) == "table" then
     -- a list of parameter sets for a :name statement is an executemany
     -- (as raw:execute decides); with ? binds it is an IN list
     local plan = raw:_nb_plan_many(sql, params, true)
-    if plan then return executemany(self, sql, params, plan) end
+    if plan then return executemany(engine, raw, sql, params, plan) end
   end
-  return run(self, "execute", sql, params)
+  return run(engine, raw, "execute", sql, params)
+end
+
+function NonBlocking:execute(sql, params)
+  return execute(self._engine, self._raw, sql, params)
 end
 
 function NonBlocking:exec_driver_sql(sql)
-  local raw = self._raw
-  if not can_wait(self) then return raw:exec_driver_sql(sql) end
-  return run(self, "exec_driver_sql", sql)
+  local raw, engine = self._raw, self._engine
+  if not can_wait(engine) then return raw:exec_driver_sql(sql) end
+  return run(engine, raw, "exec_driver_sql", sql)
 end
 
 function NonBlocking:executemany(sql, sets)
-  local raw = self._raw
-  if not can_wait(self) then return raw:executemany(sql, sets) end
-  return executemany(self, sql, sets, raw:_nb_plan_many(sql, sets))
+  local raw, engine = self._raw, self._engine
+  if not can_wait(engine) then return raw:executemany(sql, sets) end
+  return executemany(engine, raw, sql, sets, raw:_nb_plan_many(sql, sets))
 end
 
 -- ---- streaming results ------------------------------------------------------
@@ -223,28 +220,28 @@ local function wrap_stream(self, res)
 end
 
 function NonBlocking:stream(sql, params, yield_per)
-  local raw = self._raw
-  if not can_wait(self) then return raw:stream(sql, params, yield_per) end
-  return wrap_stream(self, drive(raw, self._engine._io_wait, "stream", sql, params, yield_per,
+  local raw, engine = self._raw, self._engine
+  if not can_wait(engine) then return raw:stream(sql, params, yield_per) end
+  return wrap_stream(self, drive(raw, engine._io_wait, "stream", sql, params, yield_per,
     raw:_nb("stream", sql, params, yield_per)))
 end
 
 function NonBlocking:commit()
-  local raw = self._raw
-  if not can_wait(self) then return raw:commit() end
-  run(self, "commit")
+  local raw, engine = self._raw, self._engine
+  if not can_wait(engine) then return raw:commit() end
+  run(engine, raw, "commit")
 end
 
 function NonBlocking:rollback()
-  local raw = self._raw
-  if not can_wait(self) then return raw:rollback() end
-  run(self, "rollback")
+  local raw, engine = self._raw, self._engine
+  if not can_wait(engine) then return raw:rollback() end
+  run(engine, raw, "rollback")
 end
 
 function NonBlocking:ping()
-  local raw = self._raw
-  if not can_wait(self) then return raw:ping() end
-  return run(self, "ping")
+  local raw, engine = self._raw, self._engine
+  if not can_wait(engine) then return raw:ping() end
+  return run(engine, raw, "ping")
 end
 
 -- What the pool's reset would send on return (pool_reset_on_return: the
@@ -253,34 +250,88 @@ end
 -- finds nothing to do. rollback: the Connection's own transaction is rolled
 -- back first, whatever the mode. A failure invalidates the connection, as
 -- the pool's own reset does.
-local function end_before_return(self, rollback)
-  local raw = self._raw
-  if raw:closed() or raw:is_invalidated() or not can_wait(self) then return end
-  local mode = self._engine._opts.pool_reset_on_return
+local function end_before_return(engine, raw, rollback)
+  if raw:closed() or raw:is_invalidated() or not can_wait(engine) then return end
+  local mode = engine._opts.pool_reset_on_return
   local ok = true
-  if rollback and raw:in_transaction() then ok = pcall(run, self, "rollback") end
+  if rollback and raw:in_transaction() then ok = pcall(run, engine, raw, "rollback") end
   if ok and mode == "reset_connection" then
-    ok = pcall(run, self, "reset")
+    ok = pcall(run, engine, raw, "reset")
   elseif ok and raw:in_transaction() then
     if mode == "rollback" then
-      ok = pcall(run, self, "rollback")
+      ok = pcall(run, engine, raw, "rollback")
     elseif mode == "commit" then
-      ok = pcall(run, self, "commit")
+      ok = pcall(run, engine, raw, "commit")
     end
   end
   if not ok then raw:invalidate() end
 end
 
 function NonBlocking:reset()
-  end_before_return(self, false)
+  end_before_return(self._engine, self._raw, false)
   return self._raw:reset()
 end
 
 function NonBlocking:close(rollback)
   local raw = self._raw
   raw:_check_idle("close", true)
-  end_before_return(self, rollback)
+  end_before_return(self._engine, raw, rollback)
   return raw:close(rollback)
+end
+
+-- ---- a Session holding the raw connection itself ------------------------------
+--
+-- The Session's raw path (scoped/session.lua), for an engine whose only
+-- hooks are the waits (pool_wait, pool_wake, io_wait): no Connection object,
+-- no proxy, a few Lua calls per request. engine.lua's refresh() installs
+-- these as engine._session_ops.
+local raw_finish = core.conn_methods.finish
+
+--- session_ops(engine, checkout) -> {checkout, execute, finish}: checkout()
+-- -> raw (checkout: engine.lua's, which waits with pool_wait and defers the
+-- connect to io_wait); execute(raw, sql, params); finish(raw, commit) -> the
+-- busy error or nothing, as raw:finish(commit, true) (then the pool's
+-- waiters are woken).
+-- @local
+function M.session_ops(engine, checkout)
+  local ops = {}
+  local released = engine._released
+  function ops.checkout()
+    return (checkout(engine))
+  end
+  if engine._io_wait then
+    function ops.execute(raw, sql, params) return execute(engine, raw, sql, params) end
+    function ops.finish(raw, commit)
+      if can_wait(engine) and not raw:closed() and not raw:is_invalidated() then
+        -- busy (called from inside one of its statements): refused before
+        -- anything is sent, as raw:finish refuses
+        local idle, busy = pcall(raw._check_idle, raw, commit and "commit" or "rollback", true)
+        if not idle then return busy end
+        local ok, err = pcall(run, engine, raw, commit and "commit" or "rollback")
+        if not ok then
+          raw_finish(raw, false, true) -- back to the pool (a dead one discarded) first
+          if released then released() end
+          error(err, 0)
+        end
+        -- ended: raw:finish's ROLLBACK by the reset rule finds nothing to send
+        commit = false
+        if engine._opts.pool_reset_on_return == "reset_connection" then
+          if not pcall(run, engine, raw, "reset") then raw:invalidate() end
+        end
+      end
+      local busy = raw_finish(raw, commit, true)
+      if released and not busy then released() end
+      return busy
+    end
+  else
+    ops.execute = core.conn_methods.execute
+    function ops.finish(raw, commit)
+      local busy = raw_finish(raw, commit, true)
+      if released and not busy then released() end
+      return busy
+    end
+  end
+  return ops
 end
 
 for _, name in ipairs({"render", "in_transaction", "thread_id", "invalidate",

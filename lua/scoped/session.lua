@@ -254,7 +254,12 @@ function Session:execute(sql, params, opts)
   if not self then exc._colon("Session", "execute", self) end
   if opts ~= nil then return self:connection():execute(sql, params, opts) end
   local raw = self._raw
-  if raw and self.bind._fast then return raw_execute(raw, sql, params) end
+  if raw then
+    local bind = self.bind
+    if bind._fast then return raw_execute(raw, sql, params) end
+    local ops = bind._session_ops
+    if ops then return ops.execute(raw, sql, params) end
+  end
   local conn = self._conn
   if not conn and not raw then
     local active = self._active
@@ -265,6 +270,13 @@ function Session:execute(sql, params, opts)
     end
     local bind = self.bind
     if bind ~= nil and bind._raw_sessions then
+      local ops = bind._session_ops
+      if ops then
+        raw = ops.checkout() -- waits for a connection, or opens one, by yielding
+        self._raw = raw
+        if not active then self._active = true end
+        return ops.execute(raw, sql, params)
+      end
       raw = pool_checkout(bind._cpool)
       self._raw = raw
       if not active then self._active = true end
@@ -328,7 +340,8 @@ local function finish(self, commit)
   local raw = self._raw
   if raw then
     local bind = self.bind
-    if bind._fast then
+    local ops = bind._session_ops
+    if bind._fast or ops then
       self._raw = false
       -- FAILED until a COMMIT has gone through; a ROLLBACK that fails (its
       -- connection lost) ends the transaction all the same.
@@ -336,8 +349,10 @@ local function finish(self, commit)
       -- true: its userdata serves the next checkout. It returns an error
       -- only when it did nothing because the connection is busy (this was
       -- called from inside one of its statements: a finalizer, a params
-      -- metamethod): the session is then put back as it was.
-      local busy = raw_finish(raw, commit, true)
+      -- metamethod): the session is then put back as it was. (ops: the
+      -- same, the end of the unit waited for by yielding)
+      local busy
+      if ops then busy = ops.finish(raw, commit) else busy = raw_finish(raw, commit, true) end
       if busy then
         self._raw, self._active = raw, a
         if after then after._ended = was_ended end
