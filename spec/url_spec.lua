@@ -110,6 +110,146 @@ describe("make_url", function()
     end
   end)
 
+  describe("several hosts (issue 21)", function()
+    it("parses a host list in the authority, each host with its port, IPv6 in brackets", function()
+      local u = scoped.make_url("mysql://u:p@db1:3306,db2,[fd00::1]:3307/shop")
+      assert.same({{host = "db1", port = 3306}, {host = "db2"}, {host = "fd00::1", port = 3307}}, u.hosts)
+      assert.equal("db1", u.host) -- the first host's, for whatever knows of one host
+      assert.equal(3306, u.port)
+      assert.equal("shop", u.database)
+      assert.equal("p", u.password)
+      assert.equal("mysql://u:***@db1:3306,db2,[fd00::1]:3307/shop", tostring(u))
+    end)
+
+    it("no longer refuses h1:3306,h2:3306 nor passes h1,h2 through as one host", function()
+      assert.same({{host = "h1", port = 3306}, {host = "h2", port = 3306}},
+        scoped.make_url("mysql://h1:3306,h2:3306/d").hosts)
+      local u = scoped.make_url("mysql://h1,h2/d")
+      assert.same({{host = "h1"}, {host = "h2"}}, u.hosts)
+      assert.equal("h1", u.host)
+    end)
+
+    it("parses repeated ?host= (the psycopg2 form) into the same list", function()
+      local u = scoped.make_url("mysql://u:p@/shop?host=db1:3306&host=db2&host=fd00::1&host=[::1]:3307"
+        .. "&charset=latin1")
+      assert.same({{host = "db1", port = 3306}, {host = "db2"}, {host = "fd00::1"},
+        {host = "::1", port = 3307}}, u.hosts)
+      assert.same({charset = "latin1"}, u.query) -- host is no query parameter
+      assert.equal("mysql://u:***@db1:3306,db2,[fd00::1],[::1]:3307/shop?charset=latin1", tostring(u))
+      -- one ?host= is a URL with one host
+      u = scoped.make_url("mysql://u@/shop?host=db1:3307")
+      assert.is_nil(u.hosts)
+      assert.equal("db1", u.host)
+      assert.equal(3307, u.port)
+    end)
+
+    it("round-trips the host list through render_as_string and make_url", function()
+      for _, s in ipairs({"mysql://u:p%40w@a:1,b,[::1]:3/d?ha_mode=round_robin",
+          "mariadb+x://a,b", "mysql://[fd00::1],[fd00::2]:5/d?deny_timeout=0"}) do
+        local u = scoped.make_url(s)
+        assert.equal(s, u:render_as_string(false))
+        local v = scoped.make_url(u:render_as_string(false))
+        assert.same(u.hosts, v.hosts)
+        assert.equal(u.password, v.password)
+      end
+    end)
+
+    it("set() changes the host list, checked as make_url checks it", function()
+      local u = scoped.make_url("mysql://u:pw@a:1,b/d")
+      local v = u:set({hosts = {"x:5", {host = "y", port = 6}, "[::1]"}})
+      assert.same({{host = "x", port = 5}, {host = "y", port = 6}, {host = "::1"}}, v.hosts)
+      assert.equal("x", v.host)
+      assert.equal("mysql://u:pw@x:5,y:6,[::1]/d", v:render_as_string(false))
+      assert.same({{host = "a", port = 1}, {host = "b"}}, u.hosts) -- u unchanged
+      local w = u:set({hosts = {"z:7"}}) -- one host: an ordinary URL
+      assert.is_nil(w.hosts)
+      assert.equal("mysql://u:***@z:7/d", tostring(w))
+      assert.same({{host = "a", port = 1}, {host = "b"}}, u:set({database = "e"}).hosts)
+      for _, case in ipairs({
+        {{host = "z"}, "set hosts instead"},
+        {{hosts = {"a", "b"}, host = "c"}, "not both"},
+        {{hosts = {}}, "at least one host"},
+        {{hosts = {"a", "b:0"}}, "port is not a number"},
+        {{hosts = {"a,b", "c"}}, "cannot contain ','"},
+        {{hosts = {"a", 5}}, "must be a string or a table"},
+        {{query = {unix_socket = "/s"}}, "unix_socket cannot be given with several hosts"},
+      }) do
+        local err = H.error_of(u.set, u, case[1])
+        assert.equal("ArgumentError", err.kind)
+        assert.truthy(err.message:find(case[2], 1, true), err.message)
+      end
+    end)
+
+    it("validates ha_mode, target_session_attrs, galera and deny_timeout", function()
+      local u = scoped.make_url("mysql://a,b/d?ha_mode=round_robin&target_session_attrs=prefer-read-only"
+        .. "&galera=true&deny_timeout=5")
+      assert.same({ha_mode = "round_robin", target_session_attrs = "prefer-read-only", galera = "true",
+        deny_timeout = "5"}, u.query)
+      for _, v in ipairs({"any", "read-write", "read-only", "prefer-read-only"}) do
+        assert.equal(v, scoped.make_url("mysql://h/d?target_session_attrs=" .. v).query.target_session_attrs)
+      end
+    end)
+
+    it("takes the new options as create_engine connect_args too, checked alike", function()
+      local e = scoped.create_engine("mysql://a,b/d", {connect_args = {ha_mode = "round_robin",
+        galera = false, deny_timeout = 2}})
+      assert.same({ha_mode = "round_robin", galera = "false", deny_timeout = "2"}, e.url.query)
+      local err = H.error_of(scoped.create_engine, "mysql://a,b/d", {connect_args = {ha_mode = "random"}})
+      assert.equal("ArgumentError", err.kind)
+      err = H.error_of(scoped.create_engine, "mysql://a,b/d", {connect_args = {unix_socket = "/s"}})
+      assert.equal("ArgumentError", err.kind)
+      assert.truthy(err.message:find("unix_socket cannot be given with several hosts", 1, true))
+    end)
+
+    local bad_hosts = {
+      {"mysql://u:p@h/shop?host=db1", "either in the authority or as ?host=, not both"},
+      {"mysql://u:p@:3306/shop?host=db1", "not both"},
+      {"mysql://h1,h2/d?unix_socket=/s", "unix_socket cannot be given with several hosts"},
+      {"mysql://u@/d?host=a&host=b&unix_socket=/s", "unix_socket cannot be given with several hosts"},
+      {"mysql://h1,,h2/d", "empty host in the host list"},
+      {"mysql://,h2/d", "empty host in the host list"},
+      {"mysql://h1,/d", "empty host in the host list"},
+      {"mysql://h1,:3306/d", "empty host in the host list"},
+      {"mysql://h/d?host=", "empty host in the host list"},
+      {"mysql://h1,h2:99999/d", "the port is not a number from 1 to 65535"},
+      {"mysql://h1,h2:0/d", "the port is not a number from 1 to 65535"},
+      {"mysql://h1,h2:/d", "empty port"},
+      {"mysql://h1,[::1/d", "unterminated '['"},
+      {"mysql://h1,[::1]x/d", "unexpected text after the host"},
+      {"mysql://u@/d?host=h:x", "the port is not a number"},
+      {"mysql://h1%2Ch2/d", "a host name cannot contain ','"},
+      {"mysql://h/d?ha_mode=random", "ha_mode must be sequential or round_robin"},
+      {"mysql://h/d?target_session_attrs=primary", "target_session_attrs must be one of any"},
+      {"mysql://h/d?galera=maybe", "galera must be true or false"},
+      {"mysql://h/d?deny_timeout=-1", "deny_timeout must be a whole number of seconds"},
+      {"mysql://h/d?ha_mode=sequential&ha_mode=round_robin", "given twice"},
+    }
+    for _, case in ipairs(bad_hosts) do
+      it("refuses " .. case[1] .. " naming what is wrong", function()
+        local err = H.error_of(scoped.make_url, case[1])
+        assert.equal("ArgumentError", err.kind)
+        assert.truthy(err.message:find(case[2], 1, true), err.message)
+      end)
+    end
+
+    it("refuses more than 64 hosts", function()
+      local l = {}
+      for i = 1, 65 do l[i] = "h" .. i end
+      local err = H.error_of(scoped.make_url, "mysql://" .. table.concat(l, ",") .. "/d")
+      assert.truthy(err.message:find("more than 64 hosts", 1, true), err.message)
+      l[65] = nil
+      assert.equal(64, #scoped.make_url("mysql://" .. table.concat(l, ",") .. "/d").hosts)
+    end)
+
+    it("never puts the password in a host list's error or tostring", function()
+      local err = H.error_of(scoped.make_url, "mysql://root:hunter2@a,b:bad/d")
+      assert.falsy(tostring(err):find("hunter2", 1, true))
+      err = H.error_of(scoped.make_url, "mysql://root:hunter2@a,,b/d")
+      assert.falsy(tostring(err):find("hunter2", 1, true))
+      assert.falsy(tostring(scoped.make_url("mysql://root:hunter2@a,b/d")):find("hunter2", 1, true))
+    end)
+  end)
+
   it("refuses a non-string", function()
     local err = H.error_of(scoped.make_url, 42)
     assert.equal("ArgumentError", err.kind)

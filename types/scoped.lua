@@ -109,6 +109,7 @@ function scoped.raw_connect(u) end
 ---@field password? string
 ---@field host? string
 ---@field port? integer
+---@field hosts? {host: string, port?: integer}[]
 ---@field database? string
 ---@field query table<string, string>
 local URL = {}

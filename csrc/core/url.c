@@ -12,7 +12,20 @@
 const char *const sc_url_param_names[SC_URL_NPARAMS] = {
     "charset", "unix_socket", "connect_timeout", "read_timeout", "write_timeout",
     "ssl_ca", "ssl_cert", "ssl_key", "ssl_mode", "init_command",
+    "ha_mode", "target_session_attrs", "galera", "deny_timeout",
 };
+
+static const char *const ha_modes[] = {"sequential", "round_robin", NULL};
+static const char *const session_attrs[] = {"any", "read-write", "read-only", "prefer-read-only", NULL};
+static const char *const galera_values[] = {"false", "true", "0", "1", NULL};
+
+static int find_word(const char *const *words, const char *v)
+{
+    for (int i = 0; words[i]; i++)
+        if (strcmp(words[i], v) == 0)
+            return i;
+    return -1;
+}
 
 static const char *const ssl_modes[] = {
     "DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY", NULL,
@@ -74,7 +87,8 @@ int sc_url_check_param(int which, const char *value, sc_error *err)
     switch (which) {
     case SC_URL_CONNECT_TIMEOUT:
     case SC_URL_READ_TIMEOUT:
-    case SC_URL_WRITE_TIMEOUT: {
+    case SC_URL_WRITE_TIMEOUT:
+    case SC_URL_DENY_TIMEOUT: {
         const char *p = value;
         long v = 0;
         if (*p == '\0')
@@ -100,6 +114,23 @@ int sc_url_check_param(int which, const char *value, sc_error *err)
                  "invalid URL: ssl_mode must be one of DISABLED, PREFERRED, REQUIRED, "
                  "VERIFY_CA, VERIFY_IDENTITY, got '%.40s'", value);
         return -1;
+    case SC_URL_HA_MODE:
+        if (find_word(ha_modes, value) >= 0)
+            return 0;
+        url_error(err, "invalid URL: ha_mode must be sequential or round_robin, got '%.40s'", value);
+        return -1;
+    case SC_URL_TARGET_SESSION_ATTRS:
+        if (find_word(session_attrs, value) >= 0)
+            return 0;
+        url_error(err,
+                  "invalid URL: target_session_attrs must be one of any, read-write, read-only, "
+                  "prefer-read-only, got '%.40s'", value);
+        return -1;
+    case SC_URL_GALERA:
+        if (find_word(galera_values, value) >= 0)
+            return 0;
+        url_error(err, "invalid URL: galera must be true or false, got '%.40s'", value);
+        return -1;
     case SC_URL_CHARSET:
         for (const char *p = value; *p; p++)
             if (!sc_word_char((unsigned char)*p)) {
@@ -112,6 +143,31 @@ int sc_url_check_param(int which, const char *value, sc_error *err)
     }
 }
 
+int sc_url_ha_mode(const sc_url *u)
+{
+    const char *v = u->params[SC_URL_HA_MODE];
+    return v && strcmp(v, "round_robin") == 0 ? SC_HA_ROUND_ROBIN : SC_HA_SEQUENTIAL;
+}
+
+int sc_url_target_session_attrs(const sc_url *u)
+{
+    const char *v = u->params[SC_URL_TARGET_SESSION_ATTRS];
+    int i = v ? find_word(session_attrs, v) : -1;
+    return i < 0 ? SC_TSA_ANY : i; /* the enum follows session_attrs */
+}
+
+int sc_url_galera(const sc_url *u)
+{
+    const char *v = u->params[SC_URL_GALERA];
+    return v != NULL && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+int sc_url_deny_timeout(const sc_url *u)
+{
+    const char *v = u->params[SC_URL_DENY_TIMEOUT];
+    return v ? atoi(v) : 30;
+}
+
 void sc_url_free(sc_url *u)
 {
     free(u->drivername);
@@ -121,7 +177,154 @@ void sc_url_free(sc_url *u)
     free(u->database);
     for (int i = 0; i < SC_URL_NPARAMS; i++)
         free(u->params[i]);
+    for (int i = 0; i < u->nhosts; i++)
+        free(u->hosts[i].host);
+    free(u->hosts);
     memset(u, 0, sizeof *u);
+}
+
+int sc_url_check(const sc_url *u, sc_error *err)
+{
+    if (u->nhosts != 0 && (u->nhosts < 2 || u->nhosts > SC_URL_MAX_HOSTS || u->hosts == NULL)) {
+        url_error(err, "invalid URL: from 2 to %d hosts in a host list", SC_URL_MAX_HOSTS);
+        return -1;
+    }
+    if (u->nhosts > 1 && u->params[SC_URL_UNIX_SOCKET] != NULL) {
+        url_error(err, "invalid URL: unix_socket cannot be given with several hosts");
+        return -1;
+    }
+    if (u->host != NULL && strchr(u->host, ',') != NULL) {
+        url_error(err, "invalid URL: a host name cannot contain ','");
+        return -1;
+    }
+    for (int i = 0; i < u->nhosts; i++) {
+        if (u->hosts[i].host == NULL || u->hosts[i].host[0] == '\0') {
+            url_error(err, "invalid URL: empty host in the host list");
+            return -1;
+        }
+        if (strchr(u->hosts[i].host, ',') != NULL) {
+            url_error(err, "invalid URL: a host name cannot contain ','");
+            return -1;
+        }
+        if (u->hosts[i].port < 0 || u->hosts[i].port > 65535) {
+            url_error(err, "invalid URL: the port is not a number from 1 to 65535");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* s[0..n) as a port: never echoed (it may be a password whose '@host' was
+ * left out: "mysql://user:secret/db", "mysql://user:123456/db"). */
+static int parse_port(const char *s, size_t n, int *port, sc_error *err)
+{
+    long v = 0;
+    if (n == 0) {
+        url_error(err, "invalid URL: empty port");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > 65535) {
+            v = -1;
+            break;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v <= 0 || v > 65535) {
+        url_error(err, "invalid URL: the port is not a number from 1 to 65535");
+        return -1;
+    }
+    *port = (int)v;
+    return 0;
+}
+
+/* One host[:port] of s[0..n): "[v6]", "[v6]:port", "name", "name:port";
+ * with bare_v6, a bare name with several ':' is an IPv6 address (a ?host=
+ * value). The host is percent-decoded when decode_it, else copied. An
+ * empty host leaves out->host NULL (a lone ":port" in the authority). */
+static int parse_host_item(const char *s, size_t n, int decode_it, int bare_v6, sc_url_host *out,
+                           sc_error *err)
+{
+    const char *end = s + n, *h = s, *hend, *rest;
+    out->host = NULL;
+    out->port = 0;
+    if (n > 0 && *s == '[') {
+        const char *rb = memchr(s, ']', n);
+        if (rb == NULL) {
+            url_error(err, "invalid URL: unterminated '[' in the host");
+            return -1;
+        }
+        if (rb == s + 1) {
+            /* "[]" would make an empty host where a left-out one is NULL */
+            url_error(err, "invalid URL: empty '[]' host");
+            return -1;
+        }
+        h = s + 1;
+        hend = rb;
+        rest = rb + 1;
+    } else {
+        const char *colon = memchr(s, ':', n);
+        if (bare_v6 && colon != NULL && memchr(colon + 1, ':', (size_t)(end - colon - 1)) != NULL)
+            colon = NULL; /* "fd00::1": an address, no port */
+        hend = colon ? colon : end;
+        rest = hend;
+    }
+    if (rest < end && *rest != ':') {
+        url_error(err, "invalid URL: unexpected text after the host");
+        return -1;
+    }
+    if (rest < end && parse_port(rest + 1, (size_t)(end - rest - 1), &out->port, err) != 0)
+        return -1;
+    if (hend > h) {
+        if (decode_it) {
+            out->host = decode(h, (size_t)(hend - h), "host", err);
+        } else {
+            out->host = malloc((size_t)(hend - h) + 1);
+            if (out->host == NULL) {
+                url_error(err, "out of memory");
+            } else {
+                memcpy(out->host, h, (size_t)(hend - h));
+                out->host[hend - h] = '\0';
+            }
+        }
+        if (out->host == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+int sc_url_parse_host(const char *s, size_t len, sc_url_host *out, sc_error *err)
+{
+    if (memchr(s, '\0', len) != NULL) {
+        url_error(err, "invalid URL: the host contains a NUL byte");
+        return -1;
+    }
+    if (parse_host_item(s, len, 0, 1, out, err) != 0)
+        return -1;
+    if (out->host == NULL) {
+        url_error(err, "invalid URL: empty host in the host list");
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends h to the list being built in u->hosts (u->nhosts long; capacity
+ * SC_URL_MAX_HOSTS, allocated on the first). Takes h->host over, also on
+ * failure. */
+static int add_host(sc_url *u, sc_url_host *h, sc_error *err)
+{
+    if (u->hosts == NULL && (u->hosts = calloc(SC_URL_MAX_HOSTS, sizeof *u->hosts)) == NULL) {
+        free(h->host);
+        url_error(err, "out of memory");
+        return -1;
+    }
+    if (u->nhosts == SC_URL_MAX_HOSTS) {
+        free(h->host);
+        url_error(err, "invalid URL: more than %d hosts", SC_URL_MAX_HOSTS);
+        return -1;
+    }
+    u->hosts[u->nhosts++] = *h;
+    return 0;
 }
 
 static const char *memfind(const char *s, const char *end, const char *set)
@@ -132,7 +335,7 @@ static const char *memfind(const char *s, const char *end, const char *set)
     return end;
 }
 
-static int parse_query(const char *q, const char *end, sc_url *u, sc_error *err)
+static int parse_query(const char *q, const char *end, sc_url *u, int *nhosts, sc_error *err)
 {
     while (q < end) {
         const char *amp = memfind(q, end, "&");
@@ -149,6 +352,20 @@ static int parse_query(const char *q, const char *end, sc_url *u, sc_error *err)
         char *key = decode(q, (size_t)(eq - q), "query", err);
         if (key == NULL)
             return -1;
+        if (strcmp(key, "host") == 0) {
+            free(key);
+            char *val = decode(eq + 1, (size_t)(amp - eq - 1), "host", err);
+            if (val == NULL)
+                return -1;
+            sc_url_host h;
+            int rc = sc_url_parse_host(val, strlen(val), &h, err);
+            free(val);
+            if (rc != 0 || add_host(u, &h, err) != 0)
+                return -1;
+            ++*nhosts;
+            q = amp;
+            continue;
+        }
         int which = sc_url_param_index(key);
         if (which < 0) {
             url_error(err, "invalid URL: unknown query parameter '%.40s'", key);
@@ -246,60 +463,51 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, sc_error *err)
         p = at + 1;
     }
 
-    /* host: [ipv6] or a name up to ':', '/' or '?' */
-    if (p < end && *p == '[') {
-        const char *rb = memfind(p, end, "]");
-        if (rb == end) {
-            url_error(err, "invalid URL: unterminated '[' in the host");
-            goto fail;
+    /* hosts: a comma-separated list of [ipv6][:port] or name[:port], up to
+     * the first '/' or '?'; a ',' inside brackets is part of the address */
+    const char *auth_end = memfind(p, end, "/?");
+    sc_url_host first = {NULL, 0};
+    int nitems = 0;
+    while (1) {
+        const char *item = p;
+        int depth = 0;
+        while (p < auth_end && (depth || *p != ',')) {
+            if (*p == '[')
+                depth = 1;
+            else if (*p == ']')
+                depth = 0;
+            p++;
         }
-        if (rb == p + 1) {
-            /* "[]" would make an empty host where a left-out one is NULL */
-            url_error(err, "invalid URL: empty '[]' host");
-            goto fail;
-        }
-        u.host = decode(p + 1, (size_t)(rb - p - 1), "host", err);
-        if (u.host == NULL)
-            goto fail;
-        p = rb + 1;
-    } else {
-        q = memfind(p, end, ":/?");
-        if (q > p) {
-            u.host = decode(p, (size_t)(q - p), "host", err);
-            if (u.host == NULL)
+        sc_url_host h;
+        if (parse_host_item(item, (size_t)(p - item), 1, 0, &h, err) != 0)
+            goto fail_host;
+        if (++nitems == 1) {
+            first = h;
+        } else {
+            if ((nitems == 2 && first.host == NULL) || h.host == NULL) {
+                free(h.host);
+                url_error(err, "invalid URL: empty host in the host list");
+                goto fail_host;
+            }
+            if (nitems == 2) {
+                sc_url_host f = first;
+                first.host = NULL;
+                if (add_host(&u, &f, err) != 0) {
+                    free(h.host);
+                    goto fail;
+                }
+            }
+            if (add_host(&u, &h, err) != 0)
                 goto fail;
         }
-        p = q;
+        if (p == auth_end)
+            break;
+        p++; /* the ',' */
     }
-    if (p < end && *p == ':') {
-        long port = 0;
-        p++;
-        q = memfind(p, end, "/?");
-        if (q == p) {
-            url_error(err, "invalid URL: empty port");
-            goto fail;
-        }
-        for (const char *r = p; r < q; r++) {
-            if (*r < '0' || *r > '9' || port > 65535) {
-                port = -1;
-                break;
-            }
-            port = port * 10 + (*r - '0');
-        }
-        if (port == -1) {
-            /* not digits: never echo it, it may be a password whose '@host'
-             * was left out ("mysql://user:secret/db") */
-            url_error(err, "invalid URL: the port is not a number from 1 to 65535");
-            goto fail;
-        }
-        if (port <= 0 || port > 65535) {
-            /* digits, but never echoed either: a password of digits whose
-             * '@host' was left out ("mysql://user:123456/db") lands here */
-            url_error(err, "invalid URL: the port is not a number from 1 to 65535");
-            goto fail;
-        }
-        u.port = (int)port;
-        p = q;
+    if (nitems == 1) {
+        u.host = first.host;
+        u.port = first.port;
+        first.host = NULL;
     }
     if (p < end && *p == '/') {
         p++;
@@ -312,10 +520,29 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, sc_error *err)
         p = q;
     }
     if (p < end && *p == '?') {
-        if (parse_query(p + 1, end, &u, err) != 0)
+        int in_authority = u.nhosts > 0 || u.host != NULL || u.port != 0, in_query = 0;
+        if (parse_query(p + 1, end, &u, &in_query, err) != 0)
             goto fail;
+        if (in_query > 0 && in_authority) {
+            url_error(err, "invalid URL: give the hosts either in the authority or as ?host=, not both");
+            goto fail;
+        }
+        if (in_query == 1) {
+            u.host = u.hosts[0].host;
+            u.port = u.hosts[0].port;
+            free(u.hosts);
+            u.hosts = NULL;
+            u.nhosts = 0;
+        }
         p = end;
     }
+    if (u.nhosts > 1) {
+        u.port = u.hosts[0].port;
+        if ((u.host = strdup(u.hosts[0].host)) == NULL)
+            goto oom;
+    }
+    if (sc_url_check(&u, err) != 0)
+        goto fail;
     if (p != end) {
         url_error(err, "invalid URL: unexpected text after the host");
         goto fail;
@@ -324,6 +551,9 @@ int sc_url_parse(const char *s, size_t len, sc_url *out, sc_error *err)
     return 0;
 oom:
     url_error(err, "out of memory");
+    goto fail;
+fail_host:
+    free(first.host);
 fail:
     sc_url_free(&u);
     return -1;

@@ -7,7 +7,15 @@
 -- utf8mb3 or utf8, latin1, ascii, binary), `unix_socket`, `connect_timeout`
 -- (10 s), `read_timeout`, `write_timeout`, `ssl_ca`, `ssl_cert`, `ssl_key`,
 -- `ssl_mode` (DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY),
--- `init_command`; anything else raises `ArgumentError`.
+-- `init_command`; for several hosts (README, "Several servers"): `ha_mode`
+-- (sequential, round_robin), `target_session_attrs` (any, read-write,
+-- read-only, prefer-read-only), `galera` (true, false), `deny_timeout`
+-- (30 s); anything else raises `ArgumentError`.
+--
+-- Several hosts: `mysql://u:p@db1:3306,db2,[fd00::1]:3306/shop`, or
+-- `mysql://u:p@/shop?host=db1:3306&host=db2` (SQLAlchemy's psycopg2 form),
+-- not both; `unix_socket` with several hosts is an `ArgumentError`. Such a
+-- URL has `hosts`, and `host`/`port` are the first host's.
 -- @module scoped.url
 local core = require "scoped.core"
 local exc = require "scoped.exc"
@@ -17,6 +25,12 @@ URL.__index = URL
 
 local function encode(s)
   return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- a host name as written in the authority: only what would end or split it
+-- is escaped (a name with ':' goes in brackets, where only '%', '[' and ']' need it)
+local function encode_host(h, set)
+  return (h:gsub(set, function(c) return string.format("%%%02X", c:byte()) end))
 end
 
 --- A parsed URL; `tostring(url)` shows the password as `***`.
@@ -31,8 +45,12 @@ end
 --- (string|nil)
 -- @field password
 
---- (string|nil) nil with `?unix_socket=`
+--- (string|nil) nil with `?unix_socket=`; with several hosts, the first one
 -- @field host
+
+--- (table|nil) with several hosts only: `{{host = "db1", port = 3306}, {host = "db2"}, ...}`
+-- (the port nil when left out), in the URL's order
+-- @field hosts
 
 --- (integer|nil)
 -- @field port
@@ -55,10 +73,15 @@ function URL:render_as_string(hide_password)
     end
     s = s .. "@"
   end
-  if self.host then
-    s = s .. (self.host:find(":", 1, true) and "[" .. self.host .. "]" or self.host)
+  local hosts = self.hosts or {{host = self.host, port = self.port}}
+  for i, h in ipairs(hosts) do
+    if i > 1 then s = s .. "," end
+    if h.host then
+      s = s .. (h.host:find(":", 1, true) and "[" .. encode_host(h.host, "[%%%[%]]") .. "]"
+        or encode_host(h.host, "[%%,/?@#%[%]]"))
+    end
+    if h.port then s = s .. ":" .. h.port end
   end
-  if self.port then s = s .. ":" .. self.port end
   if self.database then s = s .. "/" .. encode(self.database) end
   local keys = {}
   for k in pairs(self.query) do keys[#keys + 1] = k end
@@ -72,7 +95,27 @@ end
 URL.__tostring = function(self) return self:render_as_string(true) end
 
 local FIELDS = {drivername = "string", username = "string", password = "string", host = "string",
-  port = "number", database = "string", query = "table"}
+  port = "number", database = "string", query = "table", hosts = "table"}
+
+-- a hosts list for set(): each "host[:port]" or {host = s, port = n}
+local function copy_hosts(list)
+  local out = {}
+  for i, h in ipairs(list) do
+    if type(h) == "string" then
+      local host, port = core.parse_host(h)
+      out[i] = {host = host, port = port}
+    elseif type(h) == "table" then
+      if type(h.host) ~= "string" then
+        exc.raise("ArgumentError", "URL:set(): hosts[%d].host must be a string", i)
+      end
+      out[i] = {host = h.host, port = h.port}
+    else
+      exc.raise("ArgumentError", "URL:set(): hosts[%d] must be a string or a table, got %s", i, type(h))
+    end
+  end
+  if #out == 0 then exc.raise("ArgumentError", "URL:set(): hosts must list at least one host") end
+  return out
+end
 
 --- A copy with some fields changed (SQLAlchemy's URL.set).
 -- @tparam table fields e.g. `{database = "other", query = {charset = "latin1"}}`
@@ -97,11 +140,25 @@ function URL:set(fields)
       end
     end
   end
+  if fields.hosts ~= nil and (fields.host ~= nil or fields.port ~= nil) then
+    exc.raise("ArgumentError", "URL:set(): give hosts, or host and port, not both")
+  end
+  if self.hosts and fields.hosts == nil and (fields.host ~= nil or fields.port ~= nil) then
+    exc.raise("ArgumentError", "URL:set(): this URL has several hosts: set hosts instead of host or port")
+  end
   local u = setmetatable({}, URL)
   for k, v in pairs(self) do u[k] = v end
   u.query = {}
   for k, v in pairs(self.query) do u.query[k] = v end
   for k, v in pairs(fields) do u[k] = v end
+  if fields.hosts ~= nil then
+    local hosts = copy_hosts(fields.hosts)
+    u.host, u.port = hosts[1].host, hosts[1].port
+    u.hosts = #hosts > 1 and hosts or nil
+  elseif self.hosts then
+    u.hosts = copy_hosts(self.hosts)
+  end
+  core.check_url(u) -- unix_socket with several hosts, a ',' in a host name, ...
   return u
 end
 

@@ -8,8 +8,11 @@
  *   - no crash, leak, overflow or undefined behaviour (ASan + UBSan);
  *   - on failure: a NUL-terminated message, nothing to free (*out zeroed);
  *   - on success: a mysql or mariadb drivername, a port in 0..65535, every
- *     query parameter passing sc_url_check_param, and a round trip: the URL
- *     rendered back (every field percent-encoded) parses to the same fields. */
+ *     query parameter passing sc_url_check_param, a host list of 0 or 2..64
+ *     hosts whose first is host/port, no ',' in a host, no unix_socket with
+ *     several hosts, and a round trip: the URL rendered back (every field
+ *     percent-encoded, the hosts as a list in the authority) parses to the
+ *     same fields. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +92,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < SC_URL_NPARAMS; i++)
         if (u.params[i] != NULL)
             CHECK(sc_url_check_param(i, u.params[i], &err) == 0);
+    CHECK(u.nhosts == 0 || (u.nhosts >= 2 && u.nhosts <= SC_URL_MAX_HOSTS));
+    CHECK(u.host == NULL || strchr(u.host, ',') == NULL);
+    if (u.nhosts > 0) {
+        CHECK(u.params[SC_URL_UNIX_SOCKET] == NULL);
+        CHECK(same(u.host, u.hosts[0].host) && u.port == u.hosts[0].port);
+        for (int i = 0; i < u.nhosts; i++) {
+            CHECK(u.hosts[i].host != NULL && u.hosts[i].host[0] != '\0');
+            CHECK(strchr(u.hosts[i].host, ',') == NULL);
+            CHECK(u.hosts[i].port >= 0 && u.hosts[i].port <= 65535);
+        }
+    }
 
     /* render it back, every field encoded, and parse again */
     out o = {NULL, 0, 0};
@@ -102,12 +116,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         puts_(&o, "@");
     }
-    if (u.host != NULL)
-        put_encoded(&o, u.host);
-    if (u.port != 0) {
-        char p[16];
-        snprintf(p, sizeof p, ":%d", u.port);
-        puts_(&o, p);
+    for (int i = 0; i < (u.nhosts ? u.nhosts : 1); i++) {
+        const char *h = u.nhosts ? u.hosts[i].host : u.host;
+        int port = u.nhosts ? u.hosts[i].port : u.port;
+        if (i > 0)
+            puts_(&o, ",");
+        if (h != NULL)
+            put_encoded(&o, h);
+        if (port != 0) {
+            char p[16];
+            snprintf(p, sizeof p, ":%d", port);
+            puts_(&o, p);
+        }
     }
     if (u.database != NULL) {
         puts_(&o, "/");
@@ -135,6 +155,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(same(u.password, v.password));
     CHECK(same(u.host, v.host));
     CHECK(u.port == v.port);
+    CHECK(u.nhosts == v.nhosts);
+    for (int i = 0; i < u.nhosts; i++)
+        CHECK(same(u.hosts[i].host, v.hosts[i].host) && u.hosts[i].port == v.hosts[i].port);
     CHECK(same(u.database, v.database));
     for (int i = 0; i < SC_URL_NPARAMS; i++)
         CHECK(same(u.params[i], v.params[i]));
