@@ -14,6 +14,9 @@
 #                        the bind lexer against a real server (spec/lexer_diff_spec.lua)
 #   make fuzz-smoke      the same on the committed corpus plus a few seconds (CI)
 #   make soak            the long variants of the fault and leak specs
+#   make test-ha         several hosts (issue 21) on real topologies: a primary + GTID
+#                        replica and a 3-node Galera cluster (spec/support/topology.sh),
+#                        spec/ha/*_ha.lua on lua5.4 and luajit
 #   make docs            the reference (LDoc) into docs/, from the doc comments in lua/scoped/
 #   make dist            scoped-V.tar.gz (git archive of HEAD) and scoped-V-1.src.rock
 #   make test-release    dist, then the .src.rock installed offline into private trees
@@ -56,7 +59,7 @@ CORE = $(BUILD)/scoped/core.so
 # fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
 SPEC_POSIX = $(BUILD)/spec_posix.so
 
-.PHONY: ngx-wait docs dist test-release all build test mutants mutants-ci test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
+.PHONY: ngx-wait test-ha docs dist test-release all build test mutants mutants-ci test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
@@ -134,6 +137,12 @@ test-valgrind: deps
 	@bash spec/support/deps.sh valgrind
 	@$(MAKE) --no-print-directory LUA=lua5.4 BUILD=build/valgrind OPT="-O1 -g"
 	@bash spec/support/with-db.sh bash spec/support/run-valgrind.sh
+
+test-ha: deps
+	@bash spec/support/deps.sh galera-4 rsync
+	@$(MAKE) --no-print-directory LUA=lua5.4
+	@$(MAKE) --no-print-directory LUA=luajit
+	@bash spec/support/run-ha.sh
 
 soak: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4
