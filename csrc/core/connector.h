@@ -15,4 +15,11 @@
  * 0, or -1 out of memory with url left to the caller. */
 int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connector *out);
 
+/* One connection outside any pool (raw_connect): sc_conn_open, or with
+ * several hosts, target_session_attrs or galera (issue 21) each host tried
+ * once in the URL's order (round_robin: the same, as nothing is shared)
+ * until one gives a connection of the wanted role; no deny list outlives
+ * the call. NULL with err (the last host's error) on failure. */
+sc_conn *sc_conn_open_any(const sc_url *url, const sc_conn_settings *settings, sc_error *err);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "connector.h"
 #include "pid.h"
 #include "lconn.h"
 
@@ -609,7 +610,7 @@ static int l_connect(lua_State *L)
     scl_check_table(L, 1, "url");
     sc_url *owned = scl_url_push_owned(L);
     scl_url_from_lua(L, 1, owned);
-    sc_conn *c = sc_conn_open(owned, NULL, &err);
+    sc_conn *c = sc_conn_open_any(owned, NULL, &err);
     sc_url_free(owned);
     if (c == NULL)
         return scl_raise_connect_error(L, &err, 1);

@@ -53,6 +53,127 @@ describe("several hosts, primary + GTID replica", function()
     r:close()
   end)
 
+  it("ha_mode=sequential: connects go to the first host", function()
+    local e = scoped.create_engine(T:url({"primary", "replica"}), {poolclass = "NullPool"})
+    for _ = 1, 5 do assert.equal(P, port_of(e)) end
+    e:dispose()
+  end)
+
+  it("round_robin: checkouts alternate over the hosts", function()
+    local e = scoped.create_engine(T:url({"primary", "replica"}, "ha_mode=round_robin"), {poolclass = "NullPool"})
+    local seen = {}
+    for i = 1, 6 do seen[i] = port_of(e) end
+    assert.same({P, R, P, R, P, R}, seen)
+    e:dispose()
+  end)
+
+  it("target_session_attrs=read-only lands on the replica, read-write on the primary", function()
+    local ro = scoped.create_engine(T:url({"primary", "replica"}, "target_session_attrs=read-only"),
+      {poolclass = "NullPool"})
+    assert.equal(R, port_of(ro))
+    local rw = scoped.create_engine(T:url({"replica", "primary"}, "target_session_attrs=read-write"),
+      {poolclass = "NullPool"})
+    assert.equal(P, port_of(rw))
+    -- and it can write there
+    local c = rw:connect()
+    c:execute("CREATE TABLE IF NOT EXISTS ha_t (id INT PRIMARY KEY, v INT)")
+    c:execute("REPLACE INTO ha_t VALUES (1, 1)")
+    c:commit()
+    c:close()
+    ro:dispose()
+    rw:dispose()
+  end)
+
+  it("prefer-read-only: the replica, and the primary when the replica is gone", function()
+    local e = scoped.create_engine(T:url({"primary", "replica"}, "target_session_attrs=prefer-read-only"),
+      {poolclass = "NullPool"})
+    assert.equal(R, port_of(e))
+    local one = scoped.create_engine(T:url({"primary"}, "target_session_attrs=prefer-read-only"),
+      {poolclass = "NullPool"})
+    assert.equal(P, port_of(one)) -- no read-only host at all: the read-write one serves
+    e:dispose()
+    one:dispose()
+  end)
+
+  it("no host of the wanted role: the last host's error, OperationalError", function()
+    local e = scoped.create_engine(T:url({"primary"}, "target_session_attrs=read-only"),
+      {poolclass = "NullPool"})
+    local err = H.error_of(e.connect, e)
+    assert.equal("OperationalError", err.kind)
+    assert.truthy(tostring(err):find("is read-write (target_session_attrs=read-only)", 1, true), tostring(err))
+    e:dispose()
+  end)
+
+  it("a wrong role is denied for deny_timeout: no connect attempt on it meanwhile, one after", function()
+    local root = T:root("replica")
+    local e = scoped.create_engine(T:url({"replica", "primary"}, "target_session_attrs=read-write&deny_timeout=1"),
+      {poolclass = "NullPool"})
+    local before = attempts(root)
+    assert.equal(P, port_of(e)) -- tried the replica once, denied it
+    assert.equal(before + 1, attempts(root))
+    for _ = 1, 20 do assert.equal(P, port_of(e)) end
+    assert.equal(before + 1, attempts(root)) -- 20 checkouts, none on the replica
+    H.sleep(1.2) -- the denial ends
+    assert.equal(P, port_of(e))
+    assert.equal(before + 2, attempts(root)) -- one attempt again
+    root:close()
+    e:dispose()
+  end)
+
+  it("raw_connect takes the host list too (each host once, no deny list)", function()
+    local c = scoped.raw_connect(T:url({"primary", "replica"}, "target_session_attrs=read-only"))
+    assert.equal(R, tonumber(c:execute("SELECT @@port"):scalar()))
+    c:close()
+  end)
+
+  it("an auth error (1045) fails at once: the next host is not tried, nothing denied", function()
+    local root = T:root("replica")
+    local url = T:url({"primary", "replica"}):gsub("scoped:scoped@", "scoped:wrong@")
+    local e = scoped.create_engine(url, {poolclass = "NullPool"})
+    local before = attempts(root)
+    local err = H.error_of(e.connect, e)
+    assert.equal(1045, err.code)
+    assert.equal(before, attempts(root))
+    root:close()
+    e:dispose()
+  end)
+
+  it("a hung first host (SIGSTOP) with connect_timeout=1: the second host serves", function()
+    local e = scoped.create_engine(T:url({"primary", "replica"}, "connect_timeout=1&deny_timeout=30"),
+      {poolclass = "NullPool"})
+    T:signal("primary", "STOP")
+    local ok, err = pcall(function()
+      local t0 = core.monotonic()
+      assert.equal(R, port_of(e))
+      report("hung primary: first checkout served by the replica after", ("%.2f s"):format(core.monotonic() - t0))
+      t0 = core.monotonic()
+      for _ = 1, 10 do assert.equal(R, port_of(e)) end -- the hung host is denied: no more waits
+      report("10 checkouts during the denial took", ("%.3f s"):format(core.monotonic() - t0))
+    end)
+    T:signal("primary", "CONT")
+    e:dispose()
+    assert(ok, err)
+  end)
+
+  it("primary killed: connects go to the next host; after restart and deny_timeout, back", function()
+    local e = scoped.create_engine(T:url({"primary", "replica"}, "deny_timeout=1"))
+    assert.equal(P, port_of(e))
+    T:kill("primary")
+    -- the pooled connection is dead: the checkout's pre-ping is off, so the
+    -- statement fails and invalidates it; the next checkout reconnects
+    local c = e:connect()
+    local err = H.error_of(c.execute, c, "SELECT 1")
+    assert.equal("OperationalError", err.kind)
+    c:close()
+    local t0 = core.monotonic()
+    assert.equal(R, port_of(e))
+    report("primary killed: a new connection on the replica in", ("%.1f ms"):format((core.monotonic() - t0) * 1000))
+    T:restart("primary")
+    H.sleep(1.1)
+    e:dispose() -- the pooled replica connection goes; a new one goes to the first host again
+    assert.equal(P, port_of(e))
+    e:dispose()
+  end)
 end)
 
 describe("several hosts, 3-node Galera", function()
@@ -80,4 +201,44 @@ describe("several hosts, 3-node Galera", function()
     for i = 1, 3 do c[i]:close() end
   end)
 
+  it("galera=true checks wsrep_ready at connect: an isolated node is passed over and denied", function()
+    local n1, n2 = G.nodes.node1.port, G.nodes.node2.port
+    local e = scoped.create_engine(G:url({"node1", "node2", "node3"}, "galera=true"), {poolclass = "NullPool"})
+    assert.equal(n1, port_of(e))
+    local root = G:root("node1")
+    root:execute("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'")
+    local deadline = core.monotonic() + 30
+    while root:execute("SHOW STATUS LIKE 'wsrep_ready'"):fetchone()[2] ~= "OFF" do
+      assert(core.monotonic() < deadline, "node1 still ready")
+      H.sleep(0.05)
+    end
+    local ok, err = pcall(function()
+      assert.equal(n2, port_of(e))
+      -- without galera=true, node1 is still taken (its SELECT 1 works)
+      local plain = scoped.create_engine(G:url({"node1", "node2"}), {poolclass = "NullPool"})
+      assert.equal(n1, port_of(plain))
+      plain:dispose()
+    end)
+    root:execute("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
+    -- back in the cluster before the next spec
+    deadline = core.monotonic() + 60
+    while root:execute("SHOW STATUS LIKE 'wsrep_ready'"):fetchone()[2] ~= "ON"
+        or root:execute("SHOW STATUS LIKE 'wsrep_cluster_size'"):fetchone()[2] ~= "3" do
+      assert(core.monotonic() < deadline, "node1 did not rejoin")
+      H.sleep(0.05)
+    end
+    root:close()
+    e:dispose()
+    assert(ok, err)
+  end)
+
+  it("node1 killed: the next checkout lands on node2", function()
+    local e = scoped.create_engine(G:url({"node1", "node2", "node3"}, "galera=true"), {poolclass = "NullPool"})
+    assert.equal(G.nodes.node1.port, port_of(e))
+    G:kill("node1")
+    local t0 = core.monotonic()
+    assert.equal(G.nodes.node2.port, port_of(e))
+    report("galera node1 killed: next checkout on node2 in", ("%.1f ms"):format((core.monotonic() - t0) * 1000))
+    e:dispose()
+  end)
 end)
