@@ -42,8 +42,8 @@ build = {
     ["scoped.core"] = {
       sources = {
         "csrc/core/binds.c", "csrc/core/buf.c", "csrc/core/clock.c", "csrc/core/conn.c",
-        "csrc/core/connector.c", "csrc/core/error.c", "csrc/core/pid.c", "csrc/core/pool.c",
-        "csrc/core/url.c",
+        "csrc/core/connector.c", "csrc/core/error.c", "csrc/core/hosts.c", "csrc/core/pid.c",
+        "csrc/core/pool.c", "csrc/core/url.c",
         "csrc/lua/lbinds.c", "csrc/lua/lconn.c", "csrc/lua/lcore.c", "csrc/lua/lexec.c",
         "csrc/lua/llease.c", "csrc/lua/lnb.c", "csrc/lua/lpool.c", "csrc/lua/lregistry.c",
         "csrc/lua/lresult.c", "csrc/lua/lstream.c", "csrc/lua/lurl.c", "csrc/lua/lutil.c",
