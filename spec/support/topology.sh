@@ -30,6 +30,9 @@
 # needs galera-4 and rsync (bash spec/support/deps.sh galera-4 rsync).
 # Never listens on anything but 127.0.0.1.
 set -uo pipefail
+# the servers are no part of what is tested: never under the spec's ASan
+# or valgrind preload (run-asan.sh), which broke Galera's SST
+unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
 
 cmd=${1:-}
 say() { echo "topology: $*" >&2; }
@@ -129,7 +132,7 @@ start_node() {
     [ "$user" != root ] && [ "$(id -u)" = 0 ] && chown -R "$user" "$d"
     local args=("${common[@]}" --user="$user" --datadir="$d/data" --socket="$d/mysqld.sock"
         --port="$port" --pid-file="$d/mysqld.pid" --log-error="$d/mysqld.err" --tmpdir="$d" "$@")
-    printf 'exec %q' "$mariadbd" >"$d/restart.sh"
+    printf 'unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS\nexec %q' "$mariadbd" >"$d/restart.sh"
     local a
     for a in "${args[@]}"; do
         [ "$a" = --wsrep-new-cluster ] && continue
