@@ -530,4 +530,39 @@ return {
     why = "with TLS required but no certificate verified, a TLS-stripping server may ask for the password in clear (mysql_clear_password) and get it",
     specs = {"spec/tls_spec.lua"},
   },
+  -- ---- several hosts (csrc/core/hosts.c, connector.c, url.c; issue 21) ----------------
+  {
+    id = "hosts-deny-ignored",
+    file = "csrc/core/hosts.c",
+    before = [[            if (now < s->denied_until)
+                continue;]],
+    after = [[            if (0 && now < s->denied_until)
+                continue;]],
+    why = "a denied host is tried first again at every checkout: a hung host costs connect_timeout on every new connection",
+    specs = {"spec/hosts_spec.lua"},
+  },
+  {
+    id = "hosts-auth-tries-next",
+    file = "csrc/core/connector.c",
+    before = [[    case 1040: case 1047: case 1053: case 1129: case 1927:]],
+    after = [[    case 1045: case 1040: case 1047: case 1053: case 1129: case 1927:]],
+    why = "an access-denied error denies the host and tries the next one: a wrong password shows as another host's error, and locks hosts out",
+    specs = {"spec/hosts_spec.lua"},
+  },
+  {
+    id = "hosts-role-unchecked",
+    file = "csrc/core/connector.c",
+    before = [[(tsa == SC_TSA_READ_ONLY && role != SC_ROLE_READ_ONLY)) {]],
+    after = [[(tsa == SC_TSA_READ_ONLY && role == SC_ROLE_UNKNOWN)) {]],
+    why = "target_session_attrs=read-only takes a read-write host: reads meant for a replica land on the primary",
+    specs = {"spec/hosts_spec.lua"},
+  },
+  {
+    id = "url-hosts-both-forms",
+    file = "csrc/core/url.c",
+    before = [[        if (in_query > 0 && in_authority) {]],
+    after = [[        if (in_query > 0 && in_authority && 0) {]],
+    why = "a URL with a host in the authority and ?host= is taken: which hosts it means is ambiguous",
+    specs = {"spec/url_spec.lua"},
+  },
 }
