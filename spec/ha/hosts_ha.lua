@@ -84,7 +84,7 @@ describe("several hosts, primary + GTID replica", function()
     rw:dispose()
   end)
 
-  it("prefer-read-only: the replica, and the primary when the replica is gone", function()
+  it("prefer-read-only: the replica; with only a read-write host listed, that one", function()
     local e = scoped.create_engine(T:url({"primary", "replica"}, "target_session_attrs=prefer-read-only"),
       {poolclass = "NullPool"})
     assert.equal(R, port_of(e))
