@@ -46,16 +46,24 @@ stop_pid() {
 }
 
 ours() {   # PID NODE-DIR: a mariadbd on that node's datadir (a pid file may be stale)
-    tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | grep -qxF -- "--datadir=${2%/}/data"
+    tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline" | grep -qxF -- "--datadir=${2%/}/data"
 }
 
 stop_all() {   # DIR
-    local d=$1 n pid f
+    local d=$1 n pid f p
     for n in "$d"/*/; do
         for f in mysqld.pid server.pid; do
             [ -f "$n/$f" ] && pid=$(cat "$n/$f" 2>/dev/null) && [ -n "$pid" ] && ours "$pid" "$n" &&
                 stop_pid "$pid"
         done
+    done
+    # what a server left behind: a Galera joiner killed during its SST
+    # leaves wsrep_sst_rsync and its rsync daemon running; they name a path
+    # inside DIR/ (this script's own command line names DIR only)
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        [ "$pid" = $$ ] || [ "$pid" = "$BASHPID" ] && continue
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "${d%/}/" && kill -KILL "$pid" 2>/dev/null
     done
 }
 
