@@ -173,9 +173,17 @@ static void *mysql_open(void *ud, sc_error *err)
     return sc_conn_open(&spec->url, spec->has_settings ? &spec->settings : NULL, err);
 }
 
+/* The non-blocking open (io_wait). Several hosts, a target role or Galera
+ * go through open_hosts, blocking: its loop over the hosts, their denials
+ * and the role check are not resumable yet (README, "Several servers"). */
 static void *mysql_open_nb(void *ud, int *st, sc_error *err)
 {
     connect_spec *spec = ud;
+    if (spec->hosts != NULL) {
+        sc_conn *c = open_hosts(&spec->url, spec->has_settings ? &spec->settings : NULL, spec->hosts, err);
+        *st = c != NULL ? 0 : -1;
+        return c;
+    }
     return sc_conn_nb_open(&spec->url, spec->has_settings ? &spec->settings : NULL, st, err);
 }
 
