@@ -167,6 +167,27 @@ describe("several hosts at connect", function()
     e:dispose()
   end)
 
+  it("with io_wait (inside a coroutine): a refused first host, the checkout lands on the second", function()
+    if not has_socket then return end
+    -- the non-blocking open goes through the host choice too (blocking for
+    -- now); statements still wait through io_wait
+    local waits = 0
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. closed_port(), "S"}), {poolclass = "NullPool",
+      io_wait = function(_, fd, events, timeout)
+        waits = waits + 1
+        local obj = {getfd = function() return fd end, dirty = function() return false end}
+        local r, w = socket.select(events:find("r", 1, true) and {obj} or nil,
+          events:find("w", 1, true) and {obj} or nil, timeout)
+        return (r and r[1] ~= nil) or (w and w[1] ~= nil) or false
+      end})
+    local got
+    local co = coroutine.wrap(function() got = port_of(e) end)
+    co()
+    assert.equal(test_port(), got)
+    assert.is_true(waits > 0, "the statement did not go through io_wait")
+    e:dispose()
+  end)
+
   it("raw_connect tries the hosts in order too", function()
     if not has_socket then return end
     local c = scoped.raw_connect(url_with({"127.0.0.1:" .. closed_port(), "S"}))
