@@ -3,9 +3,10 @@
 -- workloads and W3's way of touching every cell.
 local M = {}
 
--- the sliced workloads whose figure is microseconds per op; the others'
--- is ops per second
-local PER_OP_US = {w2 = true, w2s = true}
+-- the sliced workloads whose figure is microseconds per op (W2, W2s and
+-- their variants: w2_cqueues, w2s_luv4, w2s_core, ...); the others' is ops
+-- per second
+local PER_OP_US = setmetatable({}, {__index = function(_, w) return w:match("^w2") ~= nil end})
 
 --- Runs a sliced workload and exits. slice(k) -> ops runs k iterations
 --- (timed here); after() is the untimed clean-up after each slice, or nil.
@@ -13,7 +14,10 @@ local PER_OP_US = {w2 = true, w2s = true}
 --- serving (the bench/interleave.py protocol: READY, then one
 --- "SLICE <seconds> <ops>" per "<k>" line read), warm (a warm-up before the
 --- one timed run: n/10 + 100 iterations for W2/W2s, one fetch for W3,
---- none for W4, which starts on an empty table).
+--- none for W4, which starts on an empty table), counters (optional: a
+--- function returning a table of counts, e.g. io_wait calls; the one timed
+--- run then also prints "EXTRA <name> <count>" and "EXTRA <name>_per_op
+--- <count/ops>" of what each count grew during it).
 function M.run_sliced(workload, slice, after, opts)
   local now = opts.now
   local function timed(k)
@@ -46,11 +50,20 @@ function M.run_sliced(workload, slice, after, opts)
       if workload == "w3" then timed(1)
       elseif PER_OP_US[workload] then timed(math.floor(n / 10) + 100) end
     end
+    local c0 = opts.counters and opts.counters()
     local dt, ops = timed(n)
     if PER_OP_US[workload] then
       io.write(string.format("RESULT %.3f\n", dt * 1e6 / ops))
     else
       io.write(string.format("RESULT %.0f\n", ops / dt))
+    end
+    if c0 then
+      local names = {}
+      for name, c1 in pairs(opts.counters()) do names[#names + 1] = name; c0[name] = c1 - c0[name] end
+      table.sort(names)
+      for _, name in ipairs(names) do
+        io.write(string.format("EXTRA %s %d\nEXTRA %s_per_op %.3f\n", name, c0[name], name, c0[name] / ops))
+      end
     end
   end
   os.exit(0)

@@ -120,6 +120,18 @@ local function by(x, y) return x / y end
 local function x2(v) return string.format("%.2f×", v) end
 local OK, MISS = "✅", "❌"
 
+-- the io_wait variants of W2/W2s (issue 19: no target, a comparison): time
+-- over blocking scoped's on the same runtime and over raw C's, both measured
+-- in the same interleaved slices
+local function nb_verdict(wv, base)
+  return function(s)
+    local q = ratio2(wv, s, base, s)
+    local c = ratio2(wv, s, base, "raw")
+    if not q then return "" end
+    return string.format("%s blocking%s", x2(q), c and string.format("; %s C", x2(c)) or "")
+  end
+end
+
 -- every row: label, workload, key, unit, and a verdict function giving the
 -- target column text and, for a scoped system, the ratio cell
 local ROWS = {
@@ -146,6 +158,14 @@ local ROWS = {
     return table.concat(parts, "; ")
   end},
   {"W2s statements per request (server's counters)", "w2s_count", nil, "stmts", "", nil},
+  {"W2 with `io_wait`, cqueues (one coroutine)", "w2_cqueues", nil, "µs", "", nb_verdict("w2_cqueues", "w2")},
+  {"W2 with `io_wait`, luv (one coroutine)", "w2_luv", nil, "µs", "", nb_verdict("w2_luv", "w2")},
+  {"W2s with `io_wait`, cqueues (one coroutine)", "w2s_cqueues", nil, "µs", "", nb_verdict("w2s_cqueues", "w2s")},
+  {"W2s with `io_wait`, luv (one coroutine)", "w2s_luv", nil, "µs", "", nb_verdict("w2s_luv", "w2s")},
+  {"W2s with `io_wait`, cqueues: 4 coroutines, pool 4 (time per request)", "w2s_cqueues4", nil, "µs", "",
+   nb_verdict("w2s_cqueues4", "w2s")},
+  {"W2s with `io_wait`, luv: 4 coroutines, pool 4 (time per request)", "w2s_luv4", nil, "µs", "",
+   nb_verdict("w2s_luv4", "w2s")},
   {"W3 fetch 100k rows × 6 cols, every cell touched (LuaSQL: a fresh table per row)", "w3", nil, "rows/s",
    "≥ 0.70× raw C and ≥ LuaSQL", function(s)
     local q = ratio("w3", s, "raw", by)

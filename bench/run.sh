@@ -11,7 +11,8 @@
 #   --quick     smaller N for every workload (a smoke test, not for figures)
 #   --only ...  run only these workloads (w1,w2,w2s,w3,w3stream,w4one,w4batch,w4multi,
 #               lookup,w5thr,w5co,ngx; the statement count always runs; ngx is the
-#               OpenResty load test, bench/ngx.sh, with its own table)
+#               OpenResty load test, bench/ngx.sh, with its own table; w2 and w2s
+#               bring their io_wait variants, w2_cqueues ... w2s_luv4)
 #   (BENCH_ARGS="--plain" make bench passes options through make)
 #
 # Steps: install missing Debian packages (spec/support/deps.sh), build
@@ -51,7 +52,7 @@ say() { echo "bench: $*" >&2; }
 
 # ---- outside the database: deps and builds ------------------------------------
 if [ "$inner" = 0 ]; then
-    bash spec/support/deps.sh lua-sql-mysql python3-sqlalchemy python3-mysqldb valgrind \
+    bash spec/support/deps.sh lua-sql-mysql python3-sqlalchemy python3-mysqldb valgrind lua-cqueues lua-luv \
         nginx libnginx-mod-http-lua lua-resty-core curl wrk nginx-dev libpcre2-dev libssl-dev zlib1g-dev || exit 1
     make --no-print-directory LUA=lua5.4 >&2 || exit 1
     make --no-print-directory LUA=luajit >&2 || exit 1
@@ -148,8 +149,17 @@ declare -A SLICE_N=(
 )
 declare -A SLICES=([w2]=15 [w2s]=15 [w3]=4 [w3stream]=4 [w4one]=3 [w4batch]=5)
 AGGREGATE=" w3 w3stream "
+# W2 and W2s with io_wait (issue 19), scoped only: run as more systems of the
+# same interleave as blocking W2/W2s and raw C, so that their ratios compare
+# slices taken side by side. Each is a workload of bench/scoped_bench.lua;
+# the table has it as a row of its own (workload w2_cqueues, ...), with the
+# figure under the scoped column of its runtime.
+declare -A VARIANTS=(
+    [w2]="w2_cqueues w2_luv"
+    [w2s]="w2s_cqueues w2s_luv w2s_cqueues4 w2s_luv4"
+)
 declare -A UNIT=([w2]=us [w2s]=us [w3]=rate [w3stream]=rate [w4one]=rate [w4batch]=rate)
-slice_n_for() {   # workload system
+slice_n_for() {   # workload system (a variant takes its base's n)
     local n=${SLICE_N[$1.$2]:-${SLICE_N[$1]}}
     if [ "$quick" = 1 ] && { [ "$1" = w2 ] || [ "$1" = w2s ]; }; then n=$((n / 10)); fi
     echo "$n"
@@ -212,7 +222,7 @@ cmd_for() {
             local l=lua5.4; [ "$sys" = scoped-jit ] && l=luajit
             case $w in
                 w5thr) echo "env $(lua_env $l) build/bench/threads-$l $SOCK 8 $n" ;;
-                w1|w2|w2s|w2s_count|w3|w3stream|w4one|w4batch|w4multi|lookup|w5co)
+                w1|w2|w2s|w2s_count|w3|w3stream|w4one|w4batch|w4multi|lookup|w5co|w2_cqueues|w2_luv|w2s_cqueues|w2s_luv|w2s_cqueues4|w2s_luv4)
                     echo "env $(lua_env $l) $l bench/scoped_bench.lua $SOCK $w $n" ;;
             esac ;;
     esac
@@ -255,14 +265,22 @@ measure() {   # round system workload
         $1 == "EXTRA"  { printf "%s\t%s\t%s\t%s\t%s\n", r, w, s, $2, $3 }' <<<"$out" >>"$TSV"
 }
 
-# one interleave.py run of workload w over every system that has it; appends
-# the same TSV lines as measure()
+# one interleave.py run of workload w over every system that has it, and of
+# w's VARIANTS (named SYSTEM/VARIANT there); appends the same TSV lines as
+# measure(), a variant's under its own workload name
 measure_interleaved() {   # round workload
-    local r=$1 w=$2 sys cmd spec=() out rc i nsys=${#SYSTEMS[@]}
+    local r=$1 w=$2 sys cmd spec=() out rc i v nsys=${#SYSTEMS[@]}
     for ((i = 0; i < nsys; i++)); do
         sys=${SYSTEMS[$i]}
         cmd=$(cmd_for "$sys" "$w" serve)
         [ -n "$cmd" ] && spec+=("$sys" "$(slice_n_for "$w" "$sys")" "$cmd")
+    done
+    for v in ${VARIANTS[$w]:-}; do
+        for ((i = 0; i < nsys; i++)); do
+            sys=${SYSTEMS[$i]}
+            cmd=$(cmd_for "$sys" "$v" serve)
+            [ -n "$cmd" ] && spec+=("$sys/$v" "$(slice_n_for "$w" "$sys")" "$cmd")
+        done
     done
     local slices=${SLICES[$w]} aggregate=()
     [ "$quick" = 1 ] && slices=3
@@ -274,15 +292,16 @@ measure_interleaved() {   # round workload
     echo "$out" >>"$LOG"
     [ $rc -ne 0 ] && say "interleave.py exited $rc for $w (see $LOG)"
     for ((i = 0; i < ${#spec[@]}; i += 3)); do
-        sys=${spec[$i]}
-        local fig
-        fig=$(awk -v s="$sys" '$1 == "RESULT" && $2 == s { print $3 }' <<<"$out")
+        local name=${spec[$i]} fig tw=$w
+        sys=${name%%/*}
+        [ "$name" != "$sys" ] && tw=${name#*/}
+        fig=$(awk -v s="$name" '$1 == "RESULT" && $2 == s { print $3 }' <<<"$out")
         if [ -z "$fig" ]; then
-            say "FAILED: $sys $w (see $LOG)"
+            say "FAILED: $sys $tw (see $LOG)"
             failures=$((failures + 1))
-            printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$w" "$sys" error "$rc" >>"$TSV"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$tw" "$sys" error "$rc" >>"$TSV"
         else
-            printf '%s\t%s\t%s\tvalue\t%s\n' "$r" "$w" "$sys" "$fig" >>"$TSV"
+            printf '%s\t%s\t%s\tvalue\t%s\n' "$r" "$tw" "$sys" "$fig" >>"$TSV"
             measured=$((measured + 1))
         fi
     done

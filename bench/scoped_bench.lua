@@ -9,6 +9,15 @@
 -- bench/README.md for what each workload does. Needs LUA_PATH/LUA_CPATH to
 -- find scoped, scoped.core, benchclock and bench/benchlib.lua (bench/run.sh
 -- sets them).
+-- BENCH_PAD=n (bench/profile.sh): n small tables kept alive from the start.
+-- On Lua 5.4, where Lua's objects come from malloc, the heap's layout alone
+-- moves a statement's instruction count by up to 2,500 (whether libmariadb's
+-- per-result block finds fastbins to consolidate, where the collector's steps
+-- fall): comparing two builds at a single layout can show a difference
+-- neither's code makes. Compare them at several pads.
+local pad = {}
+for i = 1, tonumber(os.getenv("BENCH_PAD") or "0") do pad[i] = {i} end
+
 local scoped = require "scoped"
 local clock = require "benchclock"
 local benchlib = require "benchlib"
@@ -53,6 +62,21 @@ function SLICED.w2()
   local conn = engine:connect()
   return function(k)
     for _ = 1, k do conn:execute("SELECT 1"):all() end
+    return k
+  end
+end
+
+-- w2wait (bench/profile.sh only): W2 with a statement that keeps the server
+-- busy for 1 ms, so that every statement finds no reply at its first read
+-- and waits exactly once (blocking: one poll(2); w2wait_cqueues/_luv: one
+-- io_wait), however slowly valgrind runs the client. W2's waits depend on
+-- scheduling; these give the cost of one waited statement.
+local W2WAIT_SQL = "SELECT SLEEP(0.001)"
+function SLICED.w2wait()
+  local engine = scoped.create_engine(URL)
+  local conn = engine:connect()
+  return function(k)
+    for _ = 1, k do conn:execute(W2WAIT_SQL):all() end
     return k
   end
 end
@@ -109,6 +133,129 @@ function SLICED.w2s_session()
       s:close()
     end
     return k
+  end
+end
+
+-- W2 and W2s with io_wait (issue 19): the same loops run inside a coroutine
+-- of an event loop, the engine made with scoped.nonblocking's adapter, so
+-- that every statement, COMMIT and checkin waits through io_wait (a poll of
+-- the socket) instead of blocking. w2_cqueues, w2_luv, w2s_cqueues,
+-- w2s_luv: one coroutine, what the non-blocking path costs a statement;
+-- w2s_cqueues4, w2s_luv4: the slice's requests shared by 4 coroutines on a
+-- pool of 4, whose waits overlap. The connections are opened before the
+-- first slice (warm-up), so a slice only runs statements.
+--
+-- LOOPS[name]() -> run(f, m): runs f(i) in m coroutines (i = 1..m) of a
+-- fresh pass of the loop and returns when all are done
+local LOOPS = {}
+function LOOPS.cqueues()
+  local cqueues = require "cqueues"
+  local cq = cqueues.new()
+  return function(f, m)
+    for i = 1, m do cq:wrap(f, i) end
+    assert(cq:loop())
+  end
+end
+
+function LOOPS.luv()
+  local uv = require "luv"
+  return function(f, m)
+    local err
+    for i = 1, m do
+      local t = uv.new_timer()
+      t:start(0, 0, function()
+        t:close()
+        local co = coroutine.create(function()
+          local ok, e = pcall(f, i)
+          if not ok then err = err or e end
+        end)
+        local ok, e = coroutine.resume(co)
+        if not ok then err = err or e end
+      end)
+    end
+    uv.run()
+    if err then error(err, 0) end
+  end
+end
+
+-- io_wait calls (each one poll of the socket: the statement found no reply
+-- yet), counted for the one timed run's EXTRA lines (bench/profile.sh)
+local waits = 0
+local function counting(opts)
+  local io_wait = opts.io_wait
+  opts.io_wait = function(raw, fd, events, timeout)
+    waits = waits + 1
+    return io_wait(raw, fd, events, timeout)
+  end
+  return opts
+end
+local COUNTERS = {}
+
+local nonblocking = scoped.nonblocking
+for _, loop in ipairs({"cqueues", "luv"}) do
+  local function w2_nb(sql)
+    return function()
+      local run = LOOPS[loop]()
+      local engine = scoped.create_engine(URL, counting(nonblocking[loop]()))
+      local conn = engine:connect()
+      return function(k)
+        run(function()
+          for _ = 1, k do conn:execute(sql):all() end
+        end, 1)
+        return k
+      end
+    end
+  end
+  SLICED["w2_" .. loop] = w2_nb("SELECT 1")
+  SLICED["w2wait_" .. loop] = w2_nb(W2WAIT_SQL)
+
+  local function w2s_nb(m)
+    return function()
+      local run = LOOPS[loop]()
+      local engine = scoped.create_engine(URL, counting(nonblocking[loop]({pool_size = m, max_overflow = 0})))
+      local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+      local function request()
+        Session()
+        Session:execute("SELECT 1"):all()
+        Session:commit()
+        Session:remove()
+      end
+      -- open the pool's connections now: m coroutines at once, each
+      -- checking out while the others wait for the server
+      run(request, m)
+      return function(k)
+        -- k requests in all: coroutine i runs its share
+        run(function(i)
+          for _ = 1, math.floor(k / m) + (i <= k % m and 1 or 0) do request() end
+        end, m)
+        return k
+      end
+    end
+  end
+  SLICED["w2s_" .. loop] = w2s_nb(1)
+  SLICED["w2s_" .. loop .. "4"] = w2s_nb(4)
+  for _, w in ipairs({"w2_", "w2wait_", "w2s_"}) do
+    COUNTERS[w .. loop] = function() return {io_waits = waits} end
+  end
+  COUNTERS["w2s_" .. loop .. "4"] = COUNTERS["w2s_" .. loop]
+
+  -- iowait_cqueues, iowait_luv (bench/profile.sh only): the adapter's
+  -- io_wait alone, no statement: one wait per op on a socket that is always
+  -- readable (a cqueues socket pair with a byte never read, for both loops).
+  -- What the event loop and the adapter cost a wait; the rest of a waited
+  -- statement's extra (w2wait_cqueues less w2wait) is scoped's.
+  SLICED["iowait_" .. loop] = function()
+    local run = LOOPS[loop]()
+    local a, b = require("cqueues.socket").pair()
+    assert(b:write("x")); assert(b:flush())
+    local fd = a:pollfd()
+    local io_wait = nonblocking[loop]().io_wait
+    return function(k)
+      run(function()
+        for _ = 1, k do assert(io_wait(nil, fd, "r", nil)) end
+      end, 1)
+      return k, a, b -- (the pair kept alive: collected, it would close fd)
+    end
   end
 end
 
@@ -349,7 +496,8 @@ end
 
 if SLICED[workload] then
   local slice, after = SLICED[workload]()
-  benchlib.run_sliced(workload, slice, after, {now = now, n = n, serving = serving, warm = WARM})
+  benchlib.run_sliced(workload, slice, after,
+    {now = now, n = n, serving = serving, warm = WARM, counters = COUNTERS[workload]})
 end
 local f = W[workload]
 if not f or serving then
