@@ -4,13 +4,15 @@
 -- that differ only by DOPS timed operations: (BIG - SMALL) / DOPS, for the
 -- whole program and per function, so that start-up, module loading and
 -- connecting cancel out. Prints the total, the TOP functions by their own
--- (self) cost and scoped's own C functions (csrc/) by inclusive cost.
+-- (self) cost, scoped's own C functions (csrc/) by inclusive cost and the
+-- self costs summed per object file (the interpreter, libc, libmariadb,
+-- scoped's core.so, an event loop's library, ...).
 local small, big, dops, top = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 25)
 assert(small and big and dops, "usage: cgdiff.lua SMALL.out BIG.out DOPS [TOP]")
 
 local objs = {} -- function -> object file name, where callgrind knows it
 
-local function annotate(file, inclusive)
+local function annotate(file, inclusive, by_obj)
   local cmd = string.format("callgrind_annotate --auto=no --threshold=100 --inclusive=%s %q 2>/dev/null",
     inclusive and "yes" or "no", file)
   local p = assert(io.popen(cmd))
@@ -29,6 +31,10 @@ local function annotate(file, inclusive)
         fn = fn or rest
         local key = fn:gsub("^.*/", "")
         if obj then objs[key] = obj:match("([^/]+)$") end
+        if by_obj then
+          local o = obj and obj:match("([^/]+)$") or "?"
+          by_obj[o] = (by_obj[o] or 0) + v
+        end
         if inclusive then
           if v > (t[key] or 0) then t[key] = v end
         else
@@ -41,8 +47,9 @@ local function annotate(file, inclusive)
   return t, total
 end
 
-local s_self, s_total = annotate(small, false)
-local b_self, b_total = annotate(big, false)
+local s_obj, b_obj = {}, {}
+local s_self, s_total = annotate(small, false, s_obj)
+local b_self, b_total = annotate(big, false, b_obj)
 local s_inc = annotate(small, true)
 local b_inc = annotate(big, true)
 
@@ -71,4 +78,10 @@ for _, e in ipairs(diff(s_inc, b_inc)) do
     shown = shown + 1
     print(string.format("  %9.0f  %5.1f%%  %s", e[2], 100 * e[2] / per_op, e[1]))
   end
+end
+print("")
+print("self cost by object file (Ir/op, share):")
+for _, e in ipairs(diff(s_obj, b_obj)) do
+  if e[2] < per_op * 0.003 then break end
+  print(string.format("  %9.0f  %5.1f%%  %s", e[2], 100 * e[2] / per_op, (e[1]:gsub("  %[.*%]$", ""))))
 end
