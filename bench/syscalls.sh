@@ -4,6 +4,7 @@
 # on Lua 5.4 and LuaJIT.
 #
 #   bash bench/syscalls.sh                  # w2 w2_cqueues w2_luv w2s w2s_cqueues w2s_luv
+#                                           # w2wait w2wait_cqueues w2wait_luv (one wait each)
 #   bash bench/syscalls.sh w2s_cqueues4     # any workload of bench/scoped_bench.lua
 #
 # As bench/profile.sh does with instructions: each workload runs at two sizes
@@ -40,7 +41,7 @@ PIN=(taskset -c "$CPU")
 pidfile=${SCOPED_TEST_DATADIR:+$SCOPED_TEST_DATADIR/mysqld.pid}
 [ -n "$pidfile" ] && [ -r "$pidfile" ] && taskset -a -p -c "$CPU" "$(cat "$pidfile")" >/dev/null
 workloads=("$@")
-[ ${#workloads[@]} -eq 0 ] && workloads=(w2 w2_cqueues w2_luv w2s w2s_cqueues w2s_luv)
+[ ${#workloads[@]} -eq 0 ] && workloads=(w2 w2_cqueues w2_luv w2s w2s_cqueues w2s_luv w2wait w2wait_cqueues w2wait_luv)
 SMALL=500 BIG=2500
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/scoped-sys.XXXXXX")
