@@ -61,6 +61,36 @@ static int foreign(const sc_conn *c, sc_error *err)
     return 1;
 }
 
+/* settings.track_gtid: what the server tracks already (the server's
+ * default keeps character_set_client among them, which sc_conn_charset
+ * relies on) plus last_gtid, whose value COMMIT's OK packet then carries. */
+static const char TRACK_GTID_SQL[] =
+    "SET SESSION session_track_system_variables = "
+    "CONCAT_WS(',', NULLIF(@@global.session_track_system_variables, ''), 'last_gtid')";
+
+/* settings.track_gtid, after a COMMIT's OK packet: the value of last_gtid
+ * among the system variables it reports (name, value pairs), or "". */
+static void read_last_gtid(sc_conn *c)
+{
+    const char *data;
+    size_t len;
+    int is_name = 1, want = 0;
+    c->last_gtid[0] = '\0';
+    if (mysql_session_track_get_first(c->my, SESSION_TRACK_SYSTEM_VARIABLES, &data, &len) != 0)
+        return;
+    do {
+        if (is_name) {
+            want = len == 9 && memcmp(data, "last_gtid", 9) == 0;
+        } else if (want) {
+            if (len >= sizeof c->last_gtid)
+                len = 0; /* not a GTID list we can hold: none rather than a cut one */
+            memcpy(c->last_gtid, data, len);
+            c->last_gtid[len] = '\0';
+        }
+        is_name = !is_name;
+    } while (mysql_session_track_get_next(c->my, SESSION_TRACK_SYSTEM_VARIABLES, &data, &len) == 0);
+}
+
 static int apply_settings(sc_conn *c, sc_error *err)
 {
     const sc_conn_settings *s = &c->settings;
@@ -72,6 +102,8 @@ static int apply_settings(sc_conn *c, sc_error *err)
         if (sc_conn_query(c, sql, (size_t)n, err) != 0)
             return -1;
     }
+    if (s->track_gtid && sc_conn_query(c, TRACK_GTID_SQL, sizeof TRACK_GTID_SQL - 1, err) != 0)
+        return -1;
     c->pristine = 1;
     return 0;
 }
@@ -588,7 +620,7 @@ static int stored_push(sc_conn *c, MYSQL_RES *res)
 static int open_next_phase(sc_conn *c, int *done)
 {
     int n = 0;
-    while (n == 0 && c->nb_opening <= 3) {
+    while (n == 0 && c->nb_opening <= 4) {
         c->nb_opening++;
         if (c->nb_opening == 1 && c->init_command) {
             /* after COM_RESET_CONNECTION (sc_conn_nb_reset): the URL's
@@ -611,6 +643,8 @@ static int open_next_phase(sc_conn *c, int *done)
         else if (c->nb_opening == 3 && c->settings.isolation[0])
             n = snprintf(c->nb_sql, sizeof c->nb_sql, "SET SESSION TRANSACTION ISOLATION LEVEL %s",
                          c->settings.isolation);
+        else if (c->nb_opening == 4 && c->settings.track_gtid)
+            n = snprintf(c->nb_sql, sizeof c->nb_sql, "%s", TRACK_GTID_SQL);
     }
     if (n == 0) {
         c->nb_opening = 0;
@@ -688,6 +722,8 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
                 /* the OK packet of our own COMMIT/ROLLBACK (sc_conn_end) */
                 stored_clear(c);
                 c->unclean = 0;
+                if (c->nb_end == 2 && c->settings.track_gtid)
+                    read_last_gtid(c);
             }
             err->code = 0;
             return 0;
@@ -936,6 +972,8 @@ int sc_conn_end(sc_conn *c, int commit, sc_error *err)
     /* the OK packet of our own COMMIT/ROLLBACK: whatever failed before is
      * over with the transaction */
     c->unclean = 0;
+    if (commit && c->settings.track_gtid)
+        read_last_gtid(c);
     return 0;
 }
 

@@ -19,6 +19,9 @@ typedef struct sc_conn_settings {
     int autocommit;      /* 0 or 1: set at connect, restored by sc_conn_reset;
                           * -1: the server's default, never touched (raw_connect) */
     char isolation[24];  /* SET SESSION TRANSACTION ISOLATION LEVEL ...; "" none */
+    int track_gtid;      /* 1: last_gtid added to session_track_system_variables at
+                          * connect (and after a session reset), and each COMMIT
+                          * sc_conn_end sends reads it into sc_conn.last_gtid */
 } sc_conn_settings;
 
 /* What a connection's reset on return does (pool_reset_on_return). */
@@ -38,6 +41,9 @@ typedef struct sc_conn {
                          * listeners set is gone (the checkout reports it as fresh) */
     sc_error gone;      /* the disconnect error that set broken (for invalidate events) */
     sc_conn_settings settings;
+    char last_gtid[96]; /* settings.track_gtid: the GTID of the last COMMIT sent by
+                         * sc_conn_end (or the non-blocking one) as its OK packet
+                         * carried it; "" when none was (no binlog, nothing written) */
     char *init_command; /* the URL's init_command, run again after a session reset */
     sc_buf sql;         /* statement being built, reused */
     sc_bind_plan plan;  /* placeholders of the statement being built, reused */
@@ -56,9 +62,9 @@ typedef struct sc_conn {
     int tls_required;   /* ssl_mode insists on TLS: checked once connected */
     char ssl_mode[20];  /* for the error saying so */
     int nb_opening;     /* sc_conn_nb_open and _reset: 1 connecting (or init_command
-                         * after a reset), 2 autocommit, 3 isolation */
+                         * after a reset), 2 autocommit, 3 isolation, 4 track_gtid */
     MYSQL *nb_my;       /* what mysql_real_connect_start/_cont returned */
-    char nb_sql[80];    /* the setting sc_conn_nb_open sends (read after the start returns) */
+    char nb_sql[160];    /* the setting sc_conn_nb_open sends (read after the start returns) */
     MYSQL_ROW nb_row;   /* what mysql_fetch_row_start/_cont returned */
     int nb_stream;      /* the open stream was started by the non-blocking driver: its
                          * readers read only what sc_conn_nb_fetch read ahead */

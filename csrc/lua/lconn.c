@@ -571,6 +571,19 @@ static int l_thread_id(lua_State *L)
     return 1;
 }
 
+/* raw:last_gtid(): the GTID of the last COMMIT this connection sent, as
+ * its OK packet carried it (engine option track_gtid); nil when the flag is
+ * off, no COMMIT was sent, or the server sent none (no binlog). */
+static int l_last_gtid(lua_State *L)
+{
+    lconn *lc = check_open(L);
+    if (lc->c->last_gtid[0] == '\0')
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, lc->c->last_gtid);
+    return 1;
+}
+
 /* conn:invalidate(): discard on return instead of pooling */
 static int l_invalidate(lua_State *L)
 {
@@ -629,6 +642,7 @@ static const luaL_Reg conn_methods[] = {
     {"closed", l_closed},
     {"in_transaction", l_in_transaction},
     {"thread_id", l_thread_id},
+    {"last_gtid", l_last_gtid},
     {"invalidate", l_invalidate},
     {"is_invalidated", l_is_invalidated},
     {"invalidation_error", l_invalidation_error},

@@ -126,6 +126,9 @@ static int l_pool_new(lua_State *L)
     settings.autocommit = iso != NULL && strcmp(iso, "AUTOCOMMIT") == 0;
     if (iso != NULL && !settings.autocommit)
         snprintf(settings.isolation, sizeof settings.isolation, "%s", iso);
+    lua_getfield(L, 2, "track_gtid");
+    settings.track_gtid = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     sc_connector conn; /* it takes the URL's strings over: the pool frees them */
     if (sc_mysql_connector(owned, &settings, &conn) != 0)
         return luaL_error(L, "out of memory");

@@ -63,6 +63,10 @@ M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
 -- under OpenResty it is `ngx.log` at `ngx.INFO` or `ngx.WARN`
 -- @field isolation_level (string) "READ COMMITTED", "REPEATABLE READ", "READ UNCOMMITTED",
 -- "SERIALIZABLE" or "AUTOCOMMIT"
+-- @field track_gtid (boolean, false) each connection asks the server, at connect, to
+-- send the GTID of every COMMIT in its OK packet (session tracking of `last_gtid`):
+-- read with `raw:last_gtid()`, and what `sessionmaker{causal_from = ...}` needs of
+-- the writer's engine (see README "Several servers")
 -- @field connect_args (table) URL query parameters, added to the URL's
 -- @field hide_parameters (boolean, false) keep bind values out of errors and logs
 -- @field pool_wait (function) the pool_wait contract: when no connection is free,
@@ -103,6 +107,7 @@ local OPTIONS = {
   echo = {"boolean", false},
   logger = {"function"},
   isolation_level = {"string"},
+  track_gtid = {"boolean", false},
   connect_args = {"table"},
   hide_parameters = {"boolean", false},
   pool_wait = {"function"},
@@ -226,7 +231,9 @@ local function refresh(engine)
     and not engine._echo
   local waits = engine._pool_wait or engine._io_wait
   engine._fast = plain and not waits
-  engine._raw_sessions = plain and not engine._autocommit
+  -- track_gtid: a Session reads its COMMIT's GTID off the connection
+  -- before giving it back, which the Connection path does (session.lua)
+  engine._raw_sessions = plain and not engine._autocommit and not engine._gtids
   engine._session_ops = engine._raw_sessions and waits and nonblocking.session_ops(engine, checkout)
     or false
 end
@@ -285,7 +292,7 @@ function M.create_engine(url, opts)
     pool_size = o.pool_size, max_overflow = o.max_overflow, pool_timeout = o.pool_timeout,
     pool_recycle = o.pool_recycle, pool_pre_ping = o.pool_pre_ping, pool_use_lifo = o.pool_use_lifo,
     pool_reset_on_return = o.pool_reset_on_return, isolation_level = o.isolation_level,
-    hide_parameters = o.hide_parameters, shared = o.shared,
+    hide_parameters = o.hide_parameters, shared = o.shared, track_gtid = o.track_gtid,
   }
   if o.poolclass == "NullPool" then
     -- no connection is kept: each checkin closes, each checkout opens
@@ -314,6 +321,9 @@ function M.create_engine(url, opts)
     _raw_sessions = false,
     _session_ops = false,
     _autocommit = o.isolation_level == "AUTOCOMMIT",
+    -- track_gtid: scope key -> {gtid = the GTID of the scope's last COMMIT through a
+    -- Session} (what sessionmaker{causal_from = ...} waits for; session.lua)
+    _gtids = o.track_gtid and setmetatable({}, {__mode = "k"}) or false,
     _log = o.logger or default_logger,
     _events = {},
     _held = o.pool_leak_threshold and setmetatable({}, {__mode = "k"}),

@@ -38,7 +38,9 @@ Session.__index = Session
 local SessionTransaction = {}
 M.Session, M.SessionTransaction = Session, SessionTransaction
 
-local SESSION_OPTIONS = {bind = true, info = true}
+local SESSION_OPTIONS = {bind = true, info = true, readonly = true, causal_from = true,
+  causal_timeout = true, causal_fallback = true}
+local FALLBACKS = {primary = true, error = true, stale = true}
 
 local function check_kw(kw, who)
   if kw == nil then return {} end
@@ -58,6 +60,19 @@ local function check_kw(kw, who)
   end
   if kw.info ~= nil and type(kw.info) ~= "table" then
     exc.raise("ArgumentError", "%s: info must be a table, got %s", who, type(kw.info))
+  end
+  if kw.readonly ~= nil and type(kw.readonly) ~= "boolean" then
+    exc.raise("ArgumentError", "%s: readonly must be a boolean, got %s", who, type(kw.readonly))
+  end
+  if kw.causal_from ~= nil and (type(kw.causal_from) ~= "table" or not (kw.causal_from.kw
+      or kw.causal_from.session_factory or type(kw.causal_from._checkout) == "function")) then
+    exc.raise("ArgumentError", "%s: causal_from must be the writer's sessionmaker, scoped_session or Engine", who)
+  end
+  if kw.causal_timeout ~= nil and (type(kw.causal_timeout) ~= "number" or kw.causal_timeout < 0) then
+    exc.raise("ArgumentError", "%s: causal_timeout must be a number of seconds >= 0", who)
+  end
+  if kw.causal_fallback ~= nil and not FALLBACKS[kw.causal_fallback] then
+    exc.raise("ArgumentError", "%s: causal_fallback must be \"primary\", \"error\" or \"stale\"", who)
   end
   return kw
 end
@@ -100,11 +115,28 @@ local function new(bind, info)
                        info = info and copy(info) or {}}, Session)
 end
 
+local ReaderSession -- below: readonly and causal_from
+
+-- A session of a maker with readonly or causal_from (its own class, so
+-- that an ordinary Session's paths stay as they are).
+local function new_reader(kw)
+  return setmetatable({bind = kw.bind, _raw = false, _conn = false, _active = false,
+                       info = kw.info and copy(kw.info) or {}, _kw = kw, _primary = false,
+                       _beginning = false},
+                      ReaderSession)
+end
+
+local function is_reader(kw)
+  return kw.readonly or kw.causal_from ~= nil
+end
+
 --- A Session of its own (`scoped.Session{bind = engine}`), without a sessionmaker.
--- @tparam[opt] table kw `bind` (Engine), `info` (table, copied)
+-- @tparam[opt] table kw `bind` (Engine), `info` (table, copied), `readonly`,
+-- `causal_from`, `causal_timeout`, `causal_fallback` (see `sessionmaker`)
 -- @treturn Session
 function M.new_session(kw)
   kw = check_kw(kw, "Session()")
+  if is_reader(kw) then return new_reader(kw) end
   return new(kw.bind, kw.info)
 end
 
@@ -128,6 +160,7 @@ end
 Sessionmaker.__call = function(self, kw)
   if kw == nil then -- self.kw was checked when it was set
     local base = self.kw
+    if is_reader(base) then return new_reader(base) end
     return new(base.bind, base.info)
   end
   check_kw(kw, "sessionmaker()")
@@ -146,6 +179,7 @@ end
 -- maker() without arguments, as a plain function: what
 -- scoped_session calls for every new scope (no __call dispatch on the way).
 function Sessionmaker:_plain_factory()
+  if is_reader(self.kw) then return function() return self() end end
   return function()
     local base = self.kw
     return new(base.bind, base.info)
@@ -386,6 +420,14 @@ local function finish(self, commit)
   self._conn = false
   self._active = commit and FAILED or after
   local ok, err = pcall(commit and conn.commit or conn.rollback, conn)
+  if ok and commit and craw then
+    -- track_gtid: the GTID of this COMMIT, for the scope's causal readers
+    local gtids = self.bind._gtids
+    if gtids then
+      local g = craw:last_gtid()
+      if g then gtids[M.scope_key()] = {gtid = g, waited = {}} end
+    end
+  end
   conn:close() -- back to the pool, rolled back, whatever happened
   if not ok then error(err, 0) end
   self._active = after
@@ -543,9 +585,142 @@ SessionTransaction.__close = function(self, err)
   end
 end
 
+-- ---- read replicas: readonly and causal_from ---------------------------------
+--
+-- A session of sessionmaker{readonly = true} or {causal_from = Writer}
+-- (README "Several servers"). Its own class: an ordinary Session's paths
+-- are untouched. Before the first statement of each of its transactions
+-- (begin_reader) it may wait on its replica for the GTID of the scope's last
+-- COMMIT through the writer's engine (track_gtid, recorded by finish above),
+-- and with readonly it starts the transaction READ ONLY.
+
+--- The scope the writer's GTIDs are recorded in and the readers look them
+--- up by: the nginx request (ngx.ctx) under OpenResty, else the running
+--- coroutine (the main thread included) -- scoped_session's default scopes.
+-- @local
+function M.scope_key()
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.get_phase then
+    local phase = ngx.get_phase()
+    if phase ~= "init" and phase ~= "init_worker" then return ngx.ctx end
+  end
+  return core.current_thread()
+end
+
+local function writer_engine(from)
+  if type(from._checkout) == "function" then return from end
+  local maker = from.session_factory or from
+  return maker.kw and maker.kw.bind
+end
+
+ReaderSession = setmetatable({}, {__index = Session})
+ReaderSession.__index = ReaderSession
+ReaderSession.__close = function(self) self:close() end
+ReaderSession.__tostring = Session.__tostring
+M.ReaderSession = ReaderSession
+
+local base_execute, base_finish_commit, base_rollback, base_close, base_connection =
+  Session.execute, Session.commit, Session.rollback, Session.close, Session.connection
+
+-- The start of a transaction on the reader: the causal wait, then START
+-- TRANSACTION READ ONLY. On a wait that timed out, "primary" moves the
+-- transaction to a Session on the writer's engine (self._primary).
+local begin_reader_in
+
+local function begin_reader(self)
+  self._beginning = true
+  local ok, err = pcall(begin_reader_in, self)
+  self._beginning = false
+  if not ok then error(err, 0) end
+end
+
+function begin_reader_in(self)
+  local kw = self._kw
+  local bind = self.bind or no_bind()
+  local from = kw.causal_from
+  if from then
+    local w = writer_engine(from)
+    if not w then no_bind() end
+    local gtids = w._gtids
+    if not gtids then
+      exc.raise("ArgumentError", "causal_from: the writer's engine needs create_engine(url, {track_gtid = true})")
+    end
+    local rec = gtids[M.scope_key()]
+    if rec and not rec.waited[bind] then
+      local timeout = kw.causal_timeout or 1
+      local r = base_execute(self, "SELECT MASTER_GTID_WAIT(:gtid, :timeout)",
+        {gtid = rec.gtid, timeout = timeout}):scalar()
+      if tonumber(r) == 0 then
+        rec.waited[bind] = true
+      else -- -1: timed out (NULL: the server is no replica)
+        local fallback = kw.causal_fallback or "primary"
+        if fallback == "stale" then
+          rec.waited[bind] = true
+        else
+          base_rollback(self) -- the replica's connection goes back
+          if fallback == "error" then
+            exc.raise("OperationalError",
+              "causal read: the replica did not reach GTID %s within causal_timeout (%s s)",
+              rec.gtid, tostring(timeout))
+          end
+          local p = new(w, nil)
+          self._primary = p
+          if kw.readonly then p:execute("START TRANSACTION READ ONLY") end
+          return
+        end
+      end
+    end
+  end
+  if kw.readonly then base_execute(self, "START TRANSACTION READ ONLY") end
+end
+
+-- a connection is held, or begin_reader is running (its statements)
+local function held(self) return self._raw or self._conn or self._beginning end
+
+function ReaderSession:execute(sql, params, opts)
+  if not self then exc._colon("Session", "execute", self) end
+  local p = self._primary
+  if not p and not held(self) then
+    begin_reader(self)
+    p = self._primary
+  end
+  if p then return p:execute(sql, params, opts) end
+  return base_execute(self, sql, params, opts)
+end
+
+function ReaderSession:connection()
+  local p = self._primary
+  if not p and not held(self) then
+    begin_reader(self)
+    p = self._primary
+  end
+  if p then return p:connection() end
+  return base_connection(self)
+end
+
+-- the end of the unit of work: the writer's session too when the reads
+-- fell back to it
+local function reader_end(self, how, base)
+  local p = self._primary
+  if p then
+    self._primary = false
+    base(self)
+    return p[how](p)
+  end
+  return base(self)
+end
+
+function ReaderSession:commit() return reader_end(self, "commit", base_finish_commit) end
+function ReaderSession:rollback() return reader_end(self, "rollback", base_rollback) end
+function ReaderSession:close() return reader_end(self, "close", base_close) end
+function ReaderSession:in_transaction()
+  return self._primary and true or Session.in_transaction(self)
+end
+
 -- Every other public method checks its self with one call more (exc._colon_methods).
 exc._colon_methods(Session, "Session", Session,
-  {execute = true, commit = true, rollback = true, close = true})
+  {execute = true, commit = true, rollback = true, close = true}, ReaderSession)
+exc._colon_methods(ReaderSession, "Session", ReaderSession, {execute = true}, Session)
 exc._colon_methods(SessionTransaction, "SessionTransaction", SessionTransaction)
 exc._colon_methods(Sessionmaker, "sessionmaker", Sessionmaker)
 
