@@ -94,6 +94,7 @@ function scoped.raw_connect(u) end
 ---@field echo? boolean log statements and pool events
 ---@field logger? fun(level: "info"|"warn", line: string)
 ---@field isolation_level? "READ COMMITTED"|"REPEATABLE READ"|"READ UNCOMMITTED"|"SERIALIZABLE"|"AUTOCOMMIT"
+---@field track_gtid? boolean
 ---@field connect_args? table<string, string|number> URL query parameters
 ---@field hide_parameters? boolean keep bind values out of errors and logs
 ---@field pool_wait? fun(remaining: number) wait (may yield) until a connection may be free, at most remaining seconds
@@ -283,6 +284,8 @@ function RawConnection:closed() end
 function RawConnection:in_transaction() end
 ---@return integer
 function RawConnection:thread_id() end
+---@return string|nil
+function RawConnection:last_gtid() end
 function RawConnection:invalidate() end
 ---@return boolean
 function RawConnection:is_invalidated() end
@@ -392,10 +395,18 @@ function MappingResult:partitions(n) end
 
 ---@class scoped.Sessionmaker
 ---@field kw table what sessions are made with (bind, info)
----@overload fun(kw?: {bind?: scoped.Engine, info?: table}): scoped.Session
+---@overload fun(kw?: scoped.SessionOptions): scoped.Session
 local Sessionmaker = {}
 
----@param kw {bind?: scoped.Engine, info?: table}
+---@class scoped.SessionOptions
+---@field bind? scoped.Engine
+---@field info? table
+---@field readonly? boolean
+---@field causal_from? table
+---@field causal_timeout? number
+---@field causal_fallback? "primary"|"error"|"stale"
+
+---@param kw scoped.SessionOptions
 function Sessionmaker:configure(kw) end
 
 ---@class scoped.Session

@@ -232,6 +232,12 @@ if rawget(_G, "ngx") ~= nil then require("scoped.ngx").install() end
 -- @function RawConnection:thread_id
 -- @treturn integer
 
+--- The GTID of the last COMMIT this connection sent, as its OK packet
+-- carried it (engine option `track_gtid`); nil when the flag is off, no
+-- COMMIT was sent, or the server sent none (no binlog, nothing written).
+-- @function RawConnection:last_gtid
+-- @treturn string|nil
+
 --- Marks it to be discarded instead of pooled.
 -- @function RawConnection:invalidate
 

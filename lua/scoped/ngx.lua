@@ -301,7 +301,7 @@ function Offloaded:commit() return run(self, "commit") end
 function Offloaded:rollback() return run(self, "rollback") end
 
 -- Everything else is quick and local: straight to the real connection.
-for _, name in ipairs({"render", "ping", "in_transaction", "thread_id", "invalidate",
+for _, name in ipairs({"render", "ping", "in_transaction", "thread_id", "last_gtid", "invalidate",
                        "is_invalidated", "invalidation_error", "reset", "set_hide_parameters",
                        "_check_idle"}) do
   Offloaded[name] = function(self, ...)

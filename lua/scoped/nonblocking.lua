@@ -334,7 +334,7 @@ function M.session_ops(engine, checkout)
   return ops
 end
 
-for _, name in ipairs({"render", "in_transaction", "thread_id", "invalidate",
+for _, name in ipairs({"render", "in_transaction", "thread_id", "last_gtid", "invalidate",
                        "is_invalidated", "invalidation_error", "set_hide_parameters",
                        "_check_idle", "closed", "_pin"}) do
   NonBlocking[name] = function(self, ...)

@@ -115,7 +115,7 @@ local function new(bind, info)
                        info = info and copy(info) or {}}, Session)
 end
 
-local ReaderSession -- below: readonly and causal_from
+local ReaderSession, scope_key -- below: readonly and causal_from
 
 -- A session of a maker with readonly or causal_from (its own class, so
 -- that an ordinary Session's paths stay as they are).
@@ -147,7 +147,16 @@ Sessionmaker.__index = Sessionmaker
 M.Sessionmaker = Sessionmaker
 
 --- sessionmaker{bind = engine} or sessionmaker(engine) -> factory
--- @tparam table|Engine kw `bind` (Engine) and `info` (table: each session gets a copy), or the Engine
+--
+-- For read replicas (README "Several servers"): `readonly = true` starts each
+-- transaction of its sessions READ ONLY; `causal_from` (the writer's
+-- sessionmaker, scoped_session or Engine, on an engine with `track_gtid`)
+-- makes the first statement of a transaction in a scope that wrote wait on
+-- the replica for that write (`MASTER_GTID_WAIT`, at most `causal_timeout`
+-- seconds, default 1), then on a timeout do what `causal_fallback` says:
+-- `"primary"` (default), `"error"` or `"stale"`.
+-- @tparam table|Engine kw `bind` (Engine) and `info` (table: each session gets a copy),
+-- `readonly`, `causal_from`, `causal_timeout`, `causal_fallback`; or the Engine
 -- @treturn Sessionmaker call it for a Session
 function M.sessionmaker(kw)
   if type(kw) == "table" and type(kw._checkout) == "function" then kw = {bind = kw} end
@@ -425,7 +434,7 @@ local function finish(self, commit)
     local gtids = self.bind._gtids
     if gtids then
       local g = craw:last_gtid()
-      if g then gtids[M.scope_key()] = {gtid = g, waited = {}} end
+      if g then gtids[scope_key()] = {gtid = g, waited = {}} end
     end
   end
   conn:close() -- back to the pool, rolled back, whatever happened
@@ -594,11 +603,11 @@ end
 -- COMMIT through the writer's engine (track_gtid, recorded by finish above),
 -- and with readonly it starts the transaction READ ONLY.
 
---- The scope the writer's GTIDs are recorded in and the readers look them
---- up by: the nginx request (ngx.ctx) under OpenResty, else the running
---- coroutine (the main thread included) -- scoped_session's default scopes.
--- @local
-function M.scope_key()
+-- The scope the writer's GTIDs are recorded in and the readers look them
+-- up by: the nginx request (ngx.ctx) under OpenResty, else the running
+-- coroutine (the main thread included) -- scoped_session's default scopes.
+-- (Above its use in finish: a forward declaration there.)
+function scope_key()
   local ngx = rawget(_G, "ngx")
   if ngx and ngx.get_phase then
     local phase = ngx.get_phase()
@@ -617,7 +626,6 @@ ReaderSession = setmetatable({}, {__index = Session})
 ReaderSession.__index = ReaderSession
 ReaderSession.__close = function(self) self:close() end
 ReaderSession.__tostring = Session.__tostring
-M.ReaderSession = ReaderSession
 
 local base_execute, base_finish_commit, base_rollback, base_close, base_connection =
   Session.execute, Session.commit, Session.rollback, Session.close, Session.connection
@@ -645,7 +653,7 @@ function begin_reader_in(self)
     if not gtids then
       exc.raise("ArgumentError", "causal_from: the writer's engine needs create_engine(url, {track_gtid = true})")
     end
-    local rec = gtids[M.scope_key()]
+    local rec = gtids[scope_key()]
     if rec and not rec.waited[bind] then
       local timeout = kw.causal_timeout or 1
       local r = base_execute(self, "SELECT MASTER_GTID_WAIT(:gtid, :timeout)",
