@@ -125,6 +125,30 @@ describe("read replicas, primary + GTID replica", function()
     assert.equal(1, status(rroot, "Master_gtid_wait_count") - before)
   end)
 
+  it("io_wait engines (the non-blocking COMMIT): 200 pairs, 0 stale, one wait each", function()
+    local has_socket, socket = pcall(require, "socket")
+    if not has_socket then return end
+    local nb_waits = 0
+    local function io_wait(_, fd, events, timeout)
+      nb_waits = nb_waits + 1
+      local obj = {getfd = function() return fd end, dirty = function() return false end}
+      local r, w = socket.select(events:find("r", 1, true) and {obj} or nil,
+        events:find("w", 1, true) and {obj} or nil, timeout)
+      return (r and r[1] ~= nil) or (w and w[1] ~= nil) or false
+    end
+    local nw = scoped.create_engine(T:url({"primary"}), {track_gtid = true, io_wait = io_wait})
+    local nr = scoped.create_engine(T:url({"replica"}), {io_wait = io_wait})
+    local Writer = scoped.sessionmaker{bind = nw}
+    local Causal = scoped.sessionmaker{bind = nr, causal_from = Writer}
+    local before = status(rroot, "Master_gtid_wait_count")
+    local stale = pairs_run(Writer, Causal, 200, 400000)
+    assert.equal(0, stale)
+    assert.equal(200, status(rroot, "Master_gtid_wait_count") - before)
+    assert.is_true(nb_waits > 0, "nothing went through io_wait")
+    nw:dispose()
+    nr:dispose()
+  end)
+
   describe("the replica's SQL thread stopped", function()
     before_each(function() rroot:execute("STOP SLAVE SQL_THREAD") end)
     after_each(function() rroot:execute("START SLAVE SQL_THREAD") end)
