@@ -163,13 +163,14 @@ function M.sessionmaker(kw)
   kw = check_kw(kw, "sessionmaker()")
   local copy = {}
   for k, v in pairs(kw) do copy[k] = v end
-  return setmetatable({kw = copy}, Sessionmaker)
+  -- _reader: its sessions are ReaderSessions (readonly, causal_from)
+  return setmetatable({kw = copy, _reader = is_reader(copy)}, Sessionmaker)
 end
 
 Sessionmaker.__call = function(self, kw)
   if kw == nil then -- self.kw was checked when it was set
     local base = self.kw
-    if is_reader(base) then return new_reader(base) end
+    if self._reader then return new_reader(base) end
     return new(base.bind, base.info)
   end
   check_kw(kw, "sessionmaker()")
@@ -188,7 +189,7 @@ end
 -- maker() without arguments, as a plain function: what
 -- scoped_session calls for every new scope (no __call dispatch on the way).
 function Sessionmaker:_plain_factory()
-  if is_reader(self.kw) then return function() return self() end end
+  if self._reader then return function() return self() end end
   return function()
     local base = self.kw
     return new(base.bind, base.info)
@@ -208,6 +209,7 @@ end
 function Sessionmaker:configure(kw)
   kw = check_kw(kw, "sessionmaker.configure()")
   for k, v in pairs(kw) do self.kw[k] = v end
+  self._reader = is_reader(self.kw)
 end
 
 Sessionmaker.__tostring = function(self)
