@@ -693,6 +693,36 @@ describe("io_wait under cqueues", function()
       engine:dispose()
     end)
 
+    it("a stream opened in a coroutine and read in the main thread: blocking reads, every row", function()
+      local opts = nonblocking.cqueues{pool_size = 1}
+      local base = opts.io_wait
+      opts.io_wait = function(...)
+        -- (cqueues.poll would block the thread there: a luv or nginx wait cannot)
+        assert(coroutine.isyieldable(), "io_wait called where the caller cannot yield")
+        return base(...)
+      end
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local conn, r
+      cq:wrap(function()
+        conn = engine:connect()
+        -- big rows a few milliseconds apart (each flushed on its own by the
+        -- server): the reads below have to wait
+        r = conn:execute("SELECT seq, REPEAT('x', 40000), SLEEP(0.005) FROM seq_1_to_20", nil,
+          {stream_results = true})
+        assert.equal(1, r:fetchone()[1])
+      end)
+      assert(cq:loop())
+      -- the main thread cannot yield: no io_wait, the reads block
+      local rest = r:fetchall()
+      assert.equal(19, #rest)
+      assert.same({2, 20}, {rest[1][1], rest[19][1]})
+      assert.equal(20, r.rowcount)
+      assert.equal(7, conn:execute("SELECT 7"):scalar())
+      conn:close()
+      engine:dispose()
+    end)
+
     it("a stream dropped unread is given back by the collector; the connection is reused", function()
       local engine = engine_with(nonblocking.cqueues{pool_size = 1})
       local cq = cqueues.new()

@@ -156,8 +156,11 @@ StreamNB.__close = function(self) self:close() end
 StreamNB.__gc = nil
 
 local function ahead(self)
+  -- where the caller cannot yield (the stream handed to the main thread,
+  -- a finalizer), nothing is read ahead: the reader's own read blocks
+  if not can_wait(self._engine) then return end
   local raw = self._raw
-  drive(raw, self._io_wait, "fetch", nil, nil, nil, raw:_nb("fetch"))
+  drive(raw, self._engine._io_wait, "fetch", nil, nil, nil, raw:_nb("fetch"))
 end
 
 function stream_methods.fetchone(self)
@@ -216,7 +219,7 @@ function stream_methods.keys(self) return self._s:keys() end
 
 local function wrap_stream(self, res)
   if getmetatable(res) ~= core.stream_result_mt then return res end -- no rows: buffered
-  return setmetatable({_s = res, _raw = self._raw, _io_wait = self._engine._io_wait}, StreamNB)
+  return setmetatable({_s = res, _raw = self._raw, _engine = self._engine}, StreamNB)
 end
 
 function NonBlocking:stream(sql, params, yield_per)
