@@ -238,6 +238,34 @@ describe("io_wait under cqueues", function()
     engine:dispose()
   end)
 
+  it("a Session's raw path: its coroutine collected mid-statement, the server session killed, no lock left", function()
+    -- a scoped_session holds the raw connection itself (engine._session_ops),
+    -- with no Connection object: the same abandonment must hold there
+    local engine = engine_with({pool_size = 1, max_overflow = 0, pool_timeout = 1,
+      io_wait = function() coroutine.yield("waiting") end})
+    assert.is_truthy(engine._session_ops)
+    local Session = scoped.scoped_session(scoped.sessionmaker{bind = engine})
+    local tid
+    local co = coroutine.create(function()
+      Session:execute("INSERT INTO nb_t (k, v) VALUES (9, 'orphan')") -- a row lock, a transaction
+      tid = Session:scalar("SELECT CONNECTION_ID()") -- (connection() would leave the raw path)
+      assert(Session()._raw, "the Session left the raw path")
+      Session:execute("SELECT SLEEP(5)")
+    end)
+    local ok, what = coroutine.resume(co)
+    while ok and what == "waiting" and tid == nil do ok, what = coroutine.resume(co) end
+    assert.is_true(ok, tostring(what))
+    assert.equal("waiting", what)
+    co = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(H.connection_gone(tid, 1), "the server still runs the abandoned session")
+    assert.is_true(obs:trx_gone(tid))
+    assert.equal("0", obs:scalar("SELECT COUNT(*) FROM nb_t WHERE k = 9")) -- rolled back with it
+    assert.equal(0, engine.pool:stats().checkedout)
+    engine:dispose()
+  end)
+
   it("another coroutine using the connection meanwhile gets InvalidRequestError, not a protocol error", function()
     local engine = engine_with(nonblocking.cqueues{pool_size = 2})
     local cq = cqueues.new()
