@@ -104,8 +104,8 @@ if ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/ping"; then
 fi
 say "nginx pid $nginx_pid on 127.0.0.1:$port, 2 workers, $cap connections per worker for every system"
 
-SYSTEMS=(inline offload nb nbwide resty)
-[ "$with_b" = 1 ] && SYSTEMS=(inline offload nb nbwide bell resty)
+SYSTEMS=(inline offload nb nbwide nbover resty)
+[ "$with_b" = 1 ] && SYSTEMS=(inline offload nb nbwide nbover bell resty)
 # the most connections the server saw for system $1 while a cell ran: sampled
 # from its processlist every 0.2 s (each system connects as its own user)
 peak_start() {
@@ -167,11 +167,11 @@ fi
 {
     echo "# OpenResty load test (bench/ngx.sh)"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 2 workers, a cap of $cap MariaDB connections per worker for every system (scoped pool_size $cap max_overflow 0; lua-resty-mysql pool_size $cap with backlog, which it exceeds: see the peak column), scoped non-blocking also with pool_size $wide, wrk -t2 -c$conc, ${secs} s per cell after ${warm} s of warm-up, $rounds round(s), median; load average $load0 before; commit $(git rev-parse --short HEAD 2>/dev/null)${nb_note:+; $nb_note}; error.log after a graceful quit: $alerts alert, $errlines error lines"
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 2 workers, a cap of $cap MariaDB connections per worker for every system (scoped pool_size $cap max_overflow 0; lua-resty-mysql pool_size $cap with backlog, which it exceeds: see the peak column), scoped non-blocking also with pool_size $wide, and with pool_size $cap max_overflow -1 (lua-resty-mysql's rule in practice), wrk -t2 -c$conc, ${secs} s per cell after ${warm} s of warm-up, $rounds round(s), median; load average $load0 before; commit $(git rev-parse --short HEAD 2>/dev/null)${nb_note:+; $nb_note}; error.log after a graceful quit: $alerts alert, $errlines error lines"
     echo
     echo "| workload | system | req/s | p50 ms | p99 ms | errors | peak connections (2 workers) | req/s vs lua-resty-mysql |"
     echo "|---|---|---|---|---|---|---|---|"
-    awk -F'\t' -v wide="$wide" '
+    awk -F'\t' -v wide="$wide" -v cap="$cap" '
         { key = $2 SUBSEP $3; n[key]++; rps[key, n[key]] = $4; p50[key, n[key]] = $5; p99[key, n[key]] = $6; err[key] += $7
           if ($8 + 0 > peak[key]) peak[key] = $8 + 0
           round[$1, $2, $3] = $4 }
@@ -180,11 +180,12 @@ fi
             for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (v[j] + 0 < v[i] + 0) { t = v[i]; v[i] = v[j]; v[j] = t }
             return cnt % 2 ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2 }
         END {
-            split("sleep unit", ws, " "); ns = split("inline offload nb nbwide bell resty", ss, " ")
+            split("sleep unit", ws, " "); ns = split("inline offload nb nbwide nbover bell resty", ss, " ")
             name["inline"] = "scoped inline (blocking)"; name["offload"] = "scoped offload (thread pool)"
             name["nb"] = "scoped non-blocking (io_wait)"; name["resty"] = "lua-resty-mysql 0.29"
             name["bell"] = "scoped, design (b): helper thread + doorbell"
             name["nbwide"] = "scoped non-blocking, pool_size " wide
+            name["nbover"] = "scoped non-blocking, pool_size " cap ", max_overflow -1"
             wl["sleep"] = "SELECT SLEEP(0.02)"; wl["unit"] = "INSERT + SELECT + COMMIT"
             for (a = 1; a <= 2; a++) for (b = 1; b <= ns; b++) {
                 w = ws[a]; s = ss[b]; key = w SUBSEP s; cnt = n[key]

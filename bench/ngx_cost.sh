@@ -47,11 +47,12 @@ requests() {   # path n: n requests one after the other on one keep-alive connec
     curl -s -K "$f" -w '%{http_code}\n' | grep -vc '^200$' | { read -r bad; [ "$bad" = 0 ] || echo "# $bad non-200 answers for $1" >&2; }
 }
 
-path_for() { [ "$1" = resty ] && echo "/resty/select1" || echo "/scoped/$1/select1"; }
+W=${COST_WORK:-select1}   # or unit: INSERT + SELECT + COMMIT
+path_for() { [ "$1" = resty ] && echo "/resty/$W" || echo "/scoped/$1/$W"; }
 read -r -a MODES <<<"${COST_MODES:-inline nb offload bell resty}"
 cc -std=c99 -Wall -Wextra -Werror -O2 -g -fPIC -shared -pthread -o "$tmp/doorbell.so" bench/ngx/doorbell.c || exit 1
 
-echo "| per request of one SELECT 1 ($N requests, 1 worker, keep-alive) | ${MODES[*]} |"
+echo "| per request of $W ($N requests, 1 worker, keep-alive) | ${MODES[*]} |"
 # ---- system calls
 start
 declare -A calls top

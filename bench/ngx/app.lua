@@ -11,7 +11,8 @@
 --                        the unit in an explicit transaction (BEGIN ... COMMIT)
 -- MODE: inline (statements block the worker), offload (nginx's thread
 -- pool), nb (io_wait in nginx's event loop: the default), nbwide (nb with
--- as many connections as lua-resty-mysql really opens), bell (design (b): a
+-- as many connections as lua-resty-mysql really opens), nbover (nb with
+-- lua-resty-mysql's pool rule: keep cap, open more on demand), bell (design (b): a
 -- helper thread and a doorbell cosocket, bench/ngx/doorbell.lua).
 local scoped = require "scoped"
 
@@ -37,7 +38,11 @@ function M.init(url, cap, wide)
   local engines = {inline = inline, offload = engine("offload", {offload = "bench_db"}), nb = engine("nb"),
     -- as many connections per worker as lua-resty-mysql opens at this
     -- concurrency (its pool_size does not cap them, see bench/README.md)
-    nbwide = engine("nbwide", nil, wide)}
+    nbwide = engine("nbwide", nil, wide),
+    -- lua-resty-mysql's own rule: `cap` connections kept per worker, more
+    -- opened when all are busy and closed when they come back to a full
+    -- pool (its set_keepalive pool size; scoped's max_overflow = -1)
+    nbover = engine("nbover", {max_overflow = -1})}
   -- design (b), a helper thread and a doorbell cosocket (bench/ngx/doorbell.lua)
   local okb, bell = pcall(engine, "bell", {io_wait = require("doorbell").io_wait})
   if okb then engines.bell = bell end

@@ -12,28 +12,34 @@
  * ngx_http_lua_ffi_sema_post) is resolved in the nginx process that loads
  * it, so it cannot load anywhere else -- and core.so does not need it.
  *
- * One wait (lua/scoped/ngx.lua, io_wait):
- *   arm     an ngx_connection_t taken from the worker's free list for the
- *           fd (never closed by nginx: the fd belongs to libmariadb), its
- *           read and/or write event added to epoll (edge-triggered, as
- *           nginx adds every event; the kernel reports a socket that is
- *           already ready at once)
- *   wait    the light thread waits on the wait's semaphore (with the timeout)
- *   handler the first event removes the fd from epoll, gives the
- *           ngx_connection_t back and posts the semaphore
- *   release after the semaphore returns (ready or timeout), the Lua side
- *           releases whatever the handler did not
- * A light thread killed while waiting (ngx.thread.kill, a client abort)
- * never runs its release: the Lua side keeps every armed wait in a table
- * and releases those whose semaphore has no waiter left from a later wait
- * (sweep, at most every 0.1 s). By then libmariadb may have closed the fd (discard and garbage
- * collection close it with no hook) and the number may be another file's:
- * a sweep's release compares the fd's inode with the one seen at arm time,
- * and when it differs does no epoll call at all (closing the socket took it
- * out of epoll already; a DEL now could remove someone else's registration).
- * The connection is marked idle, so a graceful shutdown (nginx -s quit,
- * reload) calls the handler with c->close set, which releases it too: no
- * "open socket ... left in connection" alert for a wait nobody swept.
+ * A socket is registered once, on its first wait, and stays registered
+ * (edge-triggered, for reading and writing: nginx's ngx_add_conn) for as
+ * long as it is the same socket: a wait on a socket already registered
+ * makes no epoll call at all. Per wait: one fstat (is this fd still the
+ * socket we registered?), and a poll(2) with no timeout only when an event
+ * came while nobody waited (is it still ready?).
+ *   begin   (lua/scoped/ngx.lua, io_wait) registers the fd if it is not
+ *           yet (an ngx_connection_t of the worker's free list, never
+ *           closed by nginx: the fd belongs to libmariadb); returns 1 when
+ *           the socket is ready already, else records what the light
+ *           thread waits for, which then waits on the registration's
+ *           ngx.semaphore (with the timeout)
+ *   handler each event records the readiness; when it is what the light
+ *           thread waits for, it posts the semaphore (once per wait)
+ * libmariadb closes its sockets with no hook (discard, recycle, garbage
+ * collection): closing the socket takes it out of epoll (the kernel does),
+ * and what is left is our ngx_connection_t, freed without any epoll call
+ * when the fd's identity (device and inode, seen at registration) no longer
+ * matches: by the next begin on that fd number, by a sweep (lua, at most
+ * every second from a wait) or at a graceful shutdown: the connection is
+ * marked idle, so nginx -s quit and reload call the handler with c->close
+ * set, which releases it. While nginx is exiting the Lua side releases the
+ * registration after each wait, so no "open socket ... left in connection"
+ * alert is possible for a socket registered after that.
+ * A light thread killed while waiting leaves the registration waiting: the
+ * next event posts a semaphore nobody waits on (its count goes to 1; the
+ * next wait on that registration returns at once, a spurious wake-up the
+ * caller's retry absorbs).
  */
 #include <ngx_config.h>
 #include <ngx_core.h>
@@ -46,20 +52,24 @@
  * ngx.semaphore calls it the same way) */
 int ngx_http_lua_ffi_sema_post(void *sem, int n);
 
-/* One wait. The Lua side allocates it (ffi.new: garbage-collected) and
- * keeps it reachable for as long as `c` is set; the C side points to it
- * (c->data) only while `c` is set. Keep in step with the cdef in
- * lua/scoped/ngx.lua. */
+/* One socket's registration. The Lua side allocates it (ffi.new:
+ * garbage-collected) with its semaphore and keeps both reachable for as
+ * long as `c` is set; the C side points to it (c->data) only while `c` is
+ * set. Keep in step with the cdef in lua/scoped/ngx.lua. */
 typedef struct {
-    void *c;          /* the ngx_connection_t while armed, else NULL */
-    void *sema;       /* the wait's ngx_http_lua_sema_t */
-    uint64_t dev;     /* the socket's identity at arm time (fstat) */
+    void *c;          /* the ngx_connection_t while registered, else NULL */
+    void *sema;       /* the registration's ngx_http_lua_sema_t */
+    uint64_t dev;     /* the socket's identity at registration (fstat) */
     uint64_t ino;
     int fd;
-    int fired;        /* the handler ran (posted the semaphore) */
+    int ready;        /* EV_* seen since a wait last took them */
+    int want;         /* EV_* the waiting light thread waits for, 0: none */
+    int posted;       /* the handler posted the semaphore for this wait */
 } scoped_ngx_wait_t;
 
-int scoped_ngx_wait_arm(scoped_ngx_wait_t *w, int fd, int events, void *sema);
+int scoped_ngx_wait_begin(scoped_ngx_wait_t *w, int fd, int events, void *sema);
+int scoped_ngx_wait_sweep(scoped_ngx_wait_t *w);
+int scoped_ngx_wait_stale(const scoped_ngx_wait_t *w);
 void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check);
 int scoped_ngx_wait_poll(int fd, int events, int ms);
 int scoped_ngx_wait_abi(void);
@@ -68,23 +78,15 @@ int scoped_ngx_wait_check(void);
 #define EV_READ 1
 #define EV_WRITE 2
 
-/* Takes the fd out of epoll (unless it is no longer the socket armed, see
- * above) and gives the connection back, its fd forgotten (never closed). */
-void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check)
+/* Whether fd is still the socket w registered. */
+static int same_socket(const scoped_ngx_wait_t *w, int fd)
 {
-    ngx_connection_t *c = w->c;
-    if (c == NULL) return;
-    w->c = NULL;
-    int same = 1;
-    if (check) {
-        struct stat st;
-        same = fstat(w->fd, &st) == 0 && (uint64_t) st.st_dev == w->dev
-            && (uint64_t) st.st_ino == w->ino;
-    }
-    if (same) {
-        if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        if (c->write->active) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    struct stat st;
+    return fstat(fd, &st) == 0 && (uint64_t) st.st_dev == w->dev && (uint64_t) st.st_ino == w->ino;
+}
+
+static void forget(ngx_connection_t *c)
+{
     c->read->active = 0;
     c->write->active = 0;
     /* braces: nginx's macro is two statements */
@@ -101,33 +103,79 @@ void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check)
     ngx_free_connection(c);
 }
 
+/* Takes the fd out of epoll (unless, with check, it is no longer the socket
+ * registered: then closing it did, and a DEL now could remove another
+ * file's registration) and gives the connection back, its fd forgotten
+ * (never closed). */
+void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check)
+{
+    ngx_connection_t *c = w->c;
+    if (c == NULL) return;
+    w->c = NULL;
+    w->ready = 0;
+    if ((!check || same_socket(w, w->fd)) && (c->read->active || c->write->active))
+        ngx_del_conn(c, 0);
+    forget(c);
+}
+
+/* A sweep's visit: releases the registration when its fd is no longer its
+ * socket (closed by libmariadb, the number maybe reused). -> 1 released. */
+int scoped_ngx_wait_sweep(scoped_ngx_wait_t *w)
+{
+    if (w->c == NULL || same_socket(w, w->fd)) return 0;
+    scoped_ngx_wait_release(w, 1);
+    return 1;
+}
+
+/* For the specs: 1 when registered and its fd no longer its socket. */
+int scoped_ngx_wait_stale(const scoped_ngx_wait_t *w)
+{
+    return w->c != NULL && !same_socket(w, w->fd);
+}
+
 static void on_event(ngx_event_t *ev)
 {
     ngx_connection_t *c = ev->data;
     scoped_ngx_wait_t *w = c->data;
     if (w == NULL) return;
-    /* c->close: ngx_close_idle_connections at a graceful shutdown; the fd
-     * may be closed by then if the waiter is gone */
-    scoped_ngx_wait_release(w, c->close);
-    if (!w->fired) {
-        w->fired = 1;
+    if (c->close) {
+        /* ngx_close_idle_connections at a graceful shutdown; the fd may be
+         * closed by then. A light thread waiting wakes (spuriously) and
+         * registers again if it waits again. */
+        scoped_ngx_wait_release(w, 1);
+        if (w->want && !w->posted) {
+            w->want = 0;
+            w->posted = 1;
+            ngx_http_lua_ffi_sema_post(w->sema, 1);
+        }
+        return;
+    }
+    w->ready |= ev->write ? EV_WRITE : EV_READ;
+    if (w->want & w->ready) {
+        w->ready &= ~w->want;
+        w->want = 0;
+        w->posted = 1;
         ngx_http_lua_ffi_sema_post(w->sema, 1);
     }
 }
 
-/* -> 0 armed; -1 no free connection in this worker (worker_connections);
- * -2 fstat or epoll refused the fd (errno set) */
-int scoped_ngx_wait_arm(scoped_ngx_wait_t *w, int fd, int events, void *sema)
+static int do_register(scoped_ngx_wait_t *w, int fd, void *sema)
 {
     struct stat st;
     if (fstat(fd, &st) != 0) return -2;
+    if (ngx_event_actions.add_conn == NULL) {
+        errno = ENOSYS; /* not epoll: no persistent registration here */
+        return -2;
+    }
     ngx_log_t *log = ngx_cycle->log;
     ngx_connection_t *c = ngx_get_connection(fd, log);
     if (c == NULL) return -1;
     w->c = c;
     w->sema = sema;
     w->fd = fd;
-    w->fired = 0;
+    w->ready = 0;
+    w->want = 0;
+    w->posted = 0;
     w->dev = (uint64_t) st.st_dev;
     w->ino = (uint64_t) st.st_ino;
     c->data = w;
@@ -137,12 +185,35 @@ int scoped_ngx_wait_arm(scoped_ngx_wait_t *w, int fd, int events, void *sema)
     c->write->log = log;
     c->read->handler = on_event;
     c->write->handler = on_event;
-    if ((events & EV_READ) && ngx_handle_read_event(c->read, 0) != NGX_OK) goto fail;
-    if ((events & EV_WRITE) && ngx_handle_write_event(c->write, 0) != NGX_OK) goto fail;
+    if (ngx_add_conn(c) != NGX_OK) {
+        int e = errno;
+        forget(c);
+        w->c = NULL;
+        errno = e;
+        return -2;
+    }
     return 0;
-fail:
-    scoped_ngx_wait_release(w, 0);
-    return -2;
+}
+
+/* -> 1 ready now (no wait); 0 registered and waiting for `events`: the
+ * light thread waits on the semaphore; -1 no free connection in this worker
+ * (worker_connections); -2 fstat or epoll refused the fd (errno set). */
+int scoped_ngx_wait_begin(scoped_ngx_wait_t *w, int fd, int events, void *sema)
+{
+    if (w->c != NULL && (w->fd != fd || !same_socket(w, fd)))
+        scoped_ngx_wait_release(w, 1);
+    if (w->c == NULL) {
+        int rc = do_register(w, fd, sema);
+        if (rc != 0) return rc;
+    } else if (w->ready & events) {
+        /* an event came while nobody waited: the caller may have read what
+         * it announced since; ask the socket (no timeout) */
+        w->ready &= ~events;
+        if (scoped_ngx_wait_poll(fd, events, 0) == 1) return 1;
+    }
+    w->want = events;
+    w->posted = 0;
+    return 0;
 }
 
 /* The fallback where a light thread cannot wait in the event loop (or no

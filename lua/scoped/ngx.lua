@@ -366,21 +366,22 @@ end
 
 -- ---- 4. the non-blocking io_wait ---------------------------------------------
 --
--- io_wait(raw, fd, events, timeout): the socket is added to nginx's epoll
+-- io_wait(raw, fd, events, timeout): the socket is registered with nginx's
+-- epoll on its first wait and stays registered while it is the same socket
 -- (an ngx_connection_t of the worker's free list, never closed by nginx:
--- the fd is libmariadb's) and the light thread waits on a semaphore of its
--- own, which the first event posts; the C handler takes the fd out of epoll
--- and gives the connection back before it posts. Per wait: two epoll_ctl
--- calls (ADD, DEL) and a share of the worker's epoll_wait. The C half,
--- csrc/ngx/ngx_wait.c, says how a light thread killed while waiting is
--- cleaned up (sweep() here, and the idle mark for a graceful shutdown).
+-- the fd is libmariadb's); the light thread waits on the registration's
+-- semaphore, which the C handler posts when the socket is ready. A wait on
+-- a registered socket makes no epoll call: one fstat (still the same
+-- socket?). The C half, csrc/ngx/ngx_wait.c, says how registrations of
+-- closed sockets are freed (a sweep here, at most every SWEEP_SECONDS, and
+-- the idle mark for a graceful shutdown) and what a killed waiter leaves.
 
 local nb          -- the shim once loaded (a table), false when unavailable
 local nb_reason   -- why not, for M.io_wait_status()
 
 local EVENTS = {r = 1, w = 2, rw = 3}
--- how often a wait sweeps (releases the waits of killed light threads)
-local SWEEP_SECONDS = 0.1
+-- how often a wait sweeps (frees the registrations of closed sockets)
+local SWEEP_SECONDS = 1
 local ngx_now = M.active and ngx.now or os.time
 -- no timeout given: wake up at least this often anyway (a spurious wake-up:
 -- the caller tries its operation again and waits again)
@@ -404,9 +405,11 @@ local function load_nb()
   -- a second load of this file (lua_code_cache off) finds them defined
   pcall(ffi.cdef, [[
     typedef struct {
-      void *c; void *sema; uint64_t dev; uint64_t ino; int fd; int fired;
+      void *c; void *sema; uint64_t dev; uint64_t ino; int fd; int ready; int want; int posted;
     } scoped_ngx_wait_t;
-    int scoped_ngx_wait_arm(scoped_ngx_wait_t *w, int fd, int events, void *sema);
+    int scoped_ngx_wait_begin(scoped_ngx_wait_t *w, int fd, int events, void *sema);
+    int scoped_ngx_wait_sweep(scoped_ngx_wait_t *w);
+    int scoped_ngx_wait_stale(const scoped_ngx_wait_t *w);
     void scoped_ngx_wait_release(scoped_ngx_wait_t *w, int check);
     int scoped_ngx_wait_poll(int fd, int events, int ms);
     int scoped_ngx_wait_abi(void);
@@ -424,7 +427,10 @@ local function load_nb()
     nb_reason = path .. " was built for another nginx (version or signature differ: make ngx-wait)"
     return nb
   end
-  nb = {lib = lib, ffi = ffi, spare = {}, nspare = 0, armed = {}, narmed = 0, swept = 0}
+  -- regs[fd] = {w = the C registration, sem = its semaphore}: kept while
+  -- the worker lives (an entry whose w.c is NULL is registered again by the
+  -- next wait on that fd number)
+  nb = {lib = lib, ffi = ffi, regs = {}, swept = 0, exiting = ngx.worker.exiting}
   return nb
 end
 
@@ -435,21 +441,13 @@ function M.io_wait_status()
   return false, nb_reason
 end
 
--- Waits nobody will release: their light thread was killed while waiting
--- (its semaphore has no waiter left and the handler did not run), at most
--- every SWEEP_SECONDS from a wait, and from a graceful shutdown. Releasing
--- a wait whose light thread has timed out but not resumed yet is harmless:
--- its own release then finds nothing to do.
+-- Frees the registrations whose fd is no longer their socket (closed by
+-- libmariadb, the number maybe reused): at most every SWEEP_SECONDS from a
+-- wait. The closed socket left epoll when it was closed; this gives the
+-- ngx_connection_t back to the worker.
 local function sweep(n)
-  local lib = n.lib
-  for slot in pairs(n.armed) do
-    local w = slot.w
-    if w.c ~= nil and slot.sem:count() >= 0 then lib.scoped_ngx_wait_release(w, 1) end
-    if w.c == nil then
-      n.armed[slot] = nil
-      n.narmed = n.narmed - 1
-    end
-  end
+  local sweep_one = n.lib.scoped_ngx_wait_sweep
+  for _, reg in pairs(n.regs) do sweep_one(reg.w) end
 end
 
 local function poll_wait(n, fd, ev, timeout)
@@ -473,28 +471,22 @@ local function io_wait(raw, fd, events, timeout) -- luacheck: ignore raw
   if not YIELDABLE[get_phase()] or (timeout ~= nil and timeout <= 0) then
     return poll_wait(n, fd, ev, timeout)
   end
-  -- the sweep visits every armed wait: at most every SWEEP_SECONDS (the
-  -- clock nginx caches), not at each wait
-  if n.narmed > 0 then
-    local t = ngx_now()
-    if t - n.swept >= SWEEP_SECONDS then
-      n.swept = t
-      sweep(n)
-    end
+  local t = ngx_now()
+  if t - n.swept >= SWEEP_SECONDS then
+    n.swept = t
+    sweep(n)
   end
-  local slot
-  if n.nspare > 0 then
-    slot = n.spare[n.nspare]
-    n.spare[n.nspare] = nil
-    n.nspare = n.nspare - 1
-  else
-    slot = {w = n.ffi.new("scoped_ngx_wait_t"), sem = assert(semaphore.new(0))}
+  local reg = n.regs[fd]
+  if reg == nil then
+    reg = {w = n.ffi.new("scoped_ngx_wait_t"), sem = assert(semaphore.new(0))}
+    n.regs[fd] = reg
   end
-  local w, sem = slot.w, slot.sem
-  local rc = n.lib.scoped_ngx_wait_arm(w, fd, ev, sem.sem)
+  local w, sem = reg.w, reg.sem
+  -- a post for a waiter that is gone (killed, or timed out first): stale
+  if sem:count() > 0 then sem:wait(0) end
+  local rc = n.lib.scoped_ngx_wait_begin(w, fd, ev, sem.sem)
+  if rc == 1 then return true end
   if rc ~= 0 then
-    n.nspare = n.nspare + 1
-    n.spare[n.nspare] = slot
     if rc == -1 and not warned_full then
       warned_full = true
       ngx.log(ngx.WARN, "scoped: no free connection in this worker to wait for the database; "
@@ -505,26 +497,16 @@ local function io_wait(raw, fd, events, timeout) -- luacheck: ignore raw
     end
     return poll_wait(n, fd, ev, timeout)
   end
-  n.armed[slot] = true
-  n.narmed = n.narmed + 1
   local ok, err = sem:wait(timeout or LONG_WAIT)
-  -- the handler released it if it ran, a sweep if this thread timed out
-  -- meanwhile; the fd is still the caller's socket (no identity check)
-  if w.c ~= nil then n.lib.scoped_ngx_wait_release(w, 0) end
-  if n.armed[slot] then
-    n.armed[slot] = nil
-    n.narmed = n.narmed - 1
-  end
-  local fired = w.fired ~= 0
-  -- the slot is reused when its semaphore is back to 0 (a post that came
-  -- after a timeout would wake the next wait for nothing)
-  if sem:count() == 0 then
-    n.nspare = n.nspare + 1
-    n.spare[n.nspare] = slot
-  end
+  -- no longer waiting: a later event only records the readiness
+  w.want = 0
+  local posted = w.posted ~= 0
+  -- nginx is exiting: nothing stays registered (the exit reports any
+  -- connection left as an "open socket" alert)
+  if n.exiting() then n.lib.scoped_ngx_wait_release(w, 1) end
   if ok then return true end
   if err ~= "timeout" then error(err, 0) end
-  return fired or timeout == nil
+  return posted or timeout == nil
 end
 
 --- io_wait_hook() -> the non-blocking io_wait (nil when the shim cannot
@@ -534,15 +516,26 @@ function M.io_wait_hook()
   return io_wait
 end
 
---- For the specs: how many waits of this worker are armed (registered with
---- nginx) and how many slots are kept for reuse; sweep() first when asked.
+--- For the specs: this worker's registrations: how many are live (in
+--- nginx's epoll), how many of those wait (a light thread is waiting on
+--- them, or was when it was killed), and how many are stale (their fd no
+--- longer their socket: closed, to be freed by the next sweep); sweep() first
+--- when asked. Also the set of registered fds {[fd] = true}.
 function M._io_wait_counts(do_sweep)
   local n = load_nb()
   if not n then return nil end
-  if do_sweep and n.narmed > 0 then sweep(n) end
-  local live = 0
-  for slot in pairs(n.armed) do if slot.w.c ~= nil then live = live + 1 end end
-  return live, n.nspare, n.narmed
+  if do_sweep then sweep(n) end
+  local live, waiting, stale, fds = 0, 0, 0, {}
+  for fd, reg in pairs(n.regs) do
+    local w = reg.w
+    if w.c ~= nil then
+      live = live + 1
+      fds[fd] = true
+      if w.want ~= 0 then waiting = waiting + 1 end
+      if n.lib.scoped_ngx_wait_stale(w) == 1 then stale = stale + 1 end
+    end
+  end
+  return live, waiting, stale, fds
 end
 
 --- Installs what changes under OpenResty: every new engine gets attach(),

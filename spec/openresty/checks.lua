@@ -371,24 +371,28 @@ nb_check("io_wait: light threads wait on their fds at once, each wakes for its o
   for i = 1, r.n do all = all and woke[i] == true end
   -- every wait began before the first poke; each woke right after its own
   local order = r.log and r.log:find("^wait1 wait2 wait3 wait4 poke4 woke4 poke3 woke3 poke2 woke2 poke1 woke1$")
-  return all and order and r.live_all == r.n and r.in_epoll == r.n and r.live_after == 0 and r.left == 0
-    and r.ready_r and r.ready_w and r.ready_rw, cjson.encode(r)
+  -- registered while open (kept), freed once closed (a sweep): the 4 and
+  -- the one that was readable at once
+  return all and order and r.waiting_all == r.n and r.in_epoll == r.n and r.waiting_after == 0
+    and r.kept == r.n and r.ready_r and r.ready_w and r.ready_rw and r.drained == false and r.again
+    and r.stale == r.n + 1 and r.stale_swept == 0 and r.left == 0, cjson.encode(r)
 end)
 
-nb_check("io_wait: a timeout returns false and leaves nothing registered", function()
+nb_check("io_wait: a timeout returns false; the registration serves the next wait", function()
   local _, r = get_json("/t/nbwait_timeout")
-  return r and r.timed_out == false and r.polled == false and r.live == 0 and r.left == false
-    and r.after == true, cjson.encode(r)
+  return r and r.timed_out == false and r.polled == false and r.waiting == 0
+    and r.after == true and r.stale == 0 and r.left == false, cjson.encode(r)
 end)
 
-nb_check("io_wait: a killed waiter is unregistered by the next sweep, even once its fd is reused", function()
+nb_check("io_wait: a killed waiter's registration is freed once its socket closes, even if the fd is reused", function()
   local before = count_in_log("epoll_ctl")
   local _, r = get_json("/t/nbwait_kill")
   if not r then return false, "no answer" end
   local alerts = count_in_log("epoll_ctl") - before
-  return r.armed and r.live_killed == 1 and r.kept_until_sweep and r.live_swept == 0 and r.swept
-    and r.reused and r.new_armed and r.live_new == 1 and r.new_still_armed and r.new_woke == true
-    and r.live_end == 0 and alerts == 0, cjson.encode(r) .. " epoll_ctl lines in error.log: " .. alerts
+  return r.armed and r.waiting_killed == 1 and r.gone_from_epoll and r.stale_closed == 1
+    and r.stale_swept == 0 and r.swept and r.reused and r.new_armed and r.stale_new == 0
+    and r.new_still_armed and r.new_woke == true and r.stale_end == 0 and r.left_end == false
+    and alerts == 0, cjson.encode(r) .. " epoll_ctl lines in error.log: " .. alerts
 end)
 
 nb_check("io_wait: a raw TCP connection to the server, connect and greeting waited for", function()
@@ -397,9 +401,10 @@ nb_check("io_wait: a raw TCP connection to the server, connect and greeting wait
   return r and r.w == true and r.r == true and (r.n or 0) > 4, cjson.encode(r)
 end)
 
-nb_check("io_wait: a light thread killed during a statement leaves nothing registered", function()
+nb_check("io_wait: a light thread killed during a statement leaves no registration of a closed socket", function()
   local _, r = get_json("/t/nb_kill")
-  return r and r.live_before == 1 and r.live_swept == 0 and r.v == 42, cjson.encode(r)
+  return r and r.waiting_before == 1 and r.stale_swept == 0 and r.waiting == 0
+    and r.live <= r.open and r.v == 42, cjson.encode(r)
 end)
 
 -- Latency of a DB-free request while another request runs SELECT SLEEP(0.2).

@@ -289,9 +289,11 @@ function H.result()
   reply(stored and cjson.decode(stored) or {missing = true})
 end
 
--- A light thread killed in the middle of an io_wait statement: nothing of
--- its wait stays registered with nginx after the next sweep, and the
--- engine serves the next statement
+-- A light thread killed in the middle of an io_wait statement: once the
+-- collector has found its coroutine (the connection discarded, its socket
+-- closed), a sweep leaves no registration of a closed socket, every
+-- registration left is a socket the engine still holds, and the engine
+-- serves the next statement
 function H.nb_kill()
   local sngx = require "scoped.ngx"
   local t = ngx.thread.spawn(function()
@@ -300,12 +302,19 @@ function H.nb_kill()
     return v
   end)
   ngx.sleep(0.05)
-  local live_before = sngx._io_wait_counts()
+  local _, waiting_before = sngx._io_wait_counts()
   assert(ngx.thread.kill(t))
-  local live_swept = sngx._io_wait_counts(true)
+  t = nil -- luacheck: ignore t
+  collectgarbage()
+  collectgarbage()
   local v = S.nb:scalar("SELECT 41 + 1")
   S.nb:remove()
-  reply({live_before = live_before, live_swept = live_swept, v = v})
+  local live, waiting, stale = sngx._io_wait_counts(true)
+  -- every engine of this app waits with io_wait but inline and offload
+  local open = 0
+  for _, e in pairs(E) do open = open + e.pool:checkedin() + e.pool:checkedout() end
+  reply({waiting_before = waiting_before, stale_swept = stale, v = v, live = live, waiting = waiting,
+         open = open})
 end
 
 -- the io_wait's own handlers (nbwait_*), added on the first request (busted

@@ -61,8 +61,10 @@ return function(H, reply)
     reply({ok = ok, why = why})
   end
 
-  -- N light threads, each waiting on its own socketpair; all are armed (in
-  -- epoll) before the first byte is written, each wakes after its own write
+  -- N light threads, each waiting on its own socketpair; all are registered
+  -- (in epoll) before the first byte is written, each wakes after its own
+  -- write. The registrations stay while the sockets are open (a second wait
+  -- makes no epoll call) and are freed by a sweep once they are closed.
   function H.nbwait_overlap()
     local N = 4
     local a, b, threads, woke, log = {}, {}, {}, {}, {}
@@ -76,7 +78,7 @@ return function(H, reply)
       end)
     end
     -- every thread has run up to its yield: all waiting
-    local live_all = sngx._io_wait_counts()
+    local _, waiting_all = sngx._io_wait_counts()
     local ep = epoll_fds()
     local in_epoll = 0
     for i = 1, N do if ep[a[i]] then in_epoll = in_epoll + 1 end end
@@ -85,46 +87,72 @@ return function(H, reply)
       poke(b[i])
       ngx.thread.wait(threads[i])
     end
-    local live_after = sngx._io_wait_counts()
+    local _, waiting_after, _, fds = sngx._io_wait_counts()
     ep = epoll_fds()
-    local left = 0
-    for i = 1, N do if ep[a[i]] then left = left + 1 end end
-    -- already readable: at once; writable: at once
-    local ready_r = io_wait(nil, a[1], "r", 5)
+    local kept = 0
+    for i = 1, N do if ep[a[i]] and fds[a[i]] then kept = kept + 1 end end
+    -- a new socket already readable: at once (its registration finds it)
+    local c, d = pair()
+    poke(d)
+    local ready_r = io_wait(nil, c, "r", 5)
+    C.close(c); C.close(d)
+    -- writable: at once
     local ready_w = io_wait(nil, a[1], "w", 5)
     local ready_rw = io_wait(nil, a[2], "rw", 5)
+    -- read to EAGAIN (as libmariadb does before it waits): no longer
+    -- readable, although an event came while nobody waited
+    local buf = ffi.new("char[1]")
+    C.read(a[3], buf, 1)
+    local drained = io_wait(nil, a[3], "r", 0.05)
+    -- and a byte that comes later wakes the next wait
+    poke(b[3])
+    local again = io_wait(nil, a[3], "r", 5)
     for i = 1, N do C.close(a[i]); C.close(b[i]) end
-    reply({n = N, live_all = live_all, in_epoll = in_epoll, live_after = live_after, left = left,
-           woke = woke, log = table.concat(log, " "), ready_r = ready_r, ready_w = ready_w,
-           ready_rw = ready_rw})
+    local _, _, stale = sngx._io_wait_counts()
+    local _, _, stale_swept, fds_swept = sngx._io_wait_counts(true)
+    local left = 0
+    for i = 1, N do if fds_swept[a[i]] then left = left + 1 end end
+    reply({n = N, waiting_all = waiting_all, in_epoll = in_epoll, waiting_after = waiting_after,
+           kept = kept, woke = woke, log = table.concat(log, " "), ready_r = ready_r,
+           ready_w = ready_w, ready_rw = ready_rw, drained = drained, again = again, stale = stale,
+           stale_swept = stale_swept, left = left})
   end
 
   function H.nbwait_timeout()
     local a, b = pair()
     local r = io_wait(nil, a, "r", 0.05)
     local r0 = io_wait(nil, a, "r", 0)     -- a poll, no wait
-    local live = sngx._io_wait_counts()
-    local left = epoll_fds()[a] == true
+    local _, waiting = sngx._io_wait_counts()
     poke(b)
-    local after = io_wait(nil, a, "r", 5)  -- the slot reused, not woken for nothing
+    local after = io_wait(nil, a, "r", 5)  -- the registration reused, not woken for nothing
     C.close(a); C.close(b)
-    reply({timed_out = r, polled = r0, live = live, left = left, after = after})
+    local _, _, stale, fds = sngx._io_wait_counts(true)
+    reply({timed_out = r, polled = r0, waiting = waiting, after = after, stale = stale,
+           left = fds[a] == true})
   end
 
-  -- A waiter killed while waiting: its registration stays until a sweep
-  -- (the next wait, or _io_wait_counts(true)), which removes it; then one
-  -- whose fd was closed and its number reused before the sweep
+  -- A waiter killed while waiting: its registration stays (waiting) while
+  -- the socket is open, the socket's next event posts a semaphore nobody
+  -- waits on; once the socket is closed a sweep frees it. Then one whose fd
+  -- was closed and its number reused by a new socket before any sweep: the
+  -- next wait on that number registers the new socket.
   function H.nbwait_kill()
     local out = {}
     local a, b = pair()
     local t = ngx.thread.spawn(function() return io_wait(nil, a, "r", 10) end)
     out.armed = epoll_fds()[a] == true
     assert(ngx.thread.kill(t))
-    out.live_killed = sngx._io_wait_counts()
-    out.kept_until_sweep = epoll_fds()[a] == true
-    out.live_swept = sngx._io_wait_counts(true)
-    out.swept = not epoll_fds()[a]
+    local _, waiting = sngx._io_wait_counts()
+    out.waiting_killed = waiting
+    poke(b) -- its event comes with nobody waiting
+    ngx.sleep(0.01)
     C.close(a); C.close(b)
+    out.gone_from_epoll = not epoll_fds()[a]
+    local _, _, stale = sngx._io_wait_counts()
+    out.stale_closed = stale
+    local _, _, stale_swept, fds = sngx._io_wait_counts(true)
+    out.stale_swept = stale_swept
+    out.swept = not fds[a]
     -- killed, then its fd closed (libmariadb closes it with no hook) and
     -- the number taken by a new socket that another light thread waits on
     local a2, b2 = pair()
@@ -137,24 +165,33 @@ return function(H, reply)
     local peer = fd == a3 and b3 or a3
     local t2 = ngx.thread.spawn(function() return io_wait(nil, fd, "r", 5) end)
     out.new_armed = epoll_fds()[fd] == true
-    out.live_new = sngx._io_wait_counts(true) -- the sweep must not touch the new one
+    local _, _, stale_new = sngx._io_wait_counts(true) -- the sweep must not touch the new one
+    out.stale_new = stale_new
     out.new_still_armed = epoll_fds()[fd] == true
     poke(peer)
     local okw, woke = ngx.thread.wait(t2)
     out.new_woke = okw and woke
-    out.live_end = sngx._io_wait_counts(true)
     C.close(a3); C.close(b3)
+    local _, _, stale_end, fds_end = sngx._io_wait_counts(true)
+    out.stale_end = stale_end
+    out.left_end = fds_end[fd] == true
     reply(out)
   end
 
-  -- Leaves a killed waiter armed (no sweep follows in this request): the
-  -- graceful shutdown must release it (no "open socket ... left" alert).
-  -- The fd stays open in this worker until it exits.
+  -- Leaves a killed waiter registered, and a registration whose socket is
+  -- closed (no sweep follows in this request): the graceful shutdown must
+  -- release both (no "open socket ... left" alert). The first fd stays
+  -- open in this worker until it exits.
   function H.nbwait_leave()
     local a = pair()
     local t = ngx.thread.spawn(function() return io_wait(nil, a, "r", 100) end)
     assert(ngx.thread.kill(t))
-    reply({fd = a, live = sngx._io_wait_counts(), armed = epoll_fds()[a] == true})
+    local c, d = pair()
+    poke(d)
+    io_wait(nil, c, "r", 1)
+    C.close(c); C.close(d)
+    local live = sngx._io_wait_counts()
+    reply({fd = a, live = live, armed = epoll_fds()[a] == true})
   end
 
   -- One wait of `secs` on a socket nobody writes to, and nothing after it
@@ -186,8 +223,8 @@ return function(H, reply)
   end
 
   function H.nbwait_counts()
-    local live, spare, armed = sngx._io_wait_counts(ngx.var.arg_sweep == "1")
-    reply({live = live, spare = spare, armed = armed, epoll = epoll_fds(), pid = ngx.worker.pid()})
+    local live, waiting, stale = sngx._io_wait_counts(ngx.var.arg_sweep == "1")
+    reply({live = live, waiting = waiting, stale = stale, epoll = epoll_fds(), pid = ngx.worker.pid()})
   end
 
   return cjson
