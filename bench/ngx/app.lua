@@ -32,9 +32,8 @@ function M.init(url, cap, wide)
     for k, v in pairs(extra or {}) do o[k] = v end
     return scoped.create_engine(url_for(mode), o)
   end
-  local inline = engine("inline")
   -- no io_wait: every round trip blocks the worker (what scoped did before)
-  inline:_set_hooks{io_wait = false}
+  local inline = engine("inline", {io_wait = false})
   local engines = {inline = inline, offload = engine("offload", {offload = "bench_db"}), nb = engine("nb"),
     -- as many connections per worker as lua-resty-mysql opens at this
     -- concurrency (its pool_size does not cap them, see bench/README.md)

@@ -81,7 +81,7 @@ M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
 -- @field pool_wake (function) called with no argument each time a connection goes
 -- back to the pool or its slot is freed: what wakes a `pool_wait` that yields
 -- (`scoped.nonblocking`'s adapters set both)
--- @field io_wait (function) non-blocking statements: `io_wait(raw, fd, events, timeout)`
+-- @field io_wait (function or false) non-blocking statements: `io_wait(raw, fd, events, timeout)`
 -- is called where a statement, COMMIT, ROLLBACK or ping would block, with the
 -- connection's socket, "r", "w" or "rw", and the seconds it may wait (nil: no
 -- limit); it yields to the event loop until the socket is ready and returns
@@ -89,7 +89,8 @@ M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
 -- read_timeout does). An error it raises abandons the statement: the server
 -- session is killed and the connection invalidated. Called only where the
 -- coroutine can yield; elsewhere the blocking call is made. `scoped.nonblocking`
--- has adapters for cqueues and luv; under OpenResty scoped.ngx sets it.
+-- has adapters for cqueues and luv; under OpenResty scoped.ngx sets it
+-- unless io_wait is false (every round trip then blocks, as without it).
 -- @field shared (string) a name: engines of this name share one pool process-wide
 -- @field pool_leak_threshold (number) seconds: a connection held longer is reported once
 -- through the logger, with the traceback of its checkout
@@ -112,7 +113,7 @@ local OPTIONS = {
   hide_parameters = {"boolean", false},
   pool_wait = {"function"},
   pool_wake = {"function"},
-  io_wait = {"function"},
+  io_wait = {{"function", "boolean"}}, -- false: no waiting (OpenResty's default io_wait off)
   shared = {"string"},
   offload = {"string"},       -- OpenResty: run statements in this nginx thread pool (scoped.ngx)
   pool_leak_threshold = {"number"},
@@ -171,6 +172,9 @@ local function check_options(opts)
   if r ~= "rollback" and r ~= "commit" and r ~= "reset_connection" and r ~= false then
     exc.raise("ArgumentError",
       "create_engine(): pool_reset_on_return must be 'rollback', 'commit', 'reset_connection' or false")
+  end
+  if o.io_wait == true then
+    exc.raise("ArgumentError", "create_engine(): io_wait must be a function or false")
   end
   if o.io_wait and o.offload then
     exc.raise("ArgumentError", "create_engine(): io_wait and offload cannot both be given " ..

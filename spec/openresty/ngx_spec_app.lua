@@ -22,8 +22,8 @@ function M.init(url)
   -- the worker (no io_wait), `nb` the default (io_wait in nginx's epoll)
   E.off = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10,
     offload = "scoped_db"})
-  E.inline = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10})
-  E.inline:_set_hooks{io_wait = false}
+  E.inline = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10,
+    io_wait = false})
   E.nb = scoped.create_engine(url, {pool_size = 4, max_overflow = 0, pool_timeout = 10})
   for name, engine in pairs(E) do
     S[name] = scoped.scoped_session(scoped.sessionmaker{bind = engine})
