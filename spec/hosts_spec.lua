@@ -201,3 +201,215 @@ describe("several hosts at connect", function()
     c:close()
   end)
 end)
+
+-- One pool per host: what a host's failure does to the pool's connections,
+-- fail-back, engine:hosts() and the host events. A second "host" that is
+-- the test server again (same address listed twice) stands for a healthy
+-- second server; a connection killed from an independent client stands for
+-- its server going away (the client sees 2013).
+describe("several hosts: one pool per host", function()
+  local I = require "support.independent"
+
+  before_each(function()
+    if not has_socket then pending("no luasocket") end
+    if not I.available then pending(I.why) end
+  end)
+
+  local function thread_id(c)
+    return tonumber(c:execute("SELECT CONNECTION_ID()"):scalar())
+  end
+
+  -- the independent client's view: is that thread still connected?
+  local function alive(ind, id)
+    return tonumber(ind:scalar("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " .. id)) == 1
+  end
+
+  local function gone(ind, id)
+    for _ = 1, 250 do
+      if not alive(ind, id) then return true end
+      socket.sleep(0.02)
+    end
+    return false
+  end
+
+  local function listen_all(e)
+    local evs = {}
+    for _, n in ipairs({"host_denied", "host_restored", "failover"}) do
+      scoped.event.listen(e, n, function(info) evs[#evs + 1] = {name = n, info = info} end)
+    end
+    return evs
+  end
+
+  local function names(evs)
+    local t = {}
+    for i, ev in ipairs(evs) do t[i] = ev.name end
+    return table.concat(t, ",")
+  end
+
+  -- waits (bounded) until host i's denial has ended
+  local function until_up(e, i)
+    for _ = 1, 300 do
+      if e:hosts()[i].state == "up" then return end
+      socket.sleep(0.02)
+    end
+    error("host " .. i .. " still denied")
+  end
+
+  it("a disconnect denies its host and invalidates that host's connections only", function()
+    if not (has_socket and I.available) then return end
+    local ind = I.connect()
+    finally(function() ind:close() end)
+    -- round_robin: a on host 1, b on host 2, c on host 1
+    local e = scoped.create_engine(url_with({"S", "S"}, {ha_mode = "round_robin"}), {pool_size = 4})
+    local evs = listen_all(e)
+    local a, b, c = e:connect(), e:connect(), e:connect()
+    local ida, idb, idc = thread_id(a), thread_id(b), thread_id(c)
+    c:close() -- idle, on host 1
+    local h = e:hosts()
+    assert.same({2, 1, 1}, {h[1].open, h[1].checkedout, h[1].idle})
+    assert.same({1, 1, 0}, {h[2].open, h[2].checkedout, h[2].idle})
+    ind:run("KILL CONNECTION " .. ida)
+    assert.is_true(gone(ind, ida))
+    local err = H.error_of(a.execute, a, "SELECT 1")
+    assert.equal(2013, err.code)
+    assert.is_true(err.connection_invalidated)
+    a:close()
+    h = e:hosts()
+    assert.equal("denied", h[1].state)
+    assert.is_true(h[1].restored_in > 0)
+    assert.equal(1, h[1].denials)
+    assert.equal(1, h[1].failures[2013])
+    assert.same({0, 0, 0}, {h[1].open, h[1].checkedout, h[1].idle})
+    assert.equal("up", h[2].state)
+    assert.same({1, 1, 0}, {h[2].open, h[2].checkedout, h[2].idle})
+    -- on the server: host 1's idle connection is closed, host 2's is kept
+    assert.is_true(gone(ind, idc))
+    assert.is_true(alive(ind, idb))
+    assert.equal(idb, thread_id(b))
+    b:close()
+    assert.equal(1, e.pool:stats().checkedin) -- b went back to the pool: not invalidated
+    assert.equal("host_denied", names(evs))
+    assert.same({host = "127.0.0.1", port = test_port(), code = 2013}, {host = evs[1].info.host,
+      port = evs[1].info.port, code = evs[1].info.code})
+    assert.is_true(evs[1].info["until"] > 0)
+    e:dispose()
+  end)
+
+  it("with one host a disconnect still invalidates the whole pool, and denies nothing", function()
+    if not (has_socket and I.available) then return end
+    local ind = I.connect()
+    finally(function() ind:close() end)
+    local e = scoped.create_engine(H.url, {pool_size = 4})
+    local a, b = e:connect(), e:connect()
+    local ida, idb = thread_id(a), thread_id(b)
+    b:close()
+    ind:run("KILL CONNECTION " .. ida)
+    assert.is_true(gone(ind, ida))
+    assert.equal(2013, H.error_of(a.execute, a, "SELECT 1").code)
+    a:close()
+    assert.is_true(gone(ind, idb))
+    local h = e:hosts()
+    assert.equal(1, #h)
+    assert.equal("up", h[1].state)
+    assert.equal(0, h[1].denials)
+    assert.equal(1, h[1].failures[2013])
+    assert.equal(2, h[1].connects)
+    e:dispose()
+  end)
+
+  it("a refused first host: no attempt on it while denied, one after deny_timeout (fail-back)", function()
+    if not has_socket then return end
+    local dead = tonumber(closed_port())
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. dead, "S"}, {deny_timeout = "1"}), {pool_size = 2})
+    local evs = listen_all(e)
+    assert.equal(test_port(), port_of(e))
+    local h = e:hosts()
+    assert.equal("denied", h[1].state)
+    assert.same({[2002] = 1}, h[1].failures)
+    assert.equal(1, h[2].connects)
+    assert.equal("host_denied,failover", names(evs))
+    assert.same({from_host = "127.0.0.1", from_port = dead, host = "127.0.0.1", port = test_port(), code = 2002},
+      evs[2].info)
+    for _ = 1, 100 do
+      local c = e:connect()
+      c:close()
+    end
+    h = e:hosts()
+    assert.same({[2002] = 1}, h[1].failures) -- 100 checkouts, no attempt on host 1
+    assert.equal(1, h[2].connects)
+    assert.equal(0, e.pool:stats().failbacks)
+    until_up(e, 1)
+    -- the idle connection to host 2 is replaced to fail back: one attempt
+    -- on host 1 (refused again), then host 2
+    assert.equal(test_port(), port_of(e))
+    h = e:hosts()
+    assert.same({[2002] = 2}, h[1].failures)
+    assert.equal(2, h[1].denials)
+    assert.equal(2, h[2].connects)
+    assert.equal(1, e.pool:stats().failbacks)
+    assert.equal(1, h[2].open)
+    e:dispose()
+  end)
+
+  it("fail-back to a restored host: idle connections move, checked-out ones are kept", function()
+    if not (has_socket and I.available) then return end
+    local ind = I.connect()
+    finally(function() ind:close() end)
+    local e = scoped.create_engine(url_with({"S", "S"}, {deny_timeout = "1"}), {pool_size = 4})
+    local evs = listen_all(e)
+    local a = e:connect() -- host 1
+    ind:run("KILL CONNECTION " .. thread_id(a))
+    assert.equal(2013, H.error_of(a.execute, a, "SELECT 1").code)
+    a:close()
+    local b, c = e:connect(), e:connect() -- host 1 denied: both on host 2
+    local idb, idc = thread_id(b), thread_id(c)
+    assert.same({0, 2}, {e:hosts()[1].open, e:hosts()[2].open})
+    assert.equal("host_denied,failover", names(evs))
+    assert.same({test_port(), test_port(), 2013}, {evs[2].info.from_port, evs[2].info.port, evs[2].info.code})
+    c:close() -- idle on host 2
+    until_up(e, 1)
+    local d = e:connect() -- c is retired, d opened on host 1
+    assert.is_true(gone(ind, idc))
+    assert.equal(1, e.pool:stats().failbacks)
+    local h = e:hosts()
+    assert.same({1, 1}, {h[1].open, h[2].open})
+    assert.equal("host_denied,failover,host_restored", names(evs))
+    assert.same({host = "127.0.0.1", port = test_port()}, evs[3].info)
+    assert.equal(idb, thread_id(b)) -- the checked-out one on host 2 still works
+    assert.is_true(alive(ind, idb))
+    b:close()
+    d:close()
+    e:dispose()
+  end)
+
+  it("engine:hosts() and the host events never carry the password", function()
+    if not (has_socket and I.available) then return end
+    local ind = I.connect()
+    local user, pw = "scoped_h16_hosts", "pw-Secret-7731"
+    ind:exec("DROP USER IF EXISTS '" .. user .. "'@'%'")
+    ind:run("CREATE USER '" .. user .. "'@'%' IDENTIFIED BY '" .. pw .. "'")
+    ind:run("GRANT ALL ON *.* TO '" .. user .. "'@'%'")
+    finally(function()
+      ind:exec("DROP USER IF EXISTS '" .. user .. "'@'%'")
+      ind:close()
+    end)
+    local dead = closed_port()
+    local u = url_with({"127.0.0.1:" .. dead, "S"}, {deny_timeout = "0"}):set({username = user, password = pw})
+    local e = scoped.create_engine(u, {pool_size = 1})
+    local evs = listen_all(e)
+    local c = e:connect()
+    c:close()
+    assert.equal("host_denied,failover", names(evs))
+    local function walk(v, path)
+      if type(v) == "table" then
+        for k, x in pairs(v) do walk(k, path .. "/key"); walk(x, path .. "/" .. tostring(k)) end
+      else
+        assert.is_falsy(tostring(v):find(pw, 1, true), "the password in " .. path)
+        assert.is_falsy(tostring(v):find(user, 1, true), "the user name in " .. path)
+      end
+    end
+    walk(evs, "events")
+    walk(e:hosts(), "hosts")
+    e:dispose()
+  end)
+end)

@@ -34,6 +34,9 @@
 ---| "handle_error" # (conn, err): a statement raised err
 ---| "before_cursor_execute" # the same list as before_execute
 ---| "after_cursor_execute" # the same list as after_execute
+---| "host_denied" # (info): several hosts: {host, port, code, until} a host is denied
+---| "host_restored" # (info): {host, port} a denied host gave a connection again
+---| "failover" # (info): {from_host, from_port, host, port, code} connects moved to another host
 
 ---@alias scoped.Value integer|number|string|boolean|lightuserdata|nil|table
 ---@alias scoped.Params table<string, scoped.Value>|scoped.Value[]
@@ -146,6 +149,24 @@ function Engine:dispose() end
 ---@return integer
 function Engine:check_leaks() end
 
+---One entry per host of the URL (several servers, README).
+---@return scoped.HostInfo[]
+function Engine:hosts() end
+
+---@class scoped.HostInfo
+---@field host string
+---@field port integer
+---@field state "up"|"denied"
+---@field restored_in number seconds until the denial ends (0 when up)
+---@field role "read-write"|"read-only"|"unknown"
+---@field connects integer connections opened on it
+---@field failures table<integer, integer> failed connects and disconnects by error code
+---@field denials integer
+---@field failovers integer connects that went to another host after this one failed
+---@field open integer connections to it open now
+---@field checkedout integer of those, checked out
+---@field idle integer of those, idle in the pool
+
 ---@class scoped.Pool
 local Pool = {}
 
@@ -180,6 +201,7 @@ function Pool:dispose() end
 ---@field invalidations integer connections discarded as invalid
 ---@field recycles integer connections replaced for being older than pool_recycle
 ---@field preping_failures integer connections replaced after failing the pre-ping
+---@field failbacks integer idle connections replaced to fail back to an earlier host
 
 ---@class scoped.Connection
 ---@field engine scoped.Engine

@@ -36,7 +36,7 @@ static void set_error(sc_error *err, MYSQL *my)
 static int fail(sc_conn *c, sc_error *err)
 {
     set_error(err, c->my);
-    if (sc_is_disconnect(err->code) && !c->broken) {
+    if ((sc_is_disconnect(err->code) || (c->galera && err->code == 1047)) && !c->broken) {
         c->broken = 1;
         c->gone = *err;
     }

@@ -32,6 +32,8 @@ typedef struct sc_conn {
     pid_t pid;          /* process that opened it: a child must not use it */
     double created_at;  /* sc_monotonic() at connect */
     int broken;         /* a disconnect error was seen: discard, never reuse */
+    int host;           /* index of its host in the URL's host list (0 with one host) */
+    int galera;         /* galera=true: a statement's 1047 (node not ready) breaks it */
     int unclean;        /* an error, or a reply not read to its end, since the last
                          * COMMIT or ROLLBACK sent by sc_conn_end: the server may have
                          * opened a transaction the status flags do not show (an ERR

@@ -11,9 +11,12 @@ typedef struct connect_spec {
     sc_url url;
     sc_conn_settings settings;
     int has_settings; /* 0: the server's defaults (sc_conn_open's NULL) */
-    /* several hosts, target_session_attrs or galera (issue 21): which host
-     * the next connect goes to; NULL for one host and none of them */
+    /* which host the next connect goes to, and what each host did
+     * (engine:hosts()); with one host, just the counts */
     sc_hosts *hosts;
+    /* several hosts, target_session_attrs or galera (issue 21): connects go
+     * through open_hosts; 0 for one host and none of them */
+    int multi;
 } connect_spec;
 
 /* A failed connect that says nothing against the credentials or the
@@ -83,6 +86,15 @@ static void host_name(const sc_url *u, char *out, size_t n)
         snprintf(out, n, "%.100s:%d", u->host, u->port ? u->port : 3306);
 }
 
+/* A new connection on host i (counted); a failover when host `failed` (or
+ * -1) did not give one in the same connect, or the last one went to a host
+ * denied since (sc_hosts_landed). */
+static void landed(sc_hosts *hosts, int i, int failed, unsigned failed_code)
+{
+    sc_hosts_landed(hosts, i, failed, failed_code, sc_monotonic());
+    sc_hosts_open_count(hosts, i, 1);
+}
+
 /* Several hosts: one attempt per host at most, in the order sc_hosts gives;
  * the last error when none gave a connection of the wanted role. With
  * prefer-read-only a read-write connection is kept aside while the other
@@ -92,7 +104,8 @@ static sc_conn *open_hosts(const sc_url *url, const sc_conn_settings *settings, 
     int tsa = sc_url_target_session_attrs(url), galera = sc_url_galera(url);
     sc_hosts_try t;
     sc_conn *fallback = NULL;
-    int i;
+    int i, failed = -1, fallback_host = -1;
+    unsigned failed_code = 0;
     sc_hosts_begin(hosts, &t, tsa == SC_TSA_PREFER_READ_ONLY);
     while ((i = sc_hosts_next(hosts, &t, sc_monotonic())) >= 0) {
         sc_url u = *url; /* a shallow copy: only host and port differ */
@@ -104,19 +117,30 @@ static sc_conn *open_hosts(const sc_url *url, const sc_conn_settings *settings, 
         host_name(&u, where, sizeof where);
         sc_conn *c = sc_conn_open(&u, settings, err);
         if (c == NULL) {
-            if (!host_failure(err->code))
+            int denied = host_failure(err->code);
+            sc_hosts_fail(hosts, i, sc_monotonic(), err->code, denied);
+            if (!denied)
                 break; /* credentials, database, ...: the same on every host */
-            sc_hosts_deny(hosts, i, sc_monotonic());
+            if (failed < 0) {
+                failed = i;
+                failed_code = err->code;
+            }
             continue;
         }
+        c->host = i;
+        c->galera = galera;
         int role = SC_ROLE_UNKNOWN;
         if (tsa != SC_TSA_ANY || galera) {
             if (check_server(c, galera, where, &role, err) != 0) {
                 int denied = host_failure(err->code);
                 sc_conn_close(c);
+                sc_hosts_fail(hosts, i, sc_monotonic(), err->code, denied);
                 if (!denied)
                     break;
-                sc_hosts_deny(hosts, i, sc_monotonic());
+                if (failed < 0) {
+                    failed = i;
+                    failed_code = err->code;
+                }
                 continue;
             }
             if ((tsa == SC_TSA_READ_WRITE && role != SC_ROLE_READ_WRITE) ||
@@ -124,6 +148,8 @@ static sc_conn *open_hosts(const sc_url *url, const sc_conn_settings *settings, 
                 sc_hosts_set_role(hosts, i, role);
                 sc_hosts_deny(hosts, i, sc_monotonic());
                 sc_conn_close(c);
+                if (failed < 0)
+                    failed = i;
                 sc_error_set(err, SC_ERR_CANNOT_CONNECT, "08001", "%s is %s (target_session_attrs=%s)", where,
                              role == SC_ROLE_READ_ONLY ? "read-only" : "read-write",
                              url->params[SC_URL_TARGET_SESSION_ATTRS]);
@@ -131,20 +157,24 @@ static sc_conn *open_hosts(const sc_url *url, const sc_conn_settings *settings, 
             }
             if (tsa == SC_TSA_PREFER_READ_ONLY && role == SC_ROLE_READ_WRITE) {
                 sc_hosts_ok(hosts, i, role);
-                if (fallback == NULL)
+                if (fallback == NULL) {
                     fallback = c;
-                else
+                    fallback_host = i;
+                } else {
                     sc_conn_close(c);
+                }
                 continue;
             }
         }
         sc_hosts_ok(hosts, i, role);
         if (fallback != NULL)
             sc_conn_close(fallback);
+        landed(hosts, i, failed, failed_code);
         return c;
     }
     if (fallback != NULL) {
         sc_error_clear(err);
+        landed(hosts, fallback_host, failed, failed_code);
         return fallback;
     }
     return NULL;
@@ -168,9 +198,14 @@ sc_conn *sc_conn_open_any(const sc_url *url, const sc_conn_settings *settings, s
 static void *mysql_open(void *ud, sc_error *err)
 {
     connect_spec *spec = ud;
-    if (spec->hosts != NULL)
+    if (spec->multi)
         return open_hosts(&spec->url, spec->has_settings ? &spec->settings : NULL, spec->hosts, err);
-    return sc_conn_open(&spec->url, spec->has_settings ? &spec->settings : NULL, err);
+    sc_conn *c = sc_conn_open(&spec->url, spec->has_settings ? &spec->settings : NULL, err);
+    if (c != NULL)
+        landed(spec->hosts, 0, -1, 0);
+    else
+        sc_hosts_fail(spec->hosts, 0, 0, err->code, 0);
+    return c;
 }
 
 /* The non-blocking open (io_wait). Several hosts, a target role or Galera
@@ -179,23 +214,31 @@ static void *mysql_open(void *ud, sc_error *err)
 static void *mysql_open_nb(void *ud, int *st, sc_error *err)
 {
     connect_spec *spec = ud;
-    if (spec->hosts != NULL) {
+    if (spec->multi) {
         sc_conn *c = open_hosts(&spec->url, spec->has_settings ? &spec->settings : NULL, spec->hosts, err);
         *st = c != NULL ? 0 : -1;
         return c;
     }
-    return sc_conn_nb_open(&spec->url, spec->has_settings ? &spec->settings : NULL, st, err);
+    /* counted as a connect when it starts (its end is the driver's) */
+    sc_conn *c = sc_conn_nb_open(&spec->url, spec->has_settings ? &spec->settings : NULL, st, err);
+    if (c != NULL)
+        landed(spec->hosts, 0, -1, 0);
+    else
+        sc_hosts_fail(spec->hosts, 0, 0, err->code, 0);
+    return c;
 }
 
 static void mysql_close_cb(void *ud, void *conn)
 {
-    (void)ud;
+    connect_spec *spec = ud;
+    sc_hosts_open_count(spec->hosts, ((sc_conn *)conn)->host, -1);
     sc_conn_close(conn);
 }
 
 static void mysql_discard_cb(void *ud, void *conn)
 {
-    (void)ud;
+    connect_spec *spec = ud;
+    sc_hosts_open_count(spec->hosts, ((sc_conn *)conn)->host, -1);
     sc_conn_discard(conn);
 }
 
@@ -210,6 +253,63 @@ static int mysql_broken_cb(void *ud, void *conn)
 {
     (void)ud;
     return ((sc_conn *)conn)->broken;
+}
+
+/* Several hosts: a connection given back broken (see mysql_broken_cb)
+ * takes its host down with it when what broke it says the server is gone
+ * (lost, gone away, shutting down; on Galera a statement's 1047, node not
+ * ready): the host is denied. A connection killed on its own (1927 KILL,
+ * 4031 idle timeout) or a protocol error (2014, 2045) says nothing of the
+ * host and denies nothing. Either way the failure is counted, and only
+ * that host's connections are invalidated (the pool's business). */
+static int host_gone(unsigned code, int galera)
+{
+    switch (code) {
+    case 1053: case 2006: case 2013: case 2055:
+        return 1;
+    case 1047:
+        return galera;
+    default:
+        return 0;
+    }
+}
+
+static int mysql_host_down_cb(void *ud, void *conn)
+{
+    connect_spec *spec = ud;
+    sc_conn *c = conn;
+    if (sc_hosts_count(spec->hosts) == 1) {
+        /* one host: counted; the whole pool goes, as it always did */
+        sc_hosts_fail(spec->hosts, 0, 0, c->gone.code, 0);
+        return -1;
+    }
+    sc_hosts_fail(spec->hosts, c->host, sc_monotonic(), c->gone.code, host_gone(c->gone.code, c->galera));
+    return c->host;
+}
+
+static int mysql_host_of_cb(void *ud, void *conn)
+{
+    (void)ud;
+    return ((sc_conn *)conn)->host;
+}
+
+/* Sequential fail-back: an idle connection on a later host than a new
+ * connect would choose is replaced at checkout (as pool_recycle would). */
+static int mysql_retire_cb(void *ud, void *conn)
+{
+    connect_spec *spec = ud;
+    int i = ((sc_conn *)conn)->host;
+    if (i == 0)
+        return 0;
+    return sc_hosts_failback(spec->hosts, i, sc_url_target_session_attrs(&spec->url), sc_monotonic());
+}
+
+sc_hosts *sc_mysql_connector_hosts(void *ud, const sc_url **url)
+{
+    connect_spec *spec = ud;
+    if (url != NULL)
+        *url = &spec->url;
+    return spec->hosts;
 }
 
 /* KILL CONNECTION through a connection of its own, with the pool's URL and
@@ -242,18 +342,22 @@ static void spec_free_cb(void *ud)
     free(spec);
 }
 
+static int url_hosts(const sc_url *u)
+{
+    return u->nhosts > 0 ? u->nhosts : 1;
+}
+
 int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connector *out)
 {
     connect_spec *spec = calloc(1, sizeof *spec);
     if (spec == NULL)
         return -1;
-    if (url->nhosts > 0 || sc_url_target_session_attrs(url) != SC_TSA_ANY || sc_url_galera(url)) {
-        spec->hosts = sc_hosts_new(url->nhosts > 0 ? url->nhosts : 1, sc_url_ha_mode(url),
-                                   (double)sc_url_deny_timeout(url));
-        if (spec->hosts == NULL) {
-            free(spec);
-            return -1;
-        }
+    spec->multi = url->nhosts > 0 || sc_url_target_session_attrs(url) != SC_TSA_ANY || sc_url_galera(url);
+    spec->hosts = sc_hosts_new(url->nhosts > 0 ? url->nhosts : 1, sc_url_ha_mode(url),
+                               spec->multi ? (double)sc_url_deny_timeout(url) : 0);
+    if (spec->hosts == NULL) {
+        free(spec);
+        return -1;
     }
     spec->url = *url;
     memset(url, 0, sizeof *url);
@@ -271,5 +375,12 @@ int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connect
     out->broken = mysql_broken_cb;
     out->kill = mysql_kill_cb;
     out->open_nb = mysql_open_nb;
+    out->host_down = mysql_host_down_cb;
+    if (url_hosts(&spec->url) > 1) {
+        /* one pool per host: a disconnect invalidates its host's
+         * connections only; idle ones fail back (sequential) */
+        out->host_of = mysql_host_of_cb;
+        out->retire = mysql_retire_cb;
+    }
     return 0;
 }

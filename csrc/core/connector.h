@@ -15,6 +15,11 @@
  * 0, or -1 out of memory with url left to the caller. */
 int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connector *out);
 
+/* The host list state of a connector made by sc_mysql_connector (its ud),
+ * and its URL (*url, when url is not NULL): engine:hosts(). */
+#include "hosts.h"
+sc_hosts *sc_mysql_connector_hosts(void *ud, const sc_url **url);
+
 /* One connection outside any pool (raw_connect): sc_conn_open, or with
  * several hosts, target_session_attrs or galera (issue 21) each host tried
  * once in the URL's order (round_robin: the same, as nothing is shared)

@@ -46,10 +46,63 @@ void sc_hosts_ok(sc_hosts *h, int i, int role);
 /* Host i's role as last seen (SC_ROLE_*): recorded also on a wrong role. */
 void sc_hosts_set_role(sc_hosts *h, int i, int role);
 
-/* Introspection (tests, later engine:hosts()). */
+/* Host i failed now with this error code (a connect, or a disconnect of
+ * one of its connections): counted by code; with deny, denied as
+ * sc_hosts_deny (which is this with code 0 and deny). */
+void sc_hosts_fail(sc_hosts *h, int i, double now, unsigned code, int deny);
+/* Host i gave a new connection (counted). A failover event when host
+ * `failed` (or -1) failed in the same connect (with failed_code), or else
+ * when the previous new connection went to another host, denied now. */
+void sc_hosts_landed(sc_hosts *h, int i, int failed, unsigned failed_code, double now);
+/* A connection to host i was opened (+1) or closed (-1): what is open on
+ * each host (engine:hosts()). */
+void sc_hosts_open_count(sc_hosts *h, int i, int delta);
+
+/* Sequential fail-back: whether a connection to host i is on a later host
+ * than the one a new connect would go to now (an earlier host whose denial
+ * has ended and whose role, as last seen, fits tsa, SC_TSA_*). Always 0 in
+ * round_robin and for host 0. */
+int sc_hosts_failback(sc_hosts *h, int i, int tsa, double now);
+
+/* Introspection (tests, engine:hosts()). */
 int sc_hosts_count(const sc_hosts *h);
 int sc_hosts_is_denied(sc_hosts *h, int i, double now);
 int sc_hosts_role(sc_hosts *h, int i);
 unsigned long sc_hosts_denials(sc_hosts *h, int i);
+
+/* at most this many distinct error codes counted per host; the others
+ * are counted under code 0 */
+#define SC_HOSTS_CODES 16
+
+typedef struct sc_host_info {
+    int denied;                 /* denied now */
+    double restored_in;         /* seconds until the denial ends (0 when not denied) */
+    int role;                   /* SC_ROLE_* */
+    unsigned long connects;     /* connections opened on it */
+    unsigned long denials;
+    unsigned long failovers_from; /* connects that went elsewhere after it failed */
+    int open;                   /* connections to it open now */
+    int ncodes;
+    unsigned code[SC_HOSTS_CODES];          /* failures by error code */
+    unsigned long code_count[SC_HOSTS_CODES];
+} sc_host_info;
+void sc_hosts_info(sc_hosts *h, int i, double now, sc_host_info *out);
+
+/* Host events, kept in a small ring (the oldest are dropped when nobody
+ * takes them) until sc_hosts_events takes them. */
+enum { SC_HOST_DENIED = 1, SC_HOST_RESTORED = 2, SC_HOST_FAILOVER = 3 };
+typedef struct sc_host_event {
+    int type;      /* SC_HOST_* */
+    int host;      /* denied, restored: the host; failover: where it went */
+    int from;      /* failover: the host that failed; else -1 */
+    unsigned code; /* denied, failover: the error code (0 unknown) */
+    double until;  /* denied: sc_monotonic() when the denial ends */
+} sc_host_event;
+#define SC_HOSTS_RING 64
+/* Events since the last call (up to max, oldest first); *dropped gets how
+ * many were lost to the ring's size since the last call. A cheap check
+ * first: sc_hosts_event_seq changes whenever an event is recorded. */
+int sc_hosts_events(sc_hosts *h, sc_host_event *out, int max, unsigned long *dropped);
+unsigned long sc_hosts_event_seq(sc_hosts *h);
 
 #endif

@@ -59,6 +59,8 @@ struct sc_pool {
     unsigned generation;  /* bumped by dispose and fork */
     unsigned epoch;       /* bumped by fork only: tickets survive dispose */
     double invalid_before; /* entries opened at or before this are stale (a disconnect) */
+    /* the same per host, with the connector's host_of (several hosts) */
+    double host_invalid_before[SC_POOL_MAX_HOSTS];
     sc_pool_entry *idle_head, *idle_tail;
     int nidle;
     int open;
@@ -202,6 +204,27 @@ static void idle_push(sc_pool *p, sc_pool_entry *e)
 
 /* FIFO spreads use over all kept connections (SQLAlchemy's default); LIFO
  * lets the surplus ones idle long enough for the server to time them out. */
+static void idle_unlink(sc_pool *p, sc_pool_entry *e)
+{
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        p->idle_head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        p->idle_tail = e->prev;
+    e->next = e->prev = NULL;
+    p->nidle--;
+}
+
+/* Several hosts: e was opened before a disconnect on its host. */
+static int host_stale(const sc_pool *p, const sc_pool_entry *e)
+{
+    int h = p->c.host_of(p->c.ud, e->conn);
+    return h >= 0 && h < SC_POOL_MAX_HOSTS && e->created_at <= p->host_invalid_before[h];
+}
+
 static sc_pool_entry *idle_take(sc_pool *p)
 {
     sc_pool_entry *e = p->cfg.use_lifo ? p->idle_tail : p->idle_head;
@@ -526,12 +549,14 @@ static int open_conn(sc_pool *p, sc_pool_entry *e, pid_t me, sc_error *err)
 }
 
 /* Why finish_checkout opened a connection, for the counters. */
-enum { OPEN_NEW, OPEN_RECYCLED, OPEN_PING_FAILED };
+enum { OPEN_NEW, OPEN_RECYCLED, OPEN_PING_FAILED, OPEN_FAILBACK };
 
 static void count_replaced_locked(sc_pool *p, int why)
 {
     if (why == OPEN_RECYCLED)
         p->n.recycles++;
+    else if (why == OPEN_FAILBACK)
+        p->n.failbacks++;
     else if (why == OPEN_PING_FAILED)
         p->n.preping_failures++;
 }
@@ -597,6 +622,8 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
         int why = OPEN_NEW;
         if (too_old(p, e))
             why = OPEN_RECYCLED;
+        else if (p->c.retire != NULL && p->c.retire(p->c.ud, e->conn))
+            why = OPEN_FAILBACK;
         else if (p->cfg.pre_ping && p->c.ping != NULL && p->c.ping(p->c.ud, e->conn) != 0)
             why = OPEN_PING_FAILED;
         if (why != OPEN_NEW) {
@@ -628,11 +655,11 @@ static int defer_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out, sc
             return SC_POOL_ERROR;
         e->need = SC_NEED_OPEN;
         e->why = OPEN_NEW;
-    } else if (too_old(p, e)) {
+    } else if (too_old(p, e) || (p->c.retire != NULL && p->c.retire(p->c.ud, e->conn))) {
+        e->why = too_old(p, e) ? OPEN_RECYCLED : OPEN_FAILBACK;
         p->c.close(p->c.ud, e->conn);
         e->conn = NULL;
         e->need = SC_NEED_OPEN;
-        e->why = OPEN_RECYCLED;
     } else if (p->cfg.pre_ping && p->c.ping != NULL) {
         e->need = SC_NEED_PING;
         e->why = OPEN_NEW;
@@ -948,6 +975,11 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
     pid_t me = sc_getpid();
     sc_pool_entry *to_close = NULL;
     int disconnect = discard && p->c.broken != NULL && p->c.broken(p->c.ud, e->conn);
+    int host = -1;
+    if (disconnect && p->c.host_down != NULL && e->pid == me)
+        host = p->c.host_down(p->c.ud, e->conn);
+    if (host >= SC_POOL_MAX_HOSTS)
+        host = -1;
     lock_pool(p, me);
     if (e->pid != me) {
         /* opened by the parent: its socket is the parent's too */
@@ -957,7 +989,20 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
         free(e);
         return;
     }
-    if (disconnect) {
+    if (disconnect && host >= 0 && p->c.host_of != NULL) {
+        /* Several hosts: that host went away; the others stay. */
+        p->host_invalid_before[host] = sc_monotonic();
+        sc_pool_entry *idle = p->idle_head, *next;
+        for (; idle != NULL; idle = next) {
+            next = idle->next;
+            if (p->c.host_of(p->c.ud, idle->conn) != host)
+                continue;
+            idle_unlink(p, idle);
+            idle->next = to_close;
+            to_close = idle;
+            p->n.invalidations++;
+        }
+    } else if (disconnect) {
         /* The server most likely went away for every connection: close the
          * idle ones now (their slots come free for fresh opens), and those
          * checked out when they come back. */
@@ -971,7 +1016,8 @@ void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)
     }
     if (discard)
         p->n.invalidations++;
-    if (discard || e->generation != p->generation || e->created_at <= p->invalid_before) {
+    if (discard || e->generation != p->generation || e->created_at <= p->invalid_before ||
+        (p->c.host_of != NULL && host_stale(p, e))) {
         /* close_entries frees the slot afterwards (old generations have
          * none left to free) */
         e->next = to_close;
@@ -1037,6 +1083,25 @@ void sc_pool_stats_get(sc_pool *p, sc_pool_stats *st)
 const sc_pool_config *sc_pool_get_config(const sc_pool *p)
 {
     return &p->cfg;
+}
+
+void sc_pool_idle_by_host(sc_pool *p, int *counts, int n)
+{
+    pid_t me = sc_getpid();
+    for (int i = 0; i < n; i++)
+        counts[i] = 0;
+    lock_pool(p, me);
+    for (sc_pool_entry *e = p->idle_head; e != NULL; e = e->next) {
+        int h = p->c.host_of != NULL ? p->c.host_of(p->c.ud, e->conn) : 0;
+        if (h >= 0 && h < n)
+            counts[h]++;
+    }
+    unlock_pool(p);
+}
+
+void *sc_pool_connector_ud(sc_pool *p)
+{
+    return p->c.ud;
 }
 
 /* ---- life cycle ------------------------------------------------------------- */

@@ -31,9 +31,10 @@ typedef struct sc_connector {
     /* Non-zero when a connection given back for discarding died of a
      * disconnect (the server went away), as opposed to being invalidated by
      * its user; may be NULL. A disconnect invalidates the whole pool, as in
-     * SQLAlchemy: idle connections opened before it are closed at once,
-     * checked-out ones when they come back, so the next checkout opens a
-     * fresh one instead of trying every stale one in turn. */
+     * SQLAlchemy (with host_down below: its host's connections only): idle
+     * connections opened before it are closed at once, checked-out ones
+     * when they come back, so the next checkout opens a fresh one instead
+     * of trying every stale one in turn. */
     int (*broken)(void *ud, void *conn);
     /* Ends, from a connection of its own, the server session of a checked-out
      * connection whose statement was abandoned mid-reply (non-blocking
@@ -42,7 +43,23 @@ typedef struct sc_connector {
     /* Starts opening a connection without blocking (sc_conn_nb_open: the
      * caller drives it); may be NULL. *st as sc_conn_nb_open's. */
     void *(*open_nb)(void *ud, int *st, sc_error *err);
+    /* Several hosts (one pool per host under one capacity): host_of and
+     * retire NULL for a connector with one host, which keeps the whole-pool behaviour
+     * of broken above. host_down: a connection given back broken; the
+     * connector counts it against its host (and may deny the host) and
+     * returns the host's index (0..SC_POOL_MAX_HOSTS-1): only the
+     * connections to that host are invalidated (-1: the whole pool; may be
+     * set with one host, for the counts). host_of: the host index of
+     * a connection. retire: non-zero when an idle connection should be
+     * replaced at checkout, as an old one is for recycle (fail-back to an
+     * earlier host). */
+    int (*host_down)(void *ud, void *conn);
+    int (*host_of)(void *ud, void *conn);
+    int (*retire)(void *ud, void *conn);
 } sc_connector;
+
+/* the most hosts a connector may number (hosts.h's SC_HOSTS_MAX) */
+#define SC_POOL_MAX_HOSTS 64
 
 typedef struct sc_pool_config {
     int pool_size;      /* idle connections kept; SQLAlchemy default 5; 0: no limit at all */
@@ -172,6 +189,7 @@ typedef struct sc_pool_counters {
     unsigned long long invalidations;    /* connections discarded as invalid */
     unsigned long long recycles;         /* replaced at checkout for being older than recycle */
     unsigned long long preping_failures; /* replaced at checkout for failing the pre-ping */
+    unsigned long long failbacks;        /* replaced at checkout by the connector's retire */
 } sc_pool_counters;
 
 typedef struct sc_pool_stats {
@@ -185,6 +203,11 @@ typedef struct sc_pool_stats {
 } sc_pool_stats;
 void sc_pool_stats_get(sc_pool *p, sc_pool_stats *st);
 const sc_pool_config *sc_pool_get_config(const sc_pool *p);
+/* Idle connections per host (the connector's host_of; all under host 0
+ * without it): counts[0..n-1] filled. */
+void sc_pool_idle_by_host(sc_pool *p, int *counts, int n);
+/* The connector's ud (the pool owns it). */
+void *sc_pool_connector_ud(sc_pool *p);
 
 /* Process-wide pools by name, for engines created with the same `shared`
  * name in several Lua states (one per OS thread). key describes the URL and

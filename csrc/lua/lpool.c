@@ -410,6 +410,7 @@ static int l_stats(lua_State *L)
         {"invalidations", st.n.invalidations},
         {"recycles", st.n.recycles},
         {"preping_failures", st.n.preping_failures},
+        {"failbacks", st.n.failbacks},
     };
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
         lua_pushinteger(L, (lua_Integer)counts[i].v);
@@ -420,6 +421,119 @@ static int l_stats(lua_State *L)
     lua_pushnumber(L, st.n.wait_max);
     lua_setfield(L, -2, "wait_max");
     return 1;
+}
+
+/* Host i of the pool's URL: its name and port (never the credentials). */
+static void push_host_name(lua_State *L, const sc_url *u, int i)
+{
+    const char *host = u->nhosts > 0 ? u->hosts[i].host : u->host;
+    int port = u->nhosts > 0 ? u->hosts[i].port : u->port;
+    lua_pushstring(L, host != NULL ? host : "localhost");
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, port > 0 ? port : 3306);
+    lua_setfield(L, -2, "port");
+}
+
+static const char *role_name(int role)
+{
+    return role == SC_ROLE_READ_WRITE ? "read-write" : role == SC_ROLE_READ_ONLY ? "read-only" : "unknown";
+}
+
+/* pool:hosts() -> a list, per host of the URL, of {host, port, state
+ * ("up" | "denied"), restored_in (seconds), role, connects, failures
+ * ({[code] = count}), denials, failovers (connects that went elsewhere
+ * after it failed), open, checkedout, idle}. */
+static int l_hosts(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    const sc_url *u;
+    sc_hosts *h = sc_mysql_connector_hosts(sc_pool_connector_ud(lp->pool), &u);
+    int n = sc_hosts_count(h);
+    int idle[SC_HOSTS_MAX];
+    sc_pool_idle_by_host(lp->pool, idle, n);
+    double now = sc_monotonic();
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        sc_host_info info;
+        sc_hosts_info(h, i, now, &info);
+        lua_createtable(L, 0, 14);
+        push_host_name(L, u, i);
+        lua_pushstring(L, info.denied ? "denied" : "up");
+        lua_setfield(L, -2, "state");
+        lua_pushnumber(L, info.restored_in);
+        lua_setfield(L, -2, "restored_in");
+        lua_pushstring(L, role_name(info.role));
+        lua_setfield(L, -2, "role");
+        lua_pushinteger(L, (lua_Integer)info.connects);
+        lua_setfield(L, -2, "connects");
+        lua_pushinteger(L, (lua_Integer)info.denials);
+        lua_setfield(L, -2, "denials");
+        lua_pushinteger(L, (lua_Integer)info.failovers_from);
+        lua_setfield(L, -2, "failovers");
+        lua_createtable(L, 0, info.ncodes);
+        for (int k = 0; k < info.ncodes; k++) {
+            lua_pushinteger(L, (lua_Integer)info.code_count[k]);
+            lua_rawseti(L, -2, (int)info.code[k]);
+        }
+        lua_setfield(L, -2, "failures");
+        int open = info.open > 0 ? info.open : 0;
+        int out = open - idle[i];
+        lua_pushinteger(L, open);
+        lua_setfield(L, -2, "open");
+        lua_pushinteger(L, idle[i]);
+        lua_setfield(L, -2, "idle");
+        lua_pushinteger(L, out > 0 ? out : 0);
+        lua_setfield(L, -2, "checkedout");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* pool:host_events() -> a list of the host events since the last call,
+ * oldest first ({name, host, port, code, until (seconds from now),
+ * from_host, from_port}), or nil when there were none; and how many were
+ * lost to the ring's size. */
+static int l_host_events(lua_State *L)
+{
+    lpool *lp = check_pool(L);
+    const sc_url *u;
+    sc_hosts *h = sc_mysql_connector_hosts(sc_pool_connector_ud(lp->pool), &u);
+    sc_host_event ev[SC_HOSTS_RING];
+    unsigned long dropped = 0;
+    int n = sc_hosts_events(h, ev, SC_HOSTS_RING, &dropped);
+    if (n == 0 && dropped == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    double now = sc_monotonic();
+    lua_createtable(L, n, 0);
+    for (int k = 0; k < n; k++) {
+        const sc_host_event *e = &ev[k];
+        lua_createtable(L, 0, 8);
+        lua_pushstring(L, e->type == SC_HOST_DENIED ? "host_denied"
+                          : e->type == SC_HOST_RESTORED ? "host_restored" : "failover");
+        lua_setfield(L, -2, "name");
+        push_host_name(L, u, e->host);
+        if (e->code != 0) {
+            lua_pushinteger(L, (lua_Integer)e->code);
+            lua_setfield(L, -2, "code");
+        }
+        if (e->type == SC_HOST_DENIED) {
+            lua_pushnumber(L, e->until - now > 0 ? e->until - now : 0);
+            lua_setfield(L, -2, "until");
+        }
+        if (e->from >= 0) {
+            const char *host = u->nhosts > 0 ? u->hosts[e->from].host : u->host;
+            int port = u->nhosts > 0 ? u->hosts[e->from].port : u->port;
+            lua_pushstring(L, host != NULL ? host : "localhost");
+            lua_setfield(L, -2, "from_host");
+            lua_pushinteger(L, port > 0 ? port : 3306);
+            lua_setfield(L, -2, "from_port");
+        }
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_pushinteger(L, (lua_Integer)dropped);
+    return 2;
 }
 
 /* pool:set_gc_hook(fn | nil): fn(raw) runs when a checked-out connection of
@@ -458,6 +572,8 @@ static int l_pool_gc(lua_State *L)
 static const luaL_Reg pool_methods[] = {
     {"status", l_status},
     {"stats", l_stats},
+    {"hosts", l_hosts},
+    {"host_events", l_host_events},
     {"dispose", l_dispose},
     {"set_gc_hook", l_set_gc_hook},
     {NULL, NULL},

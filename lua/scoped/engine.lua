@@ -368,6 +368,8 @@ end
 -- a disconnect takes along)
 -- @field recycles (integer) connections replaced for being older than pool_recycle
 -- @field preping_failures (integer) connections replaced after failing the pre-ping
+-- @field failbacks (integer) several hosts, sequential: idle connections to a later host
+-- replaced at checkout once an earlier host's denial has ended
 
 --- The engine's pool (`engine.pool`): SQLAlchemy's QueuePool introspection.
 -- The counts are of live connections: a connection discarded (dead,
@@ -521,7 +523,36 @@ local function leak_hint(engine, err)
   return err
 end
 
+-- Several hosts: hands the host events the C core recorded since the last
+-- call (host_denied, host_restored, failover) to their listeners, one table
+-- each; a listener's error is logged. Only engines with such a listener
+-- call it, after each checkout (or failed one) and checkin.
+local function host_events(engine)
+  local list, dropped = engine._cpool:host_events()
+  if not list then return end
+  if dropped and dropped > 0 then
+    engine._log("warn", string.format("scoped.pool: %d host events lost (none taken for a while)", dropped))
+  end
+  for i = 1, #list do
+    local ev = list[i]
+    local name = ev.name
+    ev.name = nil
+    local ok, err = pcall(event.fire, engine, name, ev)
+    if not ok then engine._log("warn", "scoped.pool: exception in a " .. name .. " listener: " .. tostring(err)) end
+  end
+end
+
 function Engine:_checkout()
+  if self._host_events then
+    local ok, raw = pcall(self._checkout_events, self)
+    host_events(self)
+    if not ok then error(raw, 0) end
+    return raw
+  end
+  return self:_checkout_events()
+end
+
+function Engine:_checkout_events()
   local raw, fresh
   if self._leak then
     local ok, a, b = pcall(checkout, self)
@@ -591,6 +622,7 @@ function Engine:_checkin(raw, rollback_first, was_reset)
   end
   raw:close()
   released(self)
+  if self._host_events then host_events(self) end
   if self._echo then self._log("info", "scoped.pool: connection returned") end
 end
 
@@ -598,9 +630,10 @@ end
 -- from now on, and a checked-out connection that is garbage-collected
 -- fires reset and checkin as it goes back (the C pool calls this hook from
 -- the raw connection's finalizer).
-function Engine:_events_changed(statement)
+function Engine:_events_changed(statement, hosts)
   self._has_events = true
   if statement then self._stmt_events = true end
+  if hosts then self._host_events = true end
   refresh(self)
   local engine = self
   self._cpool:set_gc_hook(function(raw) engine:_checkin(raw, false, false) end)
@@ -672,6 +705,20 @@ function Engine:begin(fn)
   end
   conn:close()
   if not ok then error(err, 0) end
+end
+
+--- engine:hosts() -> a list with one table per host of the URL (one for a
+-- one-host engine), in the URL's order: `host`, `port` (never the
+-- credentials), `state` ("up" or "denied"), `restored_in` (seconds until a
+-- denial ends, 0 when up), `role` ("read-write", "read-only", "unknown":
+-- as last seen at connect, known with target_session_attrs or galera),
+-- `connects` (connections opened on it), `failures` (`{[code] = count}`:
+-- failed connects and disconnects), `denials`, `failovers` (connects that
+-- went to another host after this one failed), and the pool's connections
+-- to it: `open`, `checkedout`, `idle`.
+-- @treturn table
+function Engine:hosts()
+  return self._cpool:hosts()
 end
 
 --- Closes the idle connections and starts a fresh pool; connections checked

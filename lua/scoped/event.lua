@@ -27,6 +27,12 @@ local event = {}
 -- @field after_execute `(conn, statement, params, result, seconds)`: after it ran
 -- @field handle_error `(conn, err)`: a statement raised err; a listener may raise an
 -- error of its own, which is raised instead
+-- @field host_denied `(info)`: several hosts: a host is denied (a failed connect, a wrong
+-- role, a disconnect of one of its connections); `info = {host, port, code, ["until"] =
+-- seconds until the denial ends}`
+-- @field host_restored `(info)`: a denied host gave a connection again; `{host, port}`
+-- @field failover `(info)`: a new connection went to another host after one failed in
+-- the same connect; `{from_host, from_port, host, port, code}`
 -- @field before_cursor_execute the same list as before_execute (SQLAlchemy's spelling)
 -- @field after_cursor_execute the same list as after_execute
 --
@@ -36,8 +42,10 @@ local event = {}
 local NAMES = {connect = "connect", checkout = "checkout", checkin = "checkin", reset = "reset",
                invalidate = "invalidate", before_execute = "before_execute",
                after_execute = "after_execute", handle_error = "handle_error",
-               before_cursor_execute = "before_execute", after_cursor_execute = "after_execute"}
+               before_cursor_execute = "before_execute", after_cursor_execute = "after_execute",
+               host_denied = "host_denied", host_restored = "host_restored", failover = "failover"}
 local STATEMENT = {before_execute = true, after_execute = true, handle_error = true}
+local HOSTS = {host_denied = true, host_restored = true, failover = true}
 
 local function target_events(target, name, fn)
   if type(target) ~= "table" or type(target._events) ~= "table" then
@@ -64,7 +72,7 @@ function event.listen(target, name, fn)
   events[list_name] = list
   -- checkouts and checkins (statements, for a statement event) now go
   -- through the listeners
-  target:_events_changed(STATEMENT[list_name])
+  target:_events_changed(STATEMENT[list_name], HOSTS[list_name])
 end
 
 --- Removes a listener.
