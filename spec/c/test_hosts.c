@@ -135,6 +135,71 @@ int main(void)
     check(strlen(o) == SC_HOSTS_MAX, "64 hosts: each tried once");
     sc_hosts_free(h);
 
+    /* what a host did (engine:hosts()) and the events */
+    h = sc_hosts_new(3, SC_HA_SEQUENTIAL, 30);
+    sc_host_event ev[SC_HOSTS_RING];
+    unsigned long dropped = 9;
+    sc_hosts_fail(h, 0, 10, 2002, 1);
+    sc_hosts_fail(h, 0, 10, 2002, 1);
+    sc_hosts_fail(h, 0, 10, 1045, 0);
+    sc_host_info info;
+    sc_hosts_info(h, 0, 11, &info);
+    check(info.denied && info.restored_in > 28.9 && info.denials == 2 && info.ncodes == 2 &&
+              info.code[0] == 2002 && info.code_count[0] == 2 && info.code[1] == 1045 && info.code_count[1] == 1,
+          "failures counted by code; only those that deny are denials");
+    sc_hosts_landed(h, 1, 0, 2002, 11);
+    sc_hosts_open_count(h, 1, 1);
+    int n = sc_hosts_events(h, ev, SC_HOSTS_RING, &dropped);
+    check(n == 3 && dropped == 0 && ev[0].type == SC_HOST_DENIED && ev[0].host == 0 && ev[0].code == 2002 &&
+              ev[0].until == 40 && ev[2].type == SC_HOST_FAILOVER && ev[2].from == 0 && ev[2].host == 1 &&
+              ev[2].code == 2002,
+          "events: denied twice, then a failover from host 0 to host 1");
+    check(sc_hosts_events(h, ev, SC_HOSTS_RING, &dropped) == 0, "events are taken once");
+    sc_hosts_landed(h, 1, -1, 0, 12);
+    check(sc_hosts_events(h, ev, SC_HOSTS_RING, NULL) == 0, "another connect on the same host: no event");
+    sc_hosts_landed(h, 0, -1, 0, 12);
+    sc_hosts_landed(h, 1, -1, 0, 12);
+    n = sc_hosts_events(h, ev, SC_HOSTS_RING, NULL);
+    check(n == 1 && ev[0].type == SC_HOST_FAILOVER && ev[0].from == 0 && ev[0].code == 1045,
+          "moving away from a denied host is a failover (its last code)");
+    sc_hosts_ok(h, 0, SC_ROLE_READ_WRITE);
+    sc_hosts_ok(h, 0, SC_ROLE_READ_WRITE);
+    n = sc_hosts_events(h, ev, SC_HOSTS_RING, NULL);
+    check(n == 1 && ev[0].type == SC_HOST_RESTORED && ev[0].host == 0, "restored once after a denial");
+    sc_hosts_info(h, 1, 12, &info);
+    check(!info.denied && info.connects == 3 && info.open == 1 && info.role == SC_ROLE_UNKNOWN,
+          "connects and open connections per host");
+    for (int k = 0; k < SC_HOSTS_RING + 5; k++)
+        sc_hosts_fail(h, 2, 13, 2013, 1);
+    n = sc_hosts_events(h, ev, SC_HOSTS_RING, &dropped);
+    check(n == SC_HOSTS_RING && dropped == 5, "a full ring drops the oldest, counted");
+    for (int k = 0; k < 20; k++)
+        sc_hosts_fail(h, 1, 13, 3000 + (unsigned)k, 0);
+    sc_hosts_info(h, 1, 13, &info);
+    check(info.ncodes == SC_HOSTS_CODES && info.code[SC_HOSTS_CODES - 1] == 0 &&
+              info.code_count[SC_HOSTS_CODES - 1] == 5,
+          "past 16 codes, the rest under code 0");
+    sc_hosts_free(h);
+
+    /* fail-back: whether a connection on host i should move to an earlier one */
+    h = sc_hosts_new(3, SC_HA_SEQUENTIAL, 30);
+    sc_hosts_deny(h, 0, 100);
+    check(!sc_hosts_failback(h, 1, SC_TSA_ANY, 101), "fail-back: not while host 0 is denied");
+    check(sc_hosts_failback(h, 1, SC_TSA_ANY, 131), "fail-back: once its denial has ended");
+    check(!sc_hosts_failback(h, 0, SC_TSA_ANY, 131), "fail-back: never from host 0");
+    sc_hosts_set_role(h, 0, SC_ROLE_READ_ONLY);
+    sc_hosts_set_role(h, 1, SC_ROLE_READ_WRITE);
+    check(!sc_hosts_failback(h, 1, SC_TSA_READ_WRITE, 131), "read-write: not to a host last seen read-only");
+    check(sc_hosts_failback(h, 2, SC_TSA_READ_WRITE, 131), "read-write: to host 1, read-write");
+    sc_hosts_set_role(h, 2, SC_ROLE_READ_ONLY);
+    check(!sc_hosts_failback(h, 2, SC_TSA_PREFER_READ_ONLY, 131), "prefer-read-only: a read-only one stays");
+    check(sc_hosts_failback(h, 1, SC_TSA_PREFER_READ_ONLY, 131),
+          "prefer-read-only: a read-write one goes back to a host not known read-write");
+    sc_hosts_free(h);
+    h = sc_hosts_new(3, SC_HA_ROUND_ROBIN, 30);
+    check(!sc_hosts_failback(h, 2, SC_TSA_ANY, 1), "round_robin: no fail-back");
+    sc_hosts_free(h);
+
     shared = sc_hosts_new(3, SC_HA_ROUND_ROBIN, 30);
     pthread_t th[N_THREADS];
     for (long k = 0; k < N_THREADS; k++)

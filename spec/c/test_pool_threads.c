@@ -243,6 +243,77 @@ static void test_invalidate(void)
     sc_pool_free(p);
 }
 
+/* ---- several hosts: a disconnect invalidates its host's connections only -- */
+
+/* the stand-in's hosts: odd connection ids on host 1, even ones on host 0 */
+static int fake_retire_host = -1;
+static int fake_host_of(void *ud, void *conn)
+{
+    (void)ud;
+    return ((fake_conn *)conn)->id & 1;
+}
+
+static int fake_host_down(void *ud, void *conn)
+{
+    return fake_host_of(ud, conn);
+}
+
+static int fake_retire(void *ud, void *conn)
+{
+    return fake_host_of(ud, conn) == LOAD(fake_retire_host);
+}
+
+static void test_hosts(void)
+{
+    sc_error err;
+    fake_ud *u;
+    sc_pool_entry *e[6];
+    sc_connector c = fake_connector(&u, NULL);
+    c.host_down = fake_host_down;
+    c.host_of = fake_host_of;
+    c.retire = fake_retire;
+    sc_pool_config cfg = config(6, 0, 1);
+    sc_pool *p = sc_pool_new(&cfg, &c);
+    for (int i = 1; i <= 5; i++)
+        sc_pool_checkout(p, &e[i], &err); /* ids 1..5: hosts 1 0 1 0 1 */
+    int ids[6];
+    for (int i = 1; i <= 5; i++)
+        ids[i] = conn_id(e[i]);
+    check(ids[1] == 1 && ids[5] == 5, "hosts: ids in order");
+    sc_pool_checkin(p, e[2], 0); /* idle, host 0 */
+    sc_pool_checkin(p, e[5], 0); /* idle, host 1 */
+    STORE(((fake_conn *)e[1]->conn)->broken, 1);
+    sleep_s(0.001);
+    sc_pool_checkin(p, e[1], 1); /* host 1 went away */
+    sc_pool_stats st = stats(p);
+    check(st.checkedin == 1 && LOAD(u->state[ids[2]]) == ST_OPEN && LOAD(u->state[ids[5]]) == ST_CLOSED,
+          "hosts: a disconnect closes the idle connections of its host only (%d idle)", st.checkedin);
+    int idle_by[2];
+    sc_pool_idle_by_host(p, idle_by, 2);
+    check(idle_by[0] == 1 && idle_by[1] == 0, "hosts: idle per host");
+    sc_pool_checkin(p, e[3], 0); /* host 1, opened before the disconnect */
+    sc_pool_checkin(p, e[4], 0); /* host 0 */
+    st = stats(p);
+    check(LOAD(u->state[ids[3]]) == ST_CLOSED && LOAD(u->state[ids[4]]) == ST_OPEN && st.checkedin == 2 &&
+              st.open == 2 && LOAD(u->open_now) == 2,
+          "hosts: a checked-out one of that host is closed at checkin, the other host's kept");
+    sc_pool_entry *x;
+    sc_pool_checkout(p, &x, &err);
+    check(x != NULL && x->fresh == 0 && conn_id(x) == ids[2] && stats(p).n.failbacks == 0,
+          "hosts: no retire, the idle one is handed out");
+    sc_pool_checkin(p, x, 0);
+    STORE(fake_retire_host, 0);
+    sc_pool_checkout(p, &x, &err);
+    st = stats(p);
+    check(x != NULL && x->fresh == 1 && LOAD(u->state[ids[4]]) == ST_CLOSED && st.n.failbacks == 1 &&
+              st.open == 2,
+          "hosts: retire replaces an idle connection at checkout, in its slot (failbacks %llu)",
+          st.n.failbacks);
+    STORE(fake_retire_host, -1);
+    sc_pool_checkin(p, x, 0);
+    sc_pool_free(p);
+}
+
 /* ---- 1. many threads ----------------------------------------------------- */
 
 #define T1_THREADS 8
@@ -1040,6 +1111,7 @@ int main(void)
     RUN(open_failure);
     RUN(shared);
     RUN(invalidate);
+    RUN(hosts);
     alarm(0);
     printf("1..%d\n", n_tests);
     printf("%d passed, %d failed (%.2f s)\n", n_tests - n_failed, n_failed, sc_monotonic() - t0);
