@@ -55,12 +55,13 @@ local C = {}
 C.__index = C
 
 local env
---- A new connection; opts may override user and password (another account).
+--- A new connection; opts may override user and password (another account),
+--- and url and socket (another server: the several-hosts specs' nodes).
 function M.connect(opts)
   assert(M.available, M.why)
   env = env or driver.mysql()
-  local u = M.parse_url(assert(os.getenv("SCOPED_TEST_URL"), "SCOPED_TEST_URL is not set"))
-  local socket = os.getenv("SCOPED_TEST_SOCKET") or u.socket
+  local u = M.parse_url(opts and opts.url or assert(os.getenv("SCOPED_TEST_URL"), "SCOPED_TEST_URL is not set"))
+  local socket = opts and opts.socket or (not (opts and opts.url) and os.getenv("SCOPED_TEST_SOCKET")) or u.socket
   local user = opts and opts.user or u.user
   local password = opts and opts.password or u.password
   local conn, err
