@@ -277,6 +277,44 @@ describe("pool_wait", function()
     e:dispose()
   end)
 
+  it("gets the ticket, which says when it was served (ticket:ready): the wake-one rule of scoped.ngx", function()
+    local seen = {}
+    local e = engine({pool_size = 1, max_overflow = 0, pool_timeout = 0.4,
+      pool_wait = function(remaining, ticket)
+        seen[#seen + 1] = {remaining = remaining, ticket = ticket, ready = ticket:ready()}
+        coroutine.yield()
+      end})
+    local held = e:connect()
+    local co = coroutine.create(function()
+      local c = e:connect()
+      c:close()
+      return "served"
+    end)
+    assert.is_true(coroutine.resume(co))
+    local ticket = seen[1].ticket
+    assert.is_false(seen[1].ready)        -- queued, nothing free
+    assert.is_false(ticket:ready())
+    held:close()                          -- granted to the head ticket: this one
+    assert.is_true(ticket:ready())
+    local ok, v = coroutine.resume(co)
+    assert.is_true(ok, v)
+    assert.equal("served", v)
+    assert.equal(1, #seen)
+    -- a ticket past its deadline is ready too (the next try times out)
+    held = e:connect()
+    local co2 = coroutine.create(function() return H.error_of(e.connect, e).kind end)
+    assert.is_true(coroutine.resume(co2))
+    local t2 = seen[#seen].ticket
+    assert.is_false(t2:ready())
+    H.sleep(0.45)
+    assert.is_true(t2:ready())
+    local ok2, kind = coroutine.resume(co2)
+    assert.is_true(ok2, kind)
+    assert.equal("TimeoutError", kind)
+    held:close()
+    e:dispose()
+  end)
+
   it("times out with TimeoutError when nothing is returned", function()
     local e = engine({pool_size = 1, max_overflow = 0, pool_timeout = 0.3,
       pool_wait = function() H.sleep(0.01) end})

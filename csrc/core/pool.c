@@ -966,6 +966,16 @@ double sc_waiter_remaining(const sc_waiter *t)
     return t != NULL ? t->deadline - sc_monotonic() : 0;
 }
 
+int sc_waiter_ready(sc_pool *p, const sc_waiter *t)
+{
+    if (t == NULL)
+        return 1;
+    lock_pool(p, sc_getpid());
+    int ready = t->epoch != p->epoch || t->state != W_QUEUED || sc_monotonic() >= t->deadline;
+    unlock_pool(p);
+    return ready;
+}
+
 /* ---- checkin, dispose, stats ------------------------------------------------ */
 
 void sc_pool_checkin(sc_pool *p, sc_pool_entry *e, int discard)

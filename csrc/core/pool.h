@@ -158,6 +158,11 @@ int sc_pool_open_failed(sc_pool *p, sc_pool_entry *e);
 void sc_pool_cancel(sc_pool *p, sc_waiter *ticket);
 /* Seconds left before the ticket's deadline (may be <= 0). */
 double sc_waiter_remaining(const sc_waiter *ticket);
+/* Whether a try_checkout with this ticket would now answer something other
+ * than SC_POOL_WAIT: it was granted a connection or a slot, its deadline
+ * passed, or the pool was forked under it. What lets a waker wake only the
+ * waiters it served (scoped.ngx) instead of all of them. */
+int sc_waiter_ready(sc_pool *p, const sc_waiter *ticket);
 
 /* Returns an entry. discard != 0 closes it (an invalidated connection) and
  * frees its slot for the next waiter; when the connector's broken() says it

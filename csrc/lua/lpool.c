@@ -361,6 +361,16 @@ static int l_ticket_remaining(lua_State *L)
     return 1;
 }
 
+/* ticket:ready() -> whether trying again would get something (a grant, the
+ * timeout): see sc_waiter_ready. A cancelled ticket is ready (nothing to
+ * wait for). */
+static int l_ticket_ready(lua_State *L)
+{
+    lticket *t = scl_check_udata(L, 1, SC_TICKET_MT, "ticket");
+    lua_pushboolean(L, t->w == NULL || sc_waiter_ready(t->pool, t->w));
+    return 1;
+}
+
 static int l_ticket_cancel(lua_State *L)
 {
     ticket_cancel(scl_check_udata(L, 1, SC_TICKET_MT, "ticket"));
@@ -581,6 +591,7 @@ static const luaL_Reg pool_methods[] = {
 
 static const luaL_Reg ticket_methods[] = {
     {"remaining", l_ticket_remaining},
+    {"ready", l_ticket_ready},
     {"cancel", l_ticket_cancel},
     {NULL, NULL},
 };

@@ -425,7 +425,9 @@ function checkout(engine)
       ticket:cancel()
       return cpool:checkout()
     end
-    local ok, err = pcall(wait, ticket:remaining())
+    -- the ticket too: a pool_wait that keeps one wake-up per waiter can
+    -- tell, at pool_wake, which waiters were served (ticket:ready())
+    local ok, err = pcall(wait, ticket:remaining(), ticket)
     if not ok then
       ticket:cancel()
       error(err, 0)

@@ -86,6 +86,19 @@ local function no_wait(engine, phase)
     })), 0)
 end
 
+-- engine -> its pool waiters' state in this worker (M._pool_wake_counts)
+local pool_states = setmetatable({}, {__mode = "k"})
+
+--- For the specs: how many pool waiters of engine this worker woke (posts)
+--- and how many wait now.
+function M._pool_wake_counts(engine)
+  local state = pool_states[engine]
+  if not state then return nil end
+  local n = 0
+  for _ in pairs(state.waiting) do n = n + 1 end
+  return state.posts, n
+end
+
 --- attach(engine): gives an engine made under OpenResty a non-blocking
 --- pool_wait (unless it has one) with its checkin notifier, and the offload
 --- wrapper when asked for. Called by create_engine; opens nothing, creates
@@ -95,30 +108,47 @@ function M.attach(engine)
   if not M.active then return end
   local hooks = {}
   if not engine._pool_wait then
-    local state = {} -- .sem: this worker's semaphore for this engine
-    hooks.pool_wait = function(remaining)
+    -- this worker's waiters of this engine: ticket -> the semaphore its
+    -- light thread waits on (weak keys: the ticket of a killed light
+    -- thread is collected, which gives its place up); spare semaphores
+    local state = {waiting = setmetatable({}, {__mode = "k"}), spare = {}, nspare = 0, posts = 0}
+    pool_states[engine] = state
+    hooks.pool_wait = function(remaining, ticket)
       local phase = get_phase()
       if not YIELDABLE[phase] then no_wait(engine, phase) end
       if not (remaining > 0) then return end -- the next try reports the timeout
-      local sem = state.sem
-      if sem == nil then
+      local sem
+      if state.nspare > 0 then
+        sem = state.spare[state.nspare]
+        state.spare[state.nspare] = nil
+        state.nspare = state.nspare - 1
+      else
         semaphore = semaphore or require "ngx.semaphore"
         sem = assert(semaphore.new(0))
-        state.sem = sem
       end
+      state.waiting[ticket or sem] = sem
       local ok, err = sem:wait(remaining < POLL_SECONDS and remaining or POLL_SECONDS)
+      state.waiting[ticket or sem] = nil
+      -- kept for the next wait unless a post came after its timeout
+      if sem:count() == 0 then
+        state.nspare = state.nspare + 1
+        state.spare[state.nspare] = sem
+      end
       if not ok and err ~= "timeout" then error(err, 0) end
     end
-    -- A checkin hands the connection (or its slot) to the head ticket of
-    -- the pool's queue, which may belong to any waiter of this worker: wake
-    -- them all and let the C pool say whose it is (those who find nothing
-    -- wait again, keeping their place). The C call is cheap; a semaphore per
-    -- waiter would wake one, but needs to know which ticket was served.
+    -- A checkin (or a freed slot) is granted by the C pool to the head
+    -- ticket of its FIFO queue: wake the waiters whose tickets are served
+    -- (or timed out), each through its own semaphore, and no other. (Before
+    -- 2026-12-06 every waiter was woken and all but one waited again: with
+    -- 15 waiters a checkin resumed 15 light threads.) A waiter with no
+    -- ticket (a pool_wait called by someone else) is always woken.
     hooks.released = function()
-      local sem = state.sem
-      if sem ~= nil then
-        local n = sem:count()
-        if n < 0 then sem:post(-n) end
+      for ticket, sem in pairs(state.waiting) do
+        if ticket == sem or ticket:ready() then
+          state.waiting[ticket] = nil
+          state.posts = state.posts + 1
+          sem:post(1)
+        end
       end
     end
   end

@@ -283,6 +283,15 @@ check("single", "an exhausted pool does not block the worker: waiters queue, a D
   return true
 end)
 
+check("single", "a checkin wakes the one waiter it serves, not every waiter of the worker", function()
+  local _, r = get_json("/t/herd")
+  if not r then return false, "no answer" end
+  print(string.format("# %d light threads on a pool of one: %d checkouts, %d waiters woken",
+    r.n or 0, r.got or 0, r.posts or -1))
+  -- N - 1 queued; each checkin serves the next (every waiter woken: 28)
+  return r.got == r.n and r.posts == r.n - 1 and r.waiting == 0, cjson.encode(r)
+end)
+
 check("single", "a queued checkout gives up after pool_timeout with TimeoutError", function()
   local hold = spawn("/t/hold?secs=1.5&e=quick")
   wait_until(function()

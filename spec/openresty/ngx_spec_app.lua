@@ -146,6 +146,27 @@ function H.wait()
   reply({conn_id = cid, waited = t1 - t0, got_at = t1, n = tonumber(ngx.var.arg_n)})
 end
 
+-- N light threads queue on a pool of one (E.tiny), each holding the
+-- connection for a short statement: how many times the pool's waiters were
+-- woken (scoped.ngx counts its posts) against how many checkins there were
+function H.herd()
+  local sngx = require "scoped.ngx"
+  local N = 8
+  local posts0 = sngx._pool_wake_counts(E.tiny) or 0
+  local threads, got = {}, 0
+  for i = 1, N do
+    threads[i] = ngx.thread.spawn(function()
+      local c = E.tiny:connect()
+      c:execute("SELECT SLEEP(0.01)")
+      c:close()
+      got = got + 1
+    end)
+  end
+  for i = 1, N do ngx.thread.wait(threads[i]) end
+  local posts, waiting = sngx._pool_wake_counts(E.tiny)
+  reply({n = N, got = got, posts = posts - posts0, waiting = waiting})
+end
+
 -- Offload: one transaction over several statements, in worker threads.
 function H.offload()
   local Off = S.off
