@@ -77,7 +77,10 @@ M.Engine, M.Connection, M.Transaction = Engine, Connection, Transaction
 -- cqueues; C never yields), and one that returns at once makes a busy loop. The
 -- caller keeps its place in the pool's FIFO queue meanwhile; once `pool_timeout`
 -- is over the checkout raises `TimeoutError`. An error raised by `pool_wait` gives
--- up the place in the queue and ends the checkout with that error.
+-- up the place in the queue and ends the checkout with that error. A second
+-- argument, the caller's ticket, has `ticket:ready()`: true once the pool has
+-- handed it a connection or a slot (or its time is over), which lets a
+-- `pool_wake` wake only the waiters it served (scoped.ngx does).
 -- @field pool_wake (function) called with no argument each time a connection goes
 -- back to the pool or its slot is freed: what wakes a `pool_wait` that yields
 -- (`scoped.nonblocking`'s adapters set both)
