@@ -100,9 +100,9 @@ function scoped.raw_connect(u) end
 ---@field track_gtid? boolean
 ---@field connect_args? table<string, string|number> URL query parameters
 ---@field hide_parameters? boolean keep bind values out of errors and logs
----@field pool_wait? fun(remaining: number) wait (may yield) until a connection may be free, at most remaining seconds
+---@field pool_wait? fun(remaining: number, ticket: scoped.PoolTicket) wait (may yield) until a connection may be free, at most remaining seconds
 ---@field pool_wake? fun() called at each checkin: wakes a yielding pool_wait
----@field io_wait? fun(raw: scoped.RawConnection, fd: integer, events: "r"|"w"|"rw", timeout: number|nil): boolean wait (yielding) until the socket is ready: true, or false when timeout seconds passed
+---@field io_wait? false|fun(raw: scoped.RawConnection, fd: integer, events: "r"|"w"|"rw", timeout: number|nil): boolean wait (yielding) until the socket is ready: true, or false when timeout seconds passed; false: never (OpenResty's default off)
 ---@field shared? string engines of this name share one pool process-wide
 ---@field pool_leak_threshold? number seconds: report a connection held longer
 ---@field offload? string OpenResty: the nginx thread pool to run statements in
@@ -571,6 +571,16 @@ function metrics.prometheus(engines) end
 
 ---@class scoped.nonblocking
 local nonblocking = {}
+---A checkout's place in the pool's queue, given to pool_wait.
+---@class scoped.PoolTicket
+local PoolTicket = {}
+---Seconds left before the checkout's pool_timeout.
+---@return number
+function PoolTicket:remaining() end
+---Whether trying again now gets something: a connection or a slot handed to it, or its timeout.
+---@return boolean
+function PoolTicket:ready() end
+
 ---create_engine options with io_wait, pool_wait and pool_wake for cqueues.
 ---@param opts? scoped.EngineOptions
 ---@return scoped.EngineOptions
