@@ -100,7 +100,8 @@ describe("sessionmaker{causal_from, readonly}", function()
   it("checks its options", function()
     local e = scoped.create_engine(H.url)
     for _, kw in ipairs{{readonly = 1}, {causal_from = 1}, {causal_from = {}},
-                        {causal_timeout = -1}, {causal_timeout = "1"}, {causal_fallback = "replica"}} do
+                        {causal_timeout = -1}, {causal_timeout = "1"}, {causal_fallback = "replica"},
+                        {causal = "lag"}, {causal = true}} do
       kw.bind = e
       local err = H.error_of(scoped.sessionmaker, kw)
       assert.equal("ArgumentError", err.kind)
@@ -163,5 +164,89 @@ describe("sessionmaker{causal_from, readonly}", function()
     S:commit()
     S:close()
     e:dispose()
+  end)
+end)
+
+describe('sessionmaker{causal = "sync_wait"} (Galera; the cluster itself is spec/ha/galera_ha.lua\'s)', function()
+  -- on this server (wsrep off) the statement that starts the transaction
+  -- runs as on a node; that it waits is the cluster's spec
+  local function com_begin(c)
+    return tonumber(c:execute("SHOW GLOBAL STATUS LIKE 'Com_begin'"):fetchone()[2])
+  end
+
+  it("one START TRANSACTION with wsrep_sync_wait per scope that wrote, none otherwise, nothing left set", function()
+    local w = scoped.create_engine(H.url, {track_gtid = true})
+    local r = scoped.create_engine(H.url, {pool_size = 1})
+    local obs = scoped.raw_connect(H.url)
+    local W = scoped.sessionmaker{bind = w}
+    local R = scoped.sessionmaker{bind = r, causal_from = W, causal = "sync_wait"}
+    local tid
+    local function scope(write, reads)
+      local co = coroutine.create(function()
+        if write then
+          local s = W()
+          s:execute("DO 1") -- no binlog here: the COMMIT carries no GTID, and is recorded all the same
+          s:commit()
+          s:close()
+        end
+        for _ = 1, reads do
+          local rs = R()
+          -- inside the transaction the sync start began: nothing set on the session
+          assert.equal(0, tonumber(rs:execute("SELECT @@session.wsrep_sync_wait"):scalar()))
+          tid = rs:connection().raw:thread_id()
+          rs:close()
+        end
+      end)
+      local ok, err = coroutine.resume(co)
+      assert(ok, err)
+    end
+    local before = com_begin(obs)
+    scope(true, 3)   -- one sync start for three reads of the same write
+    assert.equal(before + 1, com_begin(obs))
+    scope(false, 2)  -- a scope that did not write: none
+    assert.equal(before + 1, com_begin(obs))
+    scope(true, 1)
+    assert.equal(before + 2, com_begin(obs))
+    local c = scoped.metrics.counters(r)
+    assert.equal(2, c.causal_waits)
+    assert.equal(0, c.causal_timeouts)
+    assert.equal(0, scoped.metrics.counters(w).causal_waits) -- counted on the reader's engine
+    -- the pooled connection (one: pool_size 1, the same thread) went back with the value unset
+    local conn = r:connect()
+    assert.equal(tid, conn.raw:thread_id())
+    assert.equal(0, tonumber(conn:execute("SELECT @@session.wsrep_sync_wait"):scalar()))
+    conn:close()
+    obs:close()
+    w:dispose()
+    r:dispose()
+  end)
+
+  it("with readonly the same statement starts the transaction READ ONLY (1792 on a write)", function()
+    local w = scoped.create_engine(H.url, {track_gtid = true})
+    local r = scoped.create_engine(H.url)
+    local W = scoped.sessionmaker{bind = w}
+    local R = scoped.sessionmaker{bind = r, causal_from = W, causal = "sync_wait", readonly = true}
+    local obs = scoped.raw_connect(H.url)
+    obs:execute("CREATE TABLE IF NOT EXISTS causal_sw (id INT PRIMARY KEY)")
+    local code, begins
+    local co = coroutine.create(function()
+      local s = W()
+      s:execute("DO 1")
+      s:commit()
+      s:close()
+      local before = com_begin(obs)
+      local rs = R()
+      code = H.error_of(rs.execute, rs, "INSERT INTO causal_sw VALUES (1)").code
+      rs:close()
+      begins = com_begin(obs) - before
+    end)
+    local ok, err = coroutine.resume(co)
+    assert(ok, err)
+    assert.equal(1792, code)
+    assert.equal(1, begins) -- one statement started it, READ ONLY
+    obs:execute("DROP TABLE causal_sw")
+    obs:close()
+    w:dispose()
+    r:dispose()
   end)
 end)

@@ -131,6 +131,69 @@ describe("scoped.retry", function()
     engine:dispose()
   end)
 
+  it("counts redone and given-up units on the session's engine, fires retry without bound values", function()
+    local engine = scoped.create_engine(H.url)
+    local Session = scoped.sessionmaker{bind = engine}
+    local seen = {}
+    scoped.event.listen(engine, "retry", function(info) seen[#seen + 1] = info end)
+    assert.is_true(engine._fast) -- a retry listener leaves the engine's paths as they are
+    local calls = 0
+    local _, attempts = scoped.retry(function(s)
+      calls = calls + 1
+      s:execute("UPDATE rt_ledger SET n = n + 1 WHERE id = :id", {id = 1})
+      if calls < 3 then
+        -- 1305: FUNCTION no_such_function does not exist
+        s:execute("SELECT :secret, no_such_function()", {secret = "s3cr3t-value"})
+      end
+    end, {sessionmaker = Session, codes = {1305}, attempts = 3})
+    assert.equal(3, attempts)
+    assert.equal("1", obs:scalar("SELECT n FROM rt_ledger WHERE id = 1")) -- 2 rolled back, 1 committed
+    local c = scoped.metrics.counters(engine)
+    assert.equal(2, c.retries)
+    assert.equal(0, c.retries_exhausted)
+    assert.equal(2, #seen)
+    for i, info in ipairs(seen) do
+      assert.equal(i, info.attempt)
+      assert.equal(1305, info.code)
+      assert.equal("42000", info.sqlstate)
+      assert.equal(3, info.attempts)
+      for k, v in pairs(info) do
+        assert.is_nil(tostring(v):find("s3cr3t", 1, true), k)
+        assert.is_nil(tostring(v):find("scoped_test", 1, true), k)
+      end
+    end
+    -- given up after the last attempt; an error not retried counts nothing
+    H.error_of(scoped.retry, function(s)
+      s:execute("SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'a deadlock each time'")
+    end, {sessionmaker = Session, attempts = 2})
+    H.error_of(scoped.retry, function(s) s:execute("INSERT INTO rt_ledger VALUES (2, 0)") end,
+      {sessionmaker = Session})
+    c = scoped.metrics.counters(engine)
+    assert.equal(3, c.retries)
+    assert.equal(1, c.retries_exhausted)
+    assert.equal(3, #seen)
+    -- and in the Prometheus text
+    local text = scoped.metrics.prometheus(engine)
+    assert.truthy(text:find("\nscoped_retries_total{engine=\"[^\n]*\"} 3\n"), text)
+    assert.truthy(text:find("\nscoped_retries_exhausted_total{engine=\"[^\n]*\"} 1\n"), text)
+    engine:dispose()
+  end)
+
+  it("a retry listener's error stops the retrying, raised to the caller", function()
+    local engine = scoped.create_engine(H.url)
+    local Session = scoped.sessionmaker{bind = engine}
+    scoped.event.listen(engine, "retry", function() error("listener says no", 0) end)
+    local calls = 0
+    local err = H.error_of(scoped.retry, function(s)
+      calls = calls + 1
+      s:execute("SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'a deadlock'")
+    end, {sessionmaker = Session})
+    assert.equal("listener says no", err)
+    assert.equal(1, calls)
+    assert.equal(0, engine.pool:stats().checkedout)
+    engine:dispose()
+  end)
+
   it("checks its arguments", function()
     assert.equal("ArgumentError", H.error_of(scoped.retry, nil, {}).kind)
     assert.equal("ArgumentError", H.error_of(scoped.retry, function() end).kind)

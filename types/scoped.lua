@@ -37,6 +37,8 @@
 ---| "host_denied" # (info): several hosts: {host, port, code, until} a host is denied
 ---| "host_restored" # (info): {host, port} a denied host gave a connection again
 ---| "failover" # (info): {from_host, from_port, host, port, code} connects moved to another host
+---| "causal_timeout" # (info): a causal wait timed out: {gtid, timeout, fallback, mode}
+---| "retry" # (info): scoped.retry redoes a unit: {attempt, code, sqlstate, attempts}
 
 ---@alias scoped.Value integer|number|string|boolean|lightuserdata|nil|table
 ---@alias scoped.Params table<string, scoped.Value>|scoped.Value[]
@@ -427,6 +429,7 @@ local Sessionmaker = {}
 ---@field causal_from? table
 ---@field causal_timeout? number
 ---@field causal_fallback? "primary"|"error"|"stale"
+---@field causal? "gtid"|"sync_wait" how a reader catches up: MASTER_GTID_WAIT (default) or Galera's wsrep_sync_wait
 
 ---@param kw scoped.SessionOptions
 function Sessionmaker:configure(kw) end
@@ -561,6 +564,20 @@ local metrics = {}
 ---@param engines scoped.Engine|scoped.Engine[]
 ---@return string
 function metrics.prometheus(engines) end
+
+---@class scoped.UnitCounters
+---@field causal_waits integer
+---@field causal_timeouts integer
+---@field causal_fallbacks integer
+---@field causal_errors integer
+---@field causal_stale integer
+---@field retries integer
+---@field retries_exhausted integer
+
+---The engine's causal read and retry counters (a copy).
+---@param engine scoped.Engine
+---@return scoped.UnitCounters
+function metrics.counters(engine) end
 
 ---@class scoped.RetryOptions
 ---@field sessionmaker fun(): scoped.Session what makes each attempt's Session

@@ -35,6 +35,18 @@ local event = {}
 -- the same connect; `{from_host, from_port, host, port, code}`
 -- @field before_cursor_execute the same list as before_execute (SQLAlchemy's spelling)
 -- @field after_cursor_execute the same list as after_execute
+-- @field causal_timeout `(info)`, on the reader sessionmaker's engine: a causal
+-- wait timed out; `info = {gtid = "0-1-42" (nil for causal = "sync_wait"),
+-- timeout = seconds (nil for sync_wait), fallback = "primary" | "error" | "stale",
+-- mode = "gtid" | "sync_wait"}`; fired once the fallback is done (before the
+-- "error" fallback's error is raised)
+-- @field retry `(info)`, on the engine of the retried unit's session: `scoped.retry`
+-- redoes a unit of work; `info = {attempt = the attempt that failed, code = its
+-- error code, sqlstate = its SQLSTATE, attempts = the most allowed}`; fired before
+-- `on_retry`
+--
+-- A listener's error is raised to the caller (of the statement, of retry).
+-- causal_timeout and retry listeners cost nothing on other paths.
 --
 -- `raw` is the `RawConnection` (execute, exec_driver_sql, thread_id, ...). A
 -- statement listener makes every statement of the engine take the
@@ -43,9 +55,13 @@ local NAMES = {connect = "connect", checkout = "checkout", checkin = "checkin", 
                invalidate = "invalidate", before_execute = "before_execute",
                after_execute = "after_execute", handle_error = "handle_error",
                before_cursor_execute = "before_execute", after_cursor_execute = "after_execute",
-               host_denied = "host_denied", host_restored = "host_restored", failover = "failover"}
+               host_denied = "host_denied", host_restored = "host_restored", failover = "failover",
+               causal_timeout = "causal_timeout", retry = "retry"}
 local STATEMENT = {before_execute = true, after_execute = true, handle_error = true}
 local HOSTS = {host_denied = true, host_restored = true, failover = true}
+-- fired above the pool and the statements: listening to them leaves the
+-- engine's paths as they are
+local UNIT = {causal_timeout = true, retry = true}
 
 local function target_events(target, name, fn)
   if type(target) ~= "table" or type(target._events) ~= "table" then
@@ -72,7 +88,7 @@ function event.listen(target, name, fn)
   events[list_name] = list
   -- checkouts and checkins (statements, for a statement event) now go
   -- through the listeners
-  target:_events_changed(STATEMENT[list_name], HOSTS[list_name])
+  if not UNIT[list_name] then target:_events_changed(STATEMENT[list_name], HOSTS[list_name]) end
 end
 
 --- Removes a listener.

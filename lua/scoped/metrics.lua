@@ -15,6 +15,57 @@ local exc = require "scoped.exc"
 
 local M = {}
 
+-- The counters kept in Lua for what happens above the pool (issue 21):
+-- causal reads (on the reader's engine) and retries (on the engine of the
+-- retried unit's sessions). One table per engine, made at its first count.
+local COUNTERS = {
+  {"causal_waits", "causal waits run on this engine (MASTER_GTID_WAIT, or a wsrep_sync_wait start)"},
+  {"causal_timeouts", "causal waits that timed out"},
+  {"causal_fallbacks", "timed-out causal reads run on the writer's engine (causal_fallback=primary)"},
+  {"causal_errors", "timed-out causal reads that raised (causal_fallback=error)"},
+  {"causal_stale", "timed-out causal reads that went on on the replica (causal_fallback=stale)"},
+  {"retries", "units of work redone by scoped.retry"},
+  {"retries_exhausted", "units of work given up by scoped.retry after their last attempt failed with a retried code"},
+}
+
+local function fresh_counters()
+  local c = {}
+  for _, f in ipairs(COUNTERS) do c[f[1]] = 0 end
+  return c
+end
+
+-- the engine's counters table itself, made on first use (session.lua,
+-- retry.lua count into it)
+function M._counters(engine)
+  local c = rawget(engine, "_unit_counters")
+  if not c then
+    c = fresh_counters()
+    rawset(engine, "_unit_counters", c)
+  end
+  return c
+end
+
+local function is_engine_table(e)
+  return type(e) == "table" and type(e._checkout) == "function"
+end
+
+--- counters(engine) -> a copy of the engine's causal read and retry
+--- counters, all numbers (0 until something happened): `causal_waits`,
+--- `causal_timeouts`, `causal_fallbacks`, `causal_errors`, `causal_stale`
+--- (counted on the reader sessionmaker's engine), `retries`,
+--- `retries_exhausted` (on the engine of the retried unit's sessions).
+-- @tparam Engine engine
+-- @treturn table
+function M.counters(engine)
+  if not is_engine_table(engine) then
+    exc.raise("ArgumentError", "metrics.counters takes an Engine, got %s", type(engine))
+  end
+  local c = rawget(engine, "_unit_counters") or fresh_counters()
+  local copy = {}
+  for k, v in pairs(c) do copy[k] = v end
+  return copy
+end
+
 -- name (after scoped_pool_), type, the stats() field, help
 local FAMILIES = {
   {"size", "gauge", "size", "pool_size: connections kept open when idle"},
@@ -52,7 +103,9 @@ local function is_engine(e)
 end
 
 --- prometheus(engine | {engine, ...}) -> the text exposition of every
---- engine's pool: gauges for its state, counters since it was made.
+--- engine's pool: gauges for its state, counters since it was made, and the
+--- causal read and retry `counters` (scoped_causal_waits_total, ...,
+--- scoped_retries_total, scoped_retries_exhausted_total).
 -- @tparam Engine|{Engine,...} engines
 -- @treturn string
 function M.prometheus(engines)
@@ -69,7 +122,8 @@ function M.prometheus(engines)
     local name = tostring(e.url)
     seen[name] = (seen[name] or 0) + 1
     if seen[name] > 1 then name = name .. " #" .. seen[name] end
-    rows[#rows + 1] = {label = 'engine="' .. label_value(name) .. '"', stats = e.pool:stats()}
+    rows[#rows + 1] = {label = 'engine="' .. label_value(name) .. '"', stats = e.pool:stats(),
+                       counters = rawget(e, "_unit_counters") or fresh_counters()}
   end
   local out = {}
   for _, f in ipairs(FAMILIES) do
@@ -78,6 +132,14 @@ function M.prometheus(engines)
     out[#out + 1] = "# TYPE " .. metric .. " " .. f[2]
     for _, r in ipairs(rows) do
       out[#out + 1] = metric .. "{" .. r.label .. "} " .. number(r.stats[f[3]] or 0)
+    end
+  end
+  for _, f in ipairs(COUNTERS) do
+    local metric = "scoped_" .. f[1] .. "_total"
+    out[#out + 1] = "# HELP " .. metric .. " " .. f[2]
+    out[#out + 1] = "# TYPE " .. metric .. " counter"
+    for _, r in ipairs(rows) do
+      out[#out + 1] = metric .. "{" .. r.label .. "} " .. number(r.counters[f[1]])
     end
   end
   out[#out + 1] = ""

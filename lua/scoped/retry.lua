@@ -18,6 +18,8 @@
 -- on each attempt.
 -- @module scoped.retry
 local exc = require "scoped.exc"
+local event = require "scoped.event"
+local metrics = require "scoped.metrics"
 
 local DEFAULT_CODES = {1213, 1205}
 
@@ -38,6 +40,10 @@ local DEFAULT_SET = code_set(DEFAULT_CODES)
 -- outcome is never redone), `on_retry` (function(err, attempt), called
 -- before each new attempt, e.g. to log or back off; it may yield)
 -- @return fn's first value, then the number of attempts
+--
+-- Each redo is counted (`retries`; a unit given up after its last attempt
+-- failed with a retried code: `retries_exhausted`) on the engine of the
+-- unit's session (`scoped.metrics.counters`) and fires its `retry` event.
 -- @raise the last attempt's error, or the first that is not retried
 local function retry(fn, opts)
   if type(fn) ~= "function" then
@@ -69,7 +75,24 @@ local function retry(fn, opts)
     pcall(session.close, session)
     local retryable = type(err) == "table" and codes[err.code] == true
       and (not err.commit_unknown or opts.idempotent == true)
-    if not retryable or attempt == attempts then error(err, 0) end
+    -- counted on the engine of the unit's session (metrics.counters)
+    local bind = type(session) == "table" and session.bind
+    local counted = type(bind) == "table" and type(bind._events) == "table"
+    if not retryable then error(err, 0) end
+    if attempt == attempts then
+      if counted then
+        local c = metrics._counters(bind)
+        c.retries_exhausted = c.retries_exhausted + 1
+      end
+      error(err, 0)
+    end
+    if counted then
+      local c = metrics._counters(bind)
+      c.retries = c.retries + 1
+      -- the attempt and the error's code: no statement, no bound value
+      event.fire(bind, "retry", {attempt = attempt, code = err.code, sqlstate = err.sqlstate,
+                                 attempts = attempts})
+    end
     if on_retry then on_retry(err, attempt) end
   end
 end

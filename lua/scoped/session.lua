@@ -11,6 +11,8 @@
 local core = require "scoped.core"
 local exc = require "scoped.exc"
 local engine_mod = require "scoped.engine"
+local event = require "scoped.event"
+local metrics = require "scoped.metrics"
 
 local M = {}
 
@@ -39,8 +41,9 @@ local SessionTransaction = {}
 M.Session, M.SessionTransaction = Session, SessionTransaction
 
 local SESSION_OPTIONS = {bind = true, info = true, readonly = true, causal_from = true,
-  causal_timeout = true, causal_fallback = true}
+  causal_timeout = true, causal_fallback = true, causal = true}
 local FALLBACKS = {primary = true, error = true, stale = true}
+local CAUSAL_MODES = {gtid = true, sync_wait = true}
 
 local function check_kw(kw, who)
   if kw == nil then return {} end
@@ -73,6 +76,9 @@ local function check_kw(kw, who)
   end
   if kw.causal_fallback ~= nil and not FALLBACKS[kw.causal_fallback] then
     exc.raise("ArgumentError", "%s: causal_fallback must be \"primary\", \"error\" or \"stale\"", who)
+  end
+  if kw.causal ~= nil and not CAUSAL_MODES[kw.causal] then
+    exc.raise("ArgumentError", "%s: causal must be \"gtid\" or \"sync_wait\"", who)
   end
   return kw
 end
@@ -432,11 +438,20 @@ local function finish(self, commit)
   self._active = commit and FAILED or after
   local ok, err = pcall(commit and conn.commit or conn.rollback, conn)
   if ok and commit and craw then
-    -- track_gtid: the GTID of this COMMIT, for the scope's causal readers
+    -- track_gtid: the GTID of this COMMIT, for the scope's causal readers;
+    -- a COMMIT without one (nothing written, no binlog: Galera) is recorded
+    -- too, for causal = "sync_wait" readers (synced: the reader engines
+    -- that have synced since), and leaves a GTID still to wait for as it is
     local gtids = self.bind._gtids
     if gtids then
       local g = craw:last_gtid()
-      if g then gtids[scope_key()] = {gtid = g, waited = {}} end
+      local k = scope_key()
+      if g then
+        gtids[k] = {gtid = g, waited = {}, synced = false}
+      else
+        local rec = gtids[k]
+        if rec then rec.synced = false else gtids[k] = {gtid = false, waited = {}, synced = false} end
+      end
     end
   end
   conn:close() -- back to the pool, rolled back, whatever happened
@@ -644,6 +659,53 @@ local function begin_reader(self)
   if not ok then error(err, 0) end
 end
 
+-- A wait that timed out (or a sync_wait statement the server gave up on):
+-- counted, told to causal_timeout listeners, then what causal_fallback says.
+-- Returns true when the transaction moved to the writer's engine.
+local function causal_timed_out(self, kw, bind, w, rec, timeout)
+  local fallback = kw.causal_fallback or "primary"
+  local c = metrics._counters(bind)
+  c.causal_timeouts = c.causal_timeouts + 1
+  if fallback == "stale" then
+    c.causal_stale = c.causal_stale + 1
+    if rec.gtid then rec.waited[bind] = true end
+    if kw.causal == "sync_wait" then
+      rec.synced = rec.synced or {}
+      rec.synced[bind] = true
+    end
+  else
+    base_rollback(self) -- the replica's connection goes back
+    if fallback == "error" then
+      c.causal_errors = c.causal_errors + 1
+    else
+      c.causal_fallbacks = c.causal_fallbacks + 1
+    end
+  end
+  -- the GTID, the timeout and the fallback: no bound value, no password
+  event.fire(bind, "causal_timeout", {gtid = rec.gtid or nil, timeout = timeout,
+    fallback = fallback, mode = kw.causal or "gtid"})
+  if fallback == "stale" then return false end
+  if fallback == "error" then
+    if rec.gtid and kw.causal ~= "sync_wait" then
+      exc.raise("OperationalError",
+        "causal read: the replica did not reach GTID %s within causal_timeout (%s s)",
+        rec.gtid, tostring(timeout))
+    end
+    exc.raise("OperationalError", "causal read: the node's wsrep_sync_wait timed out")
+  end
+  local p = new(w, nil)
+  self._primary = p
+  if kw.readonly then p:execute("START TRANSACTION READ ONLY") end
+  return true
+end
+
+-- causal = "sync_wait" (Galera): the transaction starts with the node
+-- caught up with the cluster, in the one statement that begins it;
+-- SET STATEMENT leaves nothing set on the connection. The server's
+-- timeout (repl.causal_read_timeout) is 1205.
+local SYNC_BEGIN = "SET STATEMENT wsrep_sync_wait = 1 FOR START TRANSACTION"
+local SYNC_BEGIN_RO = "SET STATEMENT wsrep_sync_wait = 1 FOR START TRANSACTION READ ONLY"
+
 function begin_reader_in(self)
   local kw = self._kw
   local bind = self.bind or no_bind()
@@ -656,28 +718,31 @@ function begin_reader_in(self)
       exc.raise("ArgumentError", "causal_from: the writer's engine needs create_engine(url, {track_gtid = true})")
     end
     local rec = gtids[scope_key()]
-    if rec and not rec.waited[bind] then
+    if rec and kw.causal == "sync_wait" then
+      local synced = rec.synced
+      if not (synced and synced[bind]) then
+        local c = metrics._counters(bind)
+        c.causal_waits = c.causal_waits + 1
+        local ok, err = pcall(base_execute, self, kw.readonly and SYNC_BEGIN_RO or SYNC_BEGIN)
+        if ok then
+          synced = rec.synced or {}
+          rec.synced = synced
+          synced[bind] = true
+          return
+        end
+        if type(err) ~= "table" or err.code ~= 1205 then error(err, 0) end
+        if causal_timed_out(self, kw, bind, w, rec, nil) then return end
+      end
+    elseif rec and rec.gtid and not rec.waited[bind] then
       local timeout = kw.causal_timeout or 1
+      local c = metrics._counters(bind)
+      c.causal_waits = c.causal_waits + 1
       local r = base_execute(self, "SELECT MASTER_GTID_WAIT(:gtid, :timeout)",
         {gtid = rec.gtid, timeout = timeout}):scalar()
       if tonumber(r) == 0 then
         rec.waited[bind] = true
       else -- -1: timed out (NULL: the server is no replica)
-        local fallback = kw.causal_fallback or "primary"
-        if fallback == "stale" then
-          rec.waited[bind] = true
-        else
-          base_rollback(self) -- the replica's connection goes back
-          if fallback == "error" then
-            exc.raise("OperationalError",
-              "causal read: the replica did not reach GTID %s within causal_timeout (%s s)",
-              rec.gtid, tostring(timeout))
-          end
-          local p = new(w, nil)
-          self._primary = p
-          if kw.readonly then p:execute("START TRANSACTION READ ONLY") end
-          return
-        end
+        if causal_timed_out(self, kw, bind, w, rec, timeout) then return end
       end
     end
   end
