@@ -51,6 +51,13 @@ function T:root(name)
     :format(self.dir, name))
 end
 
+-- an independent client (LuaSQL, spec/support/independent.lua) as root
+-- over the node's unix socket, autocommit on
+function T:independent(name)
+  return require("support.independent").connect{
+    url = ("mysql://root@/scoped_test?unix_socket=%s/%s/mysqld.sock"):format(self.dir, name)}
+end
+
 function T:pid(name)
   local s = H.read_file(self.dir .. "/" .. name .. "/mysqld.pid")
   return s and tonumber(s:match("%d+")) or self.nodes[name].pid
