@@ -5,6 +5,7 @@
 --   T.nodes.primary.port, T.nodes.replica.port, T.ready_ms
 --   T:url({"primary", "replica"}, "target_session_attrs=read-write")
 --   T:signal("primary", "STOP") / T:kill("primary") / T:restart("primary")
+--   T:launch("primary") (restart without waiting) / T:answers("primary")
 --   T:stop()
 local H = require "helper"
 local core = require "scoped.core"
@@ -85,13 +86,25 @@ function T:kill(name)
   os.remove(self.dir .. "/" .. name .. "/mysqld.pid")
 end
 
+-- starts a stopped node again (same port and datadir) without waiting for
+-- it: T:answers(name) says when it does
+function T:launch(name)
+  assert(H.sh_ok(("sh %s/%s/restart.sh &"):format(self.dir, name)), "restart failed")
+end
+
+-- whether the node's socket answers root now (one quick attempt)
+function T:answers(name)
+  return H.read_file(self.dir .. "/" .. name .. "/mysqld.pid") ~= nil
+    and pcall(function() self:root(name):close() end)
+end
+
 -- starts a stopped node again (same port and datadir) and waits until its
 -- socket answers
 function T:restart(name)
   local d = self.dir .. "/" .. name
-  assert(H.sh_ok(("sh %s/restart.sh &"):format(d)), "restart failed")
+  self:launch(name)
   local deadline = core.monotonic() + 60
-  while not (H.read_file(d .. "/mysqld.pid") and pcall(function() self:root(name):close() end)) do
+  while not self:answers(name) do
     assert(core.monotonic() < deadline, name .. " did not come back:\n" ..
       (H.read_file(d .. "/mysqld.err") or ""):sub(-2000))
     H.sleep(0.05)
