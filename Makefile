@@ -13,10 +13,11 @@
 #   make fuzz            the libFuzzer targets (spec/fuzz/), FUZZ_TIME seconds each, and
 #                        the bind lexer against a real server (spec/lexer_diff_spec.lua)
 #   make fuzz-smoke      the same on the committed corpus plus a few seconds (CI)
-#   make soak            the long variants of the fault and leak specs
-#   make test-ha         several hosts (issue 21) on real topologies: a primary + GTID
+#   make soak            the long variants of the fault and leak specs, then test-scaleout's
+#   make test-scaleout   several hosts (issue 21) on real topologies: a primary + GTID
 #                        replica and a 3-node Galera cluster (spec/support/topology.sh),
-#                        spec/ha/*_ha.lua on lua5.4 and luajit
+#                        spec/ha/*_ha.lua on lua5.4 and luajit: host lists, failover,
+#                        read replicas, Galera (make test-ha: the same, its first name)
 #   make docs            the reference (LDoc) into docs/, from the doc comments in lua/scoped/
 #   make dist            scoped-V.tar.gz (git archive of HEAD) and scoped-V-1.src.rock
 #   make test-release    dist, then the .src.rock installed offline into private trees
@@ -59,7 +60,7 @@ CORE = $(BUILD)/scoped/core.so
 # fork for the specs under Lua 5.4 (Debian's lua-posix is 5.1 only): spec/support/posix.lua
 SPEC_POSIX = $(BUILD)/spec_posix.so
 
-.PHONY: ngx-wait test-ha docs dist test-release all build test mutants mutants-ci test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
+.PHONY: ngx-wait test-scaleout test-ha docs dist test-release all build test mutants mutants-ci test-asan test-tsan test-valgrind fuzz fuzz-smoke fuzz-deps soak demo ctest deps clean bench bench-smoke
 
 all: $(CORE) $(SPEC_POSIX)
 build: $(CORE)
@@ -138,13 +139,18 @@ test-valgrind: deps
 	@$(MAKE) --no-print-directory LUA=lua5.4 BUILD=build/valgrind OPT="-O1 -g"
 	@bash spec/support/with-db.sh bash spec/support/run-valgrind.sh
 
-test-ha: deps
+test-scaleout: deps
 	@bash spec/support/deps.sh galera-4 rsync
 	@$(MAKE) --no-print-directory LUA=lua5.4
 	@$(MAKE) --no-print-directory LUA=luajit
 	@bash spec/support/run-ha.sh
 
+# the target's first name, which CI (.ci/run) calls
+test-ha: test-scaleout
+
+# run-soak.sh runs test-scaleout's specs too (spec/ha/, their own servers)
 soak: deps
+	@bash spec/support/deps.sh galera-4 rsync
 	@$(MAKE) --no-print-directory LUA=lua5.4
 	@$(MAKE) --no-print-directory LUA=luajit
 	@bash spec/support/with-db.sh bash spec/support/run-soak.sh

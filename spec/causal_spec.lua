@@ -2,7 +2,7 @@
 -- which has no binlog: the flag off changes nothing on the session, on it
 -- last_gtid is tracked along with what the server tracked already, and no
 -- COMMIT carries a GTID (so no causal wait is ever run). The replication
--- itself is spec/ha/causal_ha.lua's (make test-ha).
+-- itself is spec/ha/causal_ha.lua's (make test-scaleout).
 local scoped = require "scoped"
 local H = require "helper"
 

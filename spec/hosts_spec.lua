@@ -3,7 +3,7 @@
 -- listening socket that never accepts (the TCP handshake completes, no
 -- greeting ever comes: a hung server), whose queued connections count the
 -- attempts made on it. The real topologies (primary + replica, Galera) are
--- in spec/ha/hosts_ha.lua (`make test-ha`).
+-- in spec/ha/hosts_ha.lua (`make test-scaleout`).
 local scoped = require "scoped"
 local H = require "helper"
 

@@ -1,6 +1,6 @@
 -- Read-your-writes on a GTID replica (issue 21): sessionmaker{causal_from =
 -- Writer} and {readonly = true} against a real primary + replica from
--- spec/support/topology.sh. Not part of `make test`: `make test-ha` runs it
+-- spec/support/topology.sh. Not part of `make test`: `make test-scaleout` runs it
 -- on both runtimes. Stale reads are told by the value the scope itself
 -- wrote; MASTER_GTID_WAIT calls are counted by the replica's own
 -- Master_gtid_wait_count (read through root's unix socket).
@@ -88,8 +88,11 @@ describe("read replicas, primary + GTID replica", function()
 
     local Causal = scoped.sessionmaker{bind = reader, causal_from = Writer}
     local before = status(rroot, "Master_gtid_wait_count")
+    local counted = scoped.metrics.counters(reader).causal_waits
     local stale = pairs_run(Writer, Causal, PAIRS, 200000)
     local waits = status(rroot, "Master_gtid_wait_count") - before
+    assert.equal(PAIRS, scoped.metrics.counters(reader).causal_waits - counted) -- as the server counts
+    assert.equal(0, scoped.metrics.counters(reader).causal_timeouts)
     report("stale reads with causal_from", ("%d of %d"):format(stale, PAIRS))
     assert.equal(0, stale)
     assert.equal(PAIRS, waits)
@@ -150,8 +153,35 @@ describe("read replicas, primary + GTID replica", function()
   end)
 
   describe("the replica's SQL thread stopped", function()
-    before_each(function() rroot:execute("STOP SLAVE SQL_THREAD") end)
-    after_each(function() rroot:execute("START SLAVE SQL_THREAD") end)
+    -- each fallback is counted on the reader's engine and told to its
+    -- causal_timeout listeners: the GTID, the timeout, the fallback
+    local seen, before
+    local function on_timeout(info) seen[#seen + 1] = info end
+    before_each(function()
+      rroot:execute("STOP SLAVE SQL_THREAD")
+      seen, before = {}, scoped.metrics.counters(reader)
+      scoped.event.listen(reader, "causal_timeout", on_timeout)
+    end)
+    after_each(function()
+      scoped.event.remove(reader, "causal_timeout", on_timeout)
+      rroot:execute("START SLAVE SQL_THREAD")
+    end)
+    local function check_counted(fallback, field)
+      local after = scoped.metrics.counters(reader)
+      assert.equal(1, after.causal_waits - before.causal_waits)
+      assert.equal(1, after.causal_timeouts - before.causal_timeouts)
+      for _, f in ipairs{"causal_fallbacks", "causal_errors", "causal_stale"} do
+        assert.equal(f == field and 1 or 0, after[f] - before[f], f)
+      end
+      assert.equal(1, #seen)
+      assert.equal(fallback, seen[1].fallback)
+      assert.equal(0.2, seen[1].timeout)
+      assert.equal("gtid", seen[1].mode)
+      assert.truthy(tostring(seen[1].gtid):match("^%d+%-%d+%-%d+$"), tostring(seen[1].gtid))
+      for k, v in pairs(seen[1]) do
+        assert.is_nil(tostring(v):find("scoped", 1, true), k) -- no user, password or statement
+      end
+    end
 
     local function scope(Causal, v)
       local Writer = Causal.kw.causal_from
@@ -175,6 +205,7 @@ describe("read replicas, primary + GTID replica", function()
       end)
       local ok, err = coroutine.resume(co)
       assert(ok, err)
+      check_counted("primary", "causal_fallbacks")
     end)
 
     it('"error": OperationalError naming the GTID, nothing held', function()
@@ -190,6 +221,7 @@ describe("read replicas, primary + GTID replica", function()
       end)
       local ok, err = coroutine.resume(co)
       assert(ok, err)
+      check_counted("error", "causal_errors")
     end)
 
     it('"stale": the read goes on on the replica, which has not the write', function()
@@ -203,6 +235,7 @@ describe("read replicas, primary + GTID replica", function()
       end)
       local ok, err = coroutine.resume(co)
       assert(ok, err)
+      check_counted("stale", "causal_stale")
     end)
   end)
 

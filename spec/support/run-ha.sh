@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-ha.sh — what `make test-ha` runs: the several-hosts specs (spec/ha/*_ha.lua,
+# run-ha.sh — what `make test-scaleout` (alias test-ha) runs: the several-hosts specs (spec/ha/*_ha.lua,
 # issue 21) under lua5.4 and luajit. Each file starts the topologies it needs
 # itself (spec/support/topology.sh: a primary + GTID replica, a 3-node
 # Galera cluster), so no with-db.sh server is involved. Same counting and
