@@ -79,6 +79,69 @@ describe("3-node Galera: sync_wait reads, retried certification conflicts", func
     for i = 1, n do held[i]:close() end
   end)
 
+  it('causal = "sync_wait" on a node that cannot catch up: the server\'s timeout (1205) takes causal_fallback', function()
+    -- node2 stops applying (FLUSH TABLES WITH READ LOCK desyncs it) and
+    -- gives up a sync wait after repl.causal_read_timeout, set to 1 s
+    local root2 = G:root("node2")
+    local old = root2:execute("SELECT @@global.wsrep_provider_options"):scalar()
+      :match("repl%.causal_read_timeout = ([^;]+)")
+    root2:execute("SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=PT1S'")
+    local seen = {}
+    local function on_timeout(info) seen[#seen + 1] = info end
+    scoped.event.listen(reader, "causal_timeout", on_timeout)
+    local Writer = scoped.sessionmaker{bind = writer}
+    local before = scoped.metrics.counters(reader)
+    local results = {}
+    local ok, err = pcall(function()
+      root2:execute("FLUSH TABLES WITH READ LOCK")
+      for i, fallback in ipairs{"primary", "error", "stale"} do
+        local Sync = scoped.sessionmaker{bind = reader, causal_from = Writer, causal = "sync_wait",
+                                         causal_fallback = fallback}
+        local co = coroutine.create(function()
+          local w = Writer()
+          w:execute("UPDATE sw_t SET v = :v WHERE k = 1", {v = 500000 + i})
+          w:commit()
+          w:close()
+          local r = Sync()
+          local rok, v = pcall(function()
+            local value = tonumber(r:execute("SELECT v FROM sw_t WHERE k = 1"):scalar())
+            return {value = value, port = tonumber(r:execute("SELECT @@port"):scalar())}
+          end)
+          r:close()
+          results[fallback] = rok and v or v
+        end)
+        local cok, cerr = coroutine.resume(co)
+        assert(cok, cerr)
+      end
+    end)
+    root2:execute("UNLOCK TABLES")
+    root2:execute("SET GLOBAL wsrep_provider_options = 'repl.causal_read_timeout=" .. (old or "PT30S") .. "'")
+    scoped.event.remove(reader, "causal_timeout", on_timeout)
+    root2:close()
+    assert(ok, err)
+    -- "primary": read on node1, which has the write
+    assert.equal(500001, results.primary.value)
+    assert.equal(G.nodes.node1.port, results.primary.port)
+    -- "error": OperationalError
+    assert.equal("OperationalError", results.error.kind)
+    assert.truthy(tostring(results.error.message):find("wsrep_sync_wait", 1, true), tostring(results.error))
+    -- "stale": read on node2, which has not
+    assert.equal(G.nodes.node2.port, results.stale.port)
+    assert.are_not.equal(500003, results.stale.value)
+    local after = scoped.metrics.counters(reader)
+    assert.equal(3, after.causal_waits - before.causal_waits)
+    assert.equal(3, after.causal_timeouts - before.causal_timeouts)
+    for _, f in ipairs{"causal_fallbacks", "causal_errors", "causal_stale"} do
+      assert.equal(1, after[f] - before[f], f)
+    end
+    assert.equal(3, #seen)
+    for i, fallback in ipairs{"primary", "error", "stale"} do
+      assert.equal(fallback, seen[i].fallback)
+      assert.equal("sync_wait", seen[i].mode)
+      assert.is_nil(seen[i].gtid)
+    end
+  end)
+
   it(("scoped.retry: %d units conflicting on node1 and node2 all succeed, the ledger exact"):format(UNITS), function()
     local e2 = scoped.create_engine(G:url({"node2"}))
     local makers = {scoped.sessionmaker{bind = writer}, scoped.sessionmaker{bind = e2}}
