@@ -160,9 +160,11 @@ M.Sessionmaker = Sessionmaker
 -- makes the first statement of a transaction in a scope that wrote wait on
 -- the replica for that write (`MASTER_GTID_WAIT`, at most `causal_timeout`
 -- seconds, default 1), then on a timeout do what `causal_fallback` says:
--- `"primary"` (default), `"error"` or `"stale"`.
+-- `"primary"` (default), `"error"` or `"stale"`. `causal = "sync_wait"`
+-- (Galera) starts such a transaction with wsrep_sync_wait instead of
+-- waiting for a GTID.
 -- @tparam table|Engine kw `bind` (Engine) and `info` (table: each session gets a copy),
--- `readonly`, `causal_from`, `causal_timeout`, `causal_fallback`; or the Engine
+-- `readonly`, `causal_from`, `causal_timeout`, `causal_fallback`, `causal`; or the Engine
 -- @treturn Sessionmaker call it for a Session
 function M.sessionmaker(kw)
   if type(kw) == "table" and type(kw._checkout) == "function" then kw = {bind = kw} end
