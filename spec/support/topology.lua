@@ -70,9 +70,27 @@ local function alive(pid)
   return state ~= nil and state ~= "Z"
 end
 
-function T:signal(name, sig)
-  assert(H.sh_ok(("kill -%s %d"):format(sig, self:pid(name))), "kill -" .. sig .. " failed")
+local function state(pid)
+  local stat = H.read_file("/proc/" .. pid .. "/stat")
+  return stat and stat:match("^%d+ %b() (%a)")
 end
+
+-- sends the signal; a STOP returns once the kernel says the server is
+-- stopped (T), a CONT once it is not
+function T:signal(name, sig)
+  local pid = self:pid(name)
+  assert(H.sh_ok(("kill -%s %d"):format(sig, pid)), "kill -" .. sig .. " failed")
+  if sig ~= "STOP" and sig ~= "CONT" then return end
+  local deadline = core.monotonic() + 5
+  while (state(pid) == "T") ~= (sig == "STOP") do
+    assert(core.monotonic() < deadline, ("%s (pid %d) is in state %s after SIG%s")
+      :format(name, pid, tostring(state(pid)), sig))
+    H.sleep(0.01)
+  end
+end
+
+-- the server's process state as the kernel has it ("S", "R", "T" stopped, ...)
+function T:state(name) return state(self:pid(name)) end
 
 -- SIGKILL, and wait until it is gone
 function T:kill(name)

@@ -121,7 +121,11 @@ user=root
 [ "$kind" = galera ] && user=mysql
 if [ "$(id -u)" != 0 ]; then user=$(id -un); fi
 chmod 755 "$dir"
+# its temporary tables in DIR, not in the shared /tmp (a run failed there
+# with "Could not remove temporary table '/tmp/#sql-temptable-...'")
+mkdir -p "$dir/install-tmp"
 if ! mariadb-install-db --no-defaults --datadir="$dir/template" --auth-root-authentication-method=normal \
+        --tmpdir="$dir/install-tmp" \
         --skip-test-db --skip-name-resolve --innodb-buffer-pool-size=16M --innodb-log-file-size=8M \
         >"$dir/install.log" 2>&1; then
     say "mariadb-install-db failed:"
