@@ -169,8 +169,9 @@ describe("several hosts at connect", function()
 
   it("with io_wait (inside a coroutine): a refused first host, the checkout lands on the second", function()
     if not has_socket then return end
-    -- the non-blocking open goes through the host choice too (blocking for
-    -- now); statements still wait through io_wait
+    -- the non-blocking open goes through the host choice too (the host
+    -- loop under cqueues is the last describe below); statements wait
+    -- through io_wait
     local waits = 0
     local e = scoped.create_engine(url_with({"127.0.0.1:" .. closed_port(), "S"}), {poolclass = "NullPool",
       io_wait = function(_, fd, events, timeout)
@@ -411,5 +412,223 @@ describe("several hosts: one pool per host", function()
     walk(evs, "events")
     walk(e:hosts(), "hosts")
     e:dispose()
+  end)
+end)
+
+-- Several hosts with io_wait under cqueues: the host loop itself (each
+-- connect, the role check and its ROLLBACK) goes through io_wait, so a hung
+-- or slow host never stalls the event loop.
+describe("several hosts under cqueues (the non-blocking host loop)", function()
+  local has_cq, cqueues = pcall(require, "cqueues")
+  local nonblocking = require "scoped.nonblocking"
+
+  before_each(function()
+    if not has_socket then pending("no luasocket") end
+    if not has_cq then pending("no lua-cqueues") end
+  end)
+
+  -- cqueues options whose io_wait records, while rec.on is set, each wait's
+  -- timeout (false: none)
+  local function recording(opts)
+    local o = nonblocking.cqueues(opts)
+    local base = o.io_wait
+    local rec = {on = false, waits = {}}
+    o.io_wait = function(raw, fd, events, timeout)
+      if rec.on then rec.waits[#rec.waits + 1] = timeout or false end
+      return base(raw, fd, events, timeout)
+    end
+    return o, rec
+  end
+
+  -- runs fn in a cqueues coroutine beside a 10 ms ticker; returns the
+  -- ticks counted while fn ran
+  local function with_ticker(fn)
+    local cq = cqueues.new()
+    local ticks, done = 0, false
+    cq:wrap(function()
+      fn()
+      done = true
+    end)
+    cq:wrap(function()
+      while not done do
+        cqueues.sleep(0.01)
+        ticks = ticks + 1
+      end
+    end)
+    assert(cq:loop())
+    assert.is_true(done)
+    return ticks
+  end
+
+  local function checkout_port(e, rec)
+    rec.on = true
+    local c = e:connect()
+    rec.on = false
+    local p = tonumber(c:execute("SELECT @@port"):scalar())
+    return c, p
+  end
+
+  it("a hung first host: the loop runs during connect_timeout, the checkout lands on the server", function()
+    if not (has_socket and has_cq) then return end
+    local l = silent_listener()
+    finally(l.close)
+    local opts, rec = recording({pool_size = 2})
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. l.port, "S"}, {connect_timeout = "1"}), opts)
+    local evs = {}
+    for _, n in ipairs({"host_denied", "failover"}) do
+      scoped.event.listen(e, n, function(info) evs[#evs + 1] = n .. ":" .. tostring(info.code) end)
+    end
+    local port, open_on_2
+    local ticks = with_ticker(function()
+      local c
+      c, port = checkout_port(e, rec)
+      open_on_2 = e:hosts()[2].open
+      c:close()
+    end)
+    assert.equal(test_port(), port)
+    -- the blocking loop would hold the whole process for connect_timeout (1 s)
+    assert.is_true(ticks >= 20, "the ticker ran only " .. ticks .. " times during the connect")
+    -- the hung host's wait was told connect_timeout, the server's handshake waited too
+    local max = 0
+    for _, t in ipairs(rec.waits) do if t and t > max then max = t end end
+    assert.is_true(#rec.waits >= 2, "io_wait called " .. #rec.waits .. " times for the connect")
+    assert.is_true(max > 0.5 and max <= 1.0, "io_wait was told " .. tostring(max))
+    assert.equal(1, l.count()) -- one attempt on it
+    local h = e:hosts()
+    assert.equal("denied", h[1].state)
+    assert.equal(1, h[1].denials)
+    assert.equal(0, h[1].connects)
+    assert.equal(1, h[1].failovers)
+    assert.equal(1, h[2].connects)
+    assert.equal(1, open_on_2) -- the connection is host 2's (its pool)
+    assert.same({"host_denied:" .. next(h[1].failures), "failover:" .. next(h[1].failures)}, evs)
+    -- denied: the next checkouts make no attempt on it
+    with_ticker(function()
+      for _ = 1, 5 do
+        local c, p = checkout_port(e, rec)
+        assert.equal(test_port(), p)
+        c:invalidate() -- a new connect each time
+        c:close()
+      end
+    end)
+    assert.equal(0, l.count())
+    assert.equal(5, e:hosts()[2].connects) -- the first reused the idle one
+    e:dispose()
+  end)
+
+  it("a refused first host: the connect goes through io_wait and lands on the second", function()
+    if not (has_socket and has_cq) then return end
+    local opts, rec = recording({pool_size = 2})
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. closed_port(), "S"}), opts)
+    local port
+    with_ticker(function()
+      local c
+      c, port = checkout_port(e, rec)
+      c:close()
+    end)
+    assert.equal(test_port(), port)
+    assert.is_true(#rec.waits >= 1, "the connect did not go through io_wait")
+    local h = e:hosts()
+    assert.equal("denied", h[1].state)
+    assert.same({[2002] = 1}, h[1].failures)
+    assert.equal(1, h[1].failovers)
+    assert.equal(1, h[2].connects)
+    e:dispose()
+  end)
+
+  it("every host failing: one attempt each, the last host's error, nothing left open", function()
+    if not (has_socket and has_cq) then return end
+    local l = silent_listener()
+    finally(l.close)
+    local opts, rec = recording({pool_size = 2})
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. l.port, "127.0.0.1:" .. closed_port()},
+      {connect_timeout = "1"}), opts)
+    local err
+    local ticks = with_ticker(function()
+      rec.on = true
+      local ok, e2 = pcall(e.connect, e)
+      rec.on = false
+      assert.is_false(ok)
+      err = e2
+    end)
+    assert.is_true(ticks >= 20, "the ticker ran only " .. ticks .. " times during the connect")
+    assert.is_true(scoped.exc.is(err, "OperationalError"), tostring(err))
+    assert.equal(2002, err.code) -- the refused one's, tried last
+    assert.equal(1, l.count())
+    local st = e.pool:stats()
+    assert.equal(0, st.checkedout)
+    assert.equal(0, st.open)
+    assert.equal(0, e:hosts()[1].open + e:hosts()[2].open)
+    e:dispose()
+  end)
+
+  it("an auth error (1045) fails the checkout at once: the next host is not tried", function()
+    if not (has_socket and has_cq) then return end
+    local u = url_with({"S", "S"}):set({password = "surely-not-the-password", username = "scoped_nobody"})
+    local opts, rec = recording({pool_size = 2})
+    local e = scoped.create_engine(u, opts)
+    local err
+    with_ticker(function()
+      rec.on = true
+      local ok, e2 = pcall(e.connect, e)
+      rec.on = false
+      assert.is_false(ok)
+      err = e2
+    end)
+    assert.equal(1045, err.code)
+    assert.is_true(#rec.waits >= 1, "the connect did not go through io_wait")
+    local h = e:hosts()
+    assert.same({[1045] = 1}, h[1].failures)
+    assert.equal("up", h[1].state) -- not denied
+    assert.same({}, h[2].failures)
+    assert.equal(0, h[2].connects)
+    e:dispose()
+  end)
+
+  it("target_session_attrs through io_wait: read-write lands, read-only is refused, galera 1047", function()
+    if not (has_socket and has_cq) then return end
+    local opts, rec = recording({pool_size = 2})
+    local rw = scoped.create_engine(url_with({"S"}, {target_session_attrs = "read-write"}), opts)
+    local ro = scoped.create_engine(url_with({"S"}, {target_session_attrs = "read-only"}), opts)
+    local pro = scoped.create_engine(url_with({"S", "S"}, {target_session_attrs = "prefer-read-only"}), opts)
+    local ga = scoped.create_engine(url_with({"S"}, {galera = "true"}), opts)
+    local port, in_trans, ro_err, pro_port, ga_err
+    with_ticker(function()
+      local c
+      rec.on = true
+      c = rw:connect()
+      rec.on = false
+      -- the check's SELECT (autocommit off on pooled connections) was rolled
+      -- back: handed out as a fresh connection, no transaction left open
+      in_trans = c.raw:in_transaction()
+      port = tonumber(c:execute("SELECT @@port"):scalar())
+      c:close()
+      rec.on = true
+      local ok
+      ok, ro_err = pcall(ro.connect, ro)
+      assert.is_false(ok)
+      ok, ga_err = pcall(ga.connect, ga)
+      assert.is_false(ok)
+      c, pro_port = checkout_port(pro, rec)
+      c:close()
+    end)
+    assert.equal(test_port(), port)
+    -- the handshake's waits, and the role check's: more than a bare connect
+    assert.is_true(#rec.waits >= 2, "io_wait called " .. #rec.waits .. " times")
+    assert.equal("read-write", rw:hosts()[1].role)
+    assert.equal(1, rw:hosts()[1].connects)
+    assert.equal("OperationalError", ro_err.kind)
+    assert.truthy(tostring(ro_err):find("is read-write (target_session_attrs=read-only)", 1, true), tostring(ro_err))
+    assert.equal("denied", ro:hosts()[1].state)
+    assert.equal(0, ro:hosts()[1].open)
+    assert.equal(1047, ga_err.code)
+    assert.truthy(tostring(ga_err):find("wsrep_ready", 1, true), tostring(ga_err))
+    -- prefer-read-only: both hosts read-write, the first one kept aside and used
+    assert.equal(test_port(), pro_port)
+    local ph = pro:hosts()
+    assert.same({1, 0}, {ph[1].connects, ph[2].connects})
+    assert.same({1, 0}, {ph[1].open, ph[2].open}) -- the second one's connection closed
+    assert.is_false(in_trans)
+    for _, e in ipairs({rw, ro, pro, ga}) do e:dispose() end
   end)
 end)

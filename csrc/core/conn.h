@@ -84,6 +84,8 @@ typedef struct sc_conn {
                          * sc_conn_next_result as if read off the socket */
     int nstored, stored_cap, stored_cur;
     int replay;         /* stored is being replayed (until its last set is taken) */
+    void *opener;       /* the connector's host loop (connector.c) while a non-blocking
+                         * open through it waits on this connection, else NULL */
 } sc_conn;
 
 /* One result set of a reply read in full by the non-blocking driver. */

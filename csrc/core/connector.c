@@ -41,38 +41,63 @@ static int host_failure(unsigned code)
     }
 }
 
-/* The role (and for Galera, readiness) of a new connection, in one round
- * trip: @@global.read_only, and wsrep_ready from the status. 0 with *role
- * set, or -1 with err (a failed query: err as the server gave it; wsrep
- * not ready: 1047, as the server gives statements then). */
-static int check_server(sc_conn *c, int galera, const char *where, int *role, sc_error *err)
+/* The role (and for Galera, readiness) check of a new connection, in one
+ * round trip: @@global.read_only, and wsrep_ready from the status. The
+ * blocking loop sends it with mysql_real_query, the non-blocking one with
+ * sc_conn_nb_query; check_reply reads the answer either way. */
+static const char q_ro[] = "SELECT @@global.read_only";
+static const char q_galera[] = "SELECT @@global.read_only, (SELECT VARIABLE_VALUE FROM "
+                               "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY')";
+
+static const char *check_query(int galera, unsigned long *len)
 {
-    static const char q_ro[] = "SELECT @@global.read_only";
-    static const char q_galera[] = "SELECT @@global.read_only, (SELECT VARIABLE_VALUE FROM "
-                                   "information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_READY')";
-    const char *q = galera ? q_galera : q_ro;
-    size_t qlen = galera ? sizeof q_galera - 1 : sizeof q_ro - 1;
-    MYSQL *my = c->my;
-    MYSQL_RES *res = NULL;
-    if (mysql_real_query(my, q, (unsigned long)qlen) != 0 || (res = mysql_store_result(my)) == NULL) {
-        sc_error_set(err, mysql_errno(my), mysql_sqlstate(my), "%s", mysql_error(my));
+    *len = galera ? sizeof q_galera - 1 : sizeof q_ro - 1;
+    return galera ? q_galera : q_ro;
+}
+
+/* The check's reply (res, freed here; NULL: it could not be read, err
+ * filled): 0 with *role set and *in_trans telling whether the SELECT began
+ * a transaction (autocommit off: the caller rolls it back, so that the
+ * connection is handed out as if no statement had run), or -1 with err
+ * (wsrep not ready: 1047, as the server gives statements then). */
+static int check_reply(sc_conn *c, MYSQL_RES *res, int galera, const char *where, int *role,
+                       int *in_trans, sc_error *err)
+{
+    if (res == NULL)
         return -1;
-    }
     MYSQL_ROW row = mysql_fetch_row(res);
     int ro = row && row[0] && strcmp(row[0], "0") != 0;
     int ready = !galera || (row && row[1] && strcmp(row[1], "ON") == 0);
     mysql_free_result(res);
-    /* with autocommit off the SELECT may count as a transaction's start:
-     * the connection is handed out as if no statement had run */
     unsigned int status = 0;
-    if (mariadb_get_infov(my, MARIADB_CONNECTION_SERVER_STATUS, &status) == 0 &&
-        (status & SERVER_STATUS_IN_TRANS))
-        mysql_rollback(my);
+    *in_trans = mariadb_get_infov(c->my, MARIADB_CONNECTION_SERVER_STATUS, &status) == 0 &&
+                (status & SERVER_STATUS_IN_TRANS);
     if (!ready) {
         sc_error_set(err, 1047, "08S01", "%s: Galera node not ready (wsrep_ready is not ON)", where);
         return -1;
     }
     *role = ro ? SC_ROLE_READ_ONLY : SC_ROLE_READ_WRITE;
+    return 0;
+}
+
+/* The check, blocking. 0 with *role set, or -1 with err. */
+static int check_server(sc_conn *c, int galera, const char *where, int *role, sc_error *err)
+{
+    unsigned long qlen;
+    const char *q = check_query(galera, &qlen);
+    MYSQL *my = c->my;
+    MYSQL_RES *res = NULL;
+    int in_trans = 0;
+    if (mysql_real_query(my, q, qlen) != 0 || (res = mysql_store_result(my)) == NULL) {
+        sc_error_set(err, mysql_errno(my), mysql_sqlstate(my), "%s", mysql_error(my));
+        return -1;
+    }
+    if (check_reply(c, res, galera, where, role, &in_trans, err) != 0)
+        return -1;
+    if (in_trans && mysql_rollback(my) != 0) {
+        sc_error_set(err, mysql_errno(my), mysql_sqlstate(my), "%s", mysql_error(my));
+        return -1;
+    }
     return 0;
 }
 
@@ -95,89 +120,256 @@ static void landed(sc_hosts *hosts, int i, int failed, unsigned failed_code)
     sc_hosts_open_count(hosts, i, 1);
 }
 
-/* Several hosts: one attempt per host at most, in the order sc_hosts gives;
+/* ---- the host loop -----------------------------------------------------------
+ *
+ * Several hosts: one attempt per host at most, in the order sc_hosts gives;
  * the last error when none gave a connection of the wanted role. With
  * prefer-read-only a read-write connection is kept aside while the other
- * hosts are tried, and used when no read-only one comes. */
+ * hosts are tried, and used when no read-only one comes. The rules live in
+ * the steps below (ho_next, ho_opened, ho_checked, ho_end), and two drivers
+ * run them: open_hosts blocks (sc_conn_open, check_server), ho_run goes
+ * through the non-blocking driver (sc_conn_nb_open, sc_conn_nb_query) and
+ * stops wherever a socket must be waited for (an engine with io_wait). */
+typedef struct hosts_open {
+    const sc_url *url;
+    const sc_conn_settings *settings;
+    sc_hosts *hosts;
+    int tsa, galera;
+    sc_hosts_try t;
+    int i;                 /* the host being tried */
+    sc_url u;              /* url with that host's host and port (a shallow copy) */
+    char where[128];       /* its name, for errors */
+    int failed;            /* the first host that failed in this loop, -1 none */
+    unsigned failed_code;
+    sc_conn *fallback;     /* prefer-read-only: a read-write connection kept aside */
+    int fallback_host;
+    /* ho_run only */
+    int phase;             /* HO_PH_* */
+    int role;              /* the role checked, while its ROLLBACK runs */
+    int pristine;          /* the connection's pristine before the check */
+} hosts_open;
+
+/* What a step makes of the loop. */
+enum { HO_NEXT, HO_STOP, HO_CHECK, HO_LANDED };
+/* Where ho_run is. */
+enum { HO_PH_CONNECT, HO_PH_CHECK, HO_PH_ROLLBACK };
+
+static void ho_begin(hosts_open *o, const sc_url *url, const sc_conn_settings *settings, sc_hosts *hosts)
+{
+    memset(o, 0, sizeof *o);
+    o->url = url;
+    o->settings = settings;
+    o->hosts = hosts;
+    o->tsa = sc_url_target_session_attrs(url);
+    o->galera = sc_url_galera(url);
+    o->failed = -1;
+    o->fallback_host = -1;
+    sc_hosts_begin(hosts, &o->t, o->tsa == SC_TSA_PREFER_READ_ONLY);
+}
+
+/* The next host to try (o->i, o->u, o->where): 0, or -1 when each has had
+ * its attempt. */
+static int ho_next(hosts_open *o)
+{
+    if ((o->i = sc_hosts_next(o->hosts, &o->t, sc_monotonic())) < 0)
+        return -1;
+    o->u = *o->url;
+    if (o->url->nhosts > 0) {
+        o->u.host = o->url->hosts[o->i].host;
+        o->u.port = o->url->hosts[o->i].port;
+    }
+    host_name(&o->u, o->where, sizeof o->where);
+    return 0;
+}
+
+/* Host o->i failed with err: counted, and denied when err says nothing
+ * against the credentials or the request (host_failure). */
+static int ho_failed(hosts_open *o, const sc_error *err)
+{
+    int denied = host_failure(err->code);
+    sc_hosts_fail(o->hosts, o->i, sc_monotonic(), err->code, denied);
+    if (!denied)
+        return HO_STOP; /* credentials, database, ...: the same on every host */
+    if (o->failed < 0) {
+        o->failed = o->i;
+        o->failed_code = err->code;
+    }
+    return HO_NEXT;
+}
+
+static int ho_land(hosts_open *o, int role)
+{
+    sc_hosts_ok(o->hosts, o->i, role);
+    if (o->fallback != NULL) {
+        sc_conn_close(o->fallback);
+        o->fallback = NULL;
+    }
+    landed(o->hosts, o->i, o->failed, o->failed_code);
+    return HO_LANDED;
+}
+
+/* The connect to host o->i gave c (NULL: failed, err filled). HO_CHECK:
+ * run the role check on c, then ho_checked. */
+static int ho_opened(hosts_open *o, sc_conn *c, const sc_error *err)
+{
+    if (c == NULL)
+        return ho_failed(o, err);
+    c->host = o->i;
+    c->galera = o->galera;
+    if (o->tsa != SC_TSA_ANY || o->galera)
+        return HO_CHECK;
+    return ho_land(o, SC_ROLE_UNKNOWN);
+}
+
+/* The role check on c gave rc (0 with role, or -1 with err). c is closed
+ * unless it lands (HO_LANDED) or is kept aside (prefer-read-only). */
+static int ho_checked(hosts_open *o, sc_conn *c, int rc, int role, sc_error *err)
+{
+    if (rc != 0) {
+        sc_conn_close(c);
+        return ho_failed(o, err);
+    }
+    if ((o->tsa == SC_TSA_READ_WRITE && role != SC_ROLE_READ_WRITE) ||
+        (o->tsa == SC_TSA_READ_ONLY && role != SC_ROLE_READ_ONLY)) {
+        sc_hosts_set_role(o->hosts, o->i, role);
+        sc_hosts_deny(o->hosts, o->i, sc_monotonic());
+        sc_conn_close(c);
+        if (o->failed < 0)
+            o->failed = o->i;
+        sc_error_set(err, SC_ERR_CANNOT_CONNECT, "08001", "%s is %s (target_session_attrs=%s)", o->where,
+                     role == SC_ROLE_READ_ONLY ? "read-only" : "read-write",
+                     o->url->params[SC_URL_TARGET_SESSION_ATTRS]);
+        return HO_NEXT;
+    }
+    if (o->tsa == SC_TSA_PREFER_READ_ONLY && role == SC_ROLE_READ_WRITE) {
+        sc_hosts_ok(o->hosts, o->i, role);
+        if (o->fallback == NULL) {
+            o->fallback = c;
+            o->fallback_host = o->i;
+        } else {
+            sc_conn_close(c);
+        }
+        return HO_NEXT;
+    }
+    return ho_land(o, role);
+}
+
+/* No host left to try, or a failure that stops the loop: the connection
+ * kept aside (prefer-read-only), or NULL with err as the last host left it. */
+static sc_conn *ho_end(hosts_open *o, sc_error *err)
+{
+    sc_conn *c = o->fallback;
+    if (c != NULL) {
+        o->fallback = NULL;
+        sc_error_clear(err);
+        landed(o->hosts, o->fallback_host, o->failed, o->failed_code);
+    }
+    return c;
+}
+
+/* The blocking driver. */
 static sc_conn *open_hosts(const sc_url *url, const sc_conn_settings *settings, sc_hosts *hosts, sc_error *err)
 {
-    int tsa = sc_url_target_session_attrs(url), galera = sc_url_galera(url);
-    sc_hosts_try t;
-    sc_conn *fallback = NULL;
-    int i, failed = -1, fallback_host = -1;
-    unsigned failed_code = 0;
-    sc_hosts_begin(hosts, &t, tsa == SC_TSA_PREFER_READ_ONLY);
-    while ((i = sc_hosts_next(hosts, &t, sc_monotonic())) >= 0) {
-        sc_url u = *url; /* a shallow copy: only host and port differ */
-        if (url->nhosts > 0) {
-            u.host = url->hosts[i].host;
-            u.port = url->hosts[i].port;
+    hosts_open o;
+    ho_begin(&o, url, settings, hosts);
+    while (ho_next(&o) == 0) {
+        sc_conn *c = sc_conn_open(&o.u, settings, err);
+        int r = ho_opened(&o, c, err);
+        if (r == HO_CHECK) {
+            int role = SC_ROLE_UNKNOWN;
+            int rc = check_server(c, o.galera, o.where, &role, err);
+            r = ho_checked(&o, c, rc, role, err);
         }
-        char where[128];
-        host_name(&u, where, sizeof where);
-        sc_conn *c = sc_conn_open(&u, settings, err);
-        if (c == NULL) {
-            int denied = host_failure(err->code);
-            sc_hosts_fail(hosts, i, sc_monotonic(), err->code, denied);
-            if (!denied)
-                break; /* credentials, database, ...: the same on every host */
-            if (failed < 0) {
-                failed = i;
-                failed_code = err->code;
-            }
-            continue;
-        }
-        c->host = i;
-        c->galera = galera;
-        int role = SC_ROLE_UNKNOWN;
-        if (tsa != SC_TSA_ANY || galera) {
-            if (check_server(c, galera, where, &role, err) != 0) {
-                int denied = host_failure(err->code);
-                sc_conn_close(c);
-                sc_hosts_fail(hosts, i, sc_monotonic(), err->code, denied);
-                if (!denied)
-                    break;
-                if (failed < 0) {
-                    failed = i;
-                    failed_code = err->code;
-                }
-                continue;
-            }
-            if ((tsa == SC_TSA_READ_WRITE && role != SC_ROLE_READ_WRITE) ||
-                (tsa == SC_TSA_READ_ONLY && role != SC_ROLE_READ_ONLY)) {
-                sc_hosts_set_role(hosts, i, role);
-                sc_hosts_deny(hosts, i, sc_monotonic());
-                sc_conn_close(c);
-                if (failed < 0)
-                    failed = i;
-                sc_error_set(err, SC_ERR_CANNOT_CONNECT, "08001", "%s is %s (target_session_attrs=%s)", where,
-                             role == SC_ROLE_READ_ONLY ? "read-only" : "read-write",
-                             url->params[SC_URL_TARGET_SESSION_ATTRS]);
-                continue;
-            }
-            if (tsa == SC_TSA_PREFER_READ_ONLY && role == SC_ROLE_READ_WRITE) {
-                sc_hosts_ok(hosts, i, role);
-                if (fallback == NULL) {
-                    fallback = c;
-                    fallback_host = i;
-                } else {
-                    sc_conn_close(c);
-                }
-                continue;
-            }
-        }
-        sc_hosts_ok(hosts, i, role);
-        if (fallback != NULL)
-            sc_conn_close(fallback);
-        landed(hosts, i, failed, failed_code);
-        return c;
+        if (r == HO_LANDED)
+            return c;
+        if (r == HO_STOP)
+            break;
     }
-    if (fallback != NULL) {
-        sc_error_clear(err);
-        landed(hosts, fallback_host, failed, failed_code);
-        return fallback;
+    return ho_end(&o, err);
+}
+
+/* The non-blocking driver: goes on from st (what the last non-blocking
+ * call on *cp returned, *cp NULL when a connect could not even start) until
+ * a wait (returns its events, *cp the connection to wait on, which holds o
+ * in its opener), the end (0: *cp the connection, landed; -1: NULL, err
+ * filled). o is freed at the end. */
+static int ho_run(hosts_open *o, sc_conn **cp, int st, sc_error *err)
+{
+    sc_conn *c = *cp;
+    for (;;) {
+        if (st > 0) {
+            c->opener = o;
+            *cp = c;
+            return st;
+        }
+        if (c != NULL)
+            c->opener = NULL;
+        int r;
+        if (o->phase == HO_PH_CONNECT) {
+            if (st < 0 && c != NULL) {
+                sc_conn_close(c);
+                c = NULL;
+            }
+            r = ho_opened(o, c, err);
+            if (r == HO_CHECK) {
+                unsigned long qlen;
+                const char *q = check_query(o->galera, &qlen);
+                o->phase = HO_PH_CHECK;
+                o->pristine = c->pristine;
+                st = sc_conn_nb_query(c, q, qlen, 0, err);
+                continue;
+            }
+        } else if (o->phase == HO_PH_CHECK) {
+            int role = SC_ROLE_UNKNOWN, in_trans = 0, rc = -1;
+            if (st == 0) {
+                MYSQL_RES *res = sc_conn_use_result(c, err);
+                sc_error ignored;
+                sc_conn_next_result(c, &ignored); /* the end of the replayed reply */
+                if (res == NULL && err->code == 0)
+                    sc_error_set(err, SC_ERR_CANNOT_CONNECT, "HY000", "%s: no reply to the role check", o->where);
+                rc = check_reply(c, res, o->galera, o->where, &role, &in_trans, err);
+            }
+            if (rc == 0 && in_trans) {
+                o->phase = HO_PH_ROLLBACK;
+                o->role = role;
+                st = sc_conn_nb_query(c, "ROLLBACK", 8, 1, err);
+                continue;
+            }
+            if (rc == 0)
+                c->pristine = o->pristine;
+            r = ho_checked(o, c, rc, role, err);
+        } else {
+            if (st == 0)
+                c->pristine = o->pristine;
+            r = ho_checked(o, c, st == 0 ? 0 : -1, o->role, err);
+        }
+        if (r == HO_LANDED) {
+            free(o);
+            *cp = c;
+            return 0;
+        }
+        if (r == HO_STOP || ho_next(o) != 0) {
+            c = ho_end(o, err);
+            free(o);
+            *cp = c;
+            return c != NULL ? 0 : -1;
+        }
+        o->phase = HO_PH_CONNECT;
+        c = sc_conn_nb_open(&o->u, o->settings, &st, err);
     }
-    return NULL;
+}
+
+/* Gives up a non-blocking host loop in flight on c (its waiter raised or
+ * went away): c and any connection kept aside are closed, nothing counted. */
+static void ho_abandon(sc_conn *c)
+{
+    hosts_open *o = c->opener;
+    c->opener = NULL;
+    if (o != NULL) {
+        sc_conn_close(o->fallback);
+        free(o);
+    }
+    sc_conn_close(c);
 }
 
 sc_conn *sc_conn_open_any(const sc_url *url, const sc_conn_settings *settings, sc_error *err)
@@ -208,24 +400,74 @@ static void *mysql_open(void *ud, sc_error *err)
     return c;
 }
 
-/* The non-blocking open (io_wait). Several hosts, a target role or Galera
- * go through open_hosts, blocking: its loop over the hosts, their denials
- * and the role check are not resumable yet (README, "Several servers"). */
+/* The non-blocking open (io_wait): sc_conn_nb_open, or with several hosts,
+ * a target role or Galera the host loop (ho_run), through the non-blocking
+ * driver either way. Returns the connection to wait on with *st as
+ * sc_conn_nb_open's, or NULL with *st -1 (nothing left to free); counted
+ * when it ends (mysql_open_cont). */
 static void *mysql_open_nb(void *ud, int *st, sc_error *err)
 {
     connect_spec *spec = ud;
+    const sc_conn_settings *settings = spec->has_settings ? &spec->settings : NULL;
+    sc_conn *c;
     if (spec->multi) {
-        sc_conn *c = open_hosts(&spec->url, spec->has_settings ? &spec->settings : NULL, spec->hosts, err);
-        *st = c != NULL ? 0 : -1;
+        hosts_open *o = malloc(sizeof *o);
+        if (o == NULL) {
+            sc_error_set(err, SC_ERR_CANNOT_CONNECT, "HY000", "out of memory");
+            *st = -1;
+            return NULL;
+        }
+        ho_begin(o, &spec->url, settings, spec->hosts);
+        if (ho_next(o) != 0) {
+            free(o);
+            sc_error_set(err, SC_ERR_CANNOT_CONNECT, "HY000", "no host to connect to");
+            *st = -1;
+            return NULL;
+        }
+        c = sc_conn_nb_open(&o->u, settings, st, err);
+        *st = ho_run(o, &c, *st, err);
         return c;
     }
-    /* counted as a connect when it starts (its end is the driver's) */
-    sc_conn *c = sc_conn_nb_open(&spec->url, spec->has_settings ? &spec->settings : NULL, st, err);
-    if (c != NULL)
+    c = sc_conn_nb_open(&spec->url, settings, st, err);
+    if (*st > 0)
+        return c;
+    if (*st == 0) {
         landed(spec->hosts, 0, -1, 0);
-    else
+        return c;
+    }
+    sc_conn_close(c);
+    sc_hosts_fail(spec->hosts, 0, 0, err->code, 0);
+    return NULL;
+}
+
+/* Goes on with an open that mysql_open_nb started (*conn: the connection
+ * it waits on; with several hosts, the next host's when one failed). */
+static int mysql_open_cont(void *ud, void **conn, int ready, sc_error *err)
+{
+    connect_spec *spec = ud;
+    sc_conn *c = *conn;
+    hosts_open *o = c->opener;
+    int st = sc_conn_nb_cont(c, ready, err);
+    if (o != NULL) {
+        st = ho_run(o, &c, st, err);
+        *conn = c;
+        return st;
+    }
+    if (st == 0) {
+        landed(spec->hosts, 0, -1, 0);
+    } else if (st < 0) {
+        sc_conn_close(c);
+        *conn = NULL;
         sc_hosts_fail(spec->hosts, 0, 0, err->code, 0);
-    return c;
+    }
+    return st;
+}
+
+/* An open given up before it ended (its waiter raised or went away). */
+static void mysql_open_abort(void *ud, void *conn)
+{
+    (void)ud;
+    ho_abandon(conn);
 }
 
 static void mysql_close_cb(void *ud, void *conn)
@@ -375,6 +617,8 @@ int sc_mysql_connector(sc_url *url, const sc_conn_settings *settings, sc_connect
     out->broken = mysql_broken_cb;
     out->kill = mysql_kill_cb;
     out->open_nb = mysql_open_nb;
+    out->open_cont = mysql_open_cont;
+    out->open_abort = mysql_open_abort;
     out->host_down = mysql_host_down_cb;
     if (url_hosts(&spec->url) > 1) {
         /* one pool per host: a disconnect invalidates its host's

@@ -690,6 +690,21 @@ void *sc_pool_open_nb(sc_pool *p, int *st, sc_error *err)
     return conn;
 }
 
+int sc_pool_open_cont(sc_pool *p, void **conn, int ready, sc_error *err)
+{
+    sc_error_clear(err);
+    int st = p->c.open_cont(p->c.ud, conn, ready, err);
+    if (st < 0 && err->message[0] == '\0')
+        pool_error(err, "could not open a connection");
+    return st;
+}
+
+void sc_pool_open_abort(sc_pool *p, void *conn)
+{
+    if (conn != NULL)
+        p->c.open_abort(p->c.ud, conn);
+}
+
 void sc_pool_open_done(sc_pool *p, sc_pool_entry *e, void *conn)
 {
     pid_t me = sc_getpid();

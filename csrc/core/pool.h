@@ -43,6 +43,14 @@ typedef struct sc_connector {
     /* Starts opening a connection without blocking (sc_conn_nb_open: the
      * caller drives it); may be NULL. *st as sc_conn_nb_open's. */
     void *(*open_nb)(void *ud, int *st, sc_error *err);
+    /* Goes on with an open open_nb started, after its wait (ready as
+     * sc_conn_nb_cont's); returns as open_nb's *st. It may put another
+     * connection in *conn (the next host, to wait on next); on -1 *conn is
+     * NULL and nothing is left to free. May be NULL only when open_nb is. */
+    int (*open_cont)(void *ud, void **conn, int ready, sc_error *err);
+    /* Gives up an open still waiting (open_nb or open_cont returned a
+     * wait) and frees what it holds; may be NULL only when open_nb is. */
+    void (*open_abort)(void *ud, void *conn);
     /* Several hosts (one pool per host under one capacity): host_of and
      * retire NULL for a connector with one host, which keeps the whole-pool behaviour
      * of broken above. host_down: a connection given back broken; the
@@ -143,6 +151,9 @@ int sc_pool_try_checkout_deferred(sc_pool *p, sc_waiter **ticket, sc_pool_entry 
 /* The connector's open_nb: a connection for a deferred checkout, its open
  * started; NULL with *st -1 when the connector has none or it failed. */
 void *sc_pool_open_nb(sc_pool *p, int *st, sc_error *err);
+/* The connector's open_cont and open_abort (see sc_connector). */
+int sc_pool_open_cont(sc_pool *p, void **conn, int ready, sc_error *err);
+void sc_pool_open_abort(sc_pool *p, void *conn);
 /* The connection opened for e (SC_NEED_OPEN), or NULL when e's pre-ping
  * succeeded: e is checked out as any other. */
 void sc_pool_open_done(sc_pool *p, sc_pool_entry *e, void *conn);

@@ -51,7 +51,7 @@ int scl_lconn_release(lconn *lc)
         /* a deferred checkout never finished opening (or pinging): a
          * half-open connection is closed, the slot given back */
         if (lc->c != NULL && lc->c != lc->entry->conn)
-            sc_conn_close(lc->c);
+            sc_pool_open_abort(lc->pool, lc->c); /* the connector's (its host loop too) */
         sc_pool_open_failed(lc->pool, lc->entry);
         lc->c = NULL;
         lc->pool = NULL;

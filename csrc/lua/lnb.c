@@ -50,8 +50,7 @@ static int opening(const lconn *lc)
  * back, the error raised as a checkout's (with its hint). */
 static int open_failed(lua_State *L, lconn *lc, const sc_error *err)
 {
-    if (lc->c != NULL)
-        sc_conn_close(lc->c);
+    sc_pool_open_abort(lc->pool, lc->c); /* NULL when the connector freed it */
     lc->c = NULL;
     sc_pool_open_failed(lc->pool, lc->entry);
     lc->pool = NULL;
@@ -308,7 +307,16 @@ static int l_nb_cont(lua_State *L, lconn *lc)
     lua_remove(L, 2); /* sql, params and the text or yield_per where _nb has them: 3, 4, 5 */
     lua_settop(L, 5);
     sc_error err;
-    int rc = sc_conn_nb_cont(lc->c, ready ? (SC_WAIT_READ | SC_WAIT_WRITE) : SC_WAIT_TIMEOUT, &err);
+    int how = ready ? (SC_WAIT_READ | SC_WAIT_WRITE) : SC_WAIT_TIMEOUT, rc;
+    if (op == OP_OPEN && opening(lc)) {
+        /* the connector's: with several hosts it may go on with the next
+         * host's connection (or end with none) */
+        void *c = lc->c;
+        rc = sc_pool_open_cont(lc->pool, &c, how, &err);
+        lc->c = c;
+    } else {
+        rc = sc_conn_nb_cont(lc->c, how, &err);
+    }
     return outcome(L, lc, op, rc, &err);
 }
 
@@ -338,7 +346,7 @@ void scl_lnb_abandon(lconn *lc)
     if (lc->c != NULL && lc->c->nb_step != SC_NB_NONE) {
         /* first the server: its session ends, and with it the statement
          * (a SLEEP, a lock wait) that would otherwise run on */
-        if (lc->pool != NULL && lc->c->pid == sc_getpid() && !lc->c->nb_opening)
+        if (lc->pool != NULL && lc->c->pid == sc_getpid() && !lc->c->nb_opening && !opening(lc))
             sc_pool_kill(lc->pool, lc->c);
         sc_conn_nb_abandon(lc->c);
     }

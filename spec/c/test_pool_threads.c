@@ -151,7 +151,7 @@ static sc_connector fake_connector(fake_ud **out, int *freed_counter)
     }
     u->freed_counter = freed_counter;
     sc_connector c = {fake_open, fake_close, fake_discard, fake_ping, fake_free, u, fake_broken,
-                      NULL, NULL, NULL, NULL, NULL};
+                      NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     *out = u;
     return c;
 }
