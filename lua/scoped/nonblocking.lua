@@ -14,6 +14,10 @@
 --     local nonblocking = require "scoped.nonblocking"
 --     local engine = scoped.create_engine(url, nonblocking.cqueues{pool_size = 2})
 --
+-- Opening a connection waits the same way, with several hosts too (each
+-- host's connect and the target_session_attrs / galera check: the host loop
+-- of csrc/core/connector.c stops at each wait).
+--
 -- What still blocks: a TLS connection (its handshake and reads), a CALL's
 -- next result set header in a stream, a stream drained by commit, rollback
 -- or the collector, host name lookups, and anything run where the coroutine
