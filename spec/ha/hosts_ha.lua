@@ -210,6 +210,62 @@ describe("several hosts, primary + GTID replica", function()
     assert(ok, err)
   end)
 
+  it("under cqueues (io_wait): roles and a hung primary through the waits, the loop running", function()
+    local has_cq, cqueues = pcall(require, "cqueues")
+    if not has_cq then pending("no lua-cqueues") return end
+    local nonblocking = require "scoped.nonblocking"
+    local waits = 0
+    local opts = nonblocking.cqueues{pool_size = 2}
+    local base = opts.io_wait
+    opts.io_wait = function(raw, fd, events, timeout)
+      waits = waits + 1
+      return base(raw, fd, events, timeout)
+    end
+    local rw = scoped.create_engine(T:url({"replica", "primary"}, "target_session_attrs=read-write"), opts)
+    local ro = scoped.create_engine(T:url({"primary", "replica"}, "target_session_attrs=read-only"), opts)
+    local pro = scoped.create_engine(T:url({"primary", "replica"}, "target_session_attrs=prefer-read-only"), opts)
+    local hung = scoped.create_engine(T:url({"primary", "replica"}, "connect_timeout=1&deny_timeout=30"), opts)
+    -- runs fn in a coroutine of cqueues beside a 10 ms ticker: the ticks
+    local function with_ticker(fn)
+      local cq = cqueues.new()
+      local ticks, done = 0, false
+      cq:wrap(function() fn(); done = true end)
+      cq:wrap(function()
+        while not done do cqueues.sleep(0.01); ticks = ticks + 1 end
+      end)
+      assert(cq:loop())
+      assert.is_true(done)
+      return ticks
+    end
+    local got = {}
+    with_ticker(function()
+      local before = waits
+      got.rw = port_of(rw)
+      got.ro = port_of(ro)
+      got.pro = port_of(pro)
+      got.waits = waits - before
+    end)
+    assert.same({rw = P, ro = R, pro = R}, {rw = got.rw, ro = got.ro, pro = got.pro})
+    assert.is_true(got.waits >= 3, "io_wait called " .. got.waits .. " times for 3 checkouts")
+    assert.equal("denied", rw:hosts()[1].state) -- the replica: wrong role
+    assert.equal("read-only", rw:hosts()[1].role)
+    assert.equal("denied", ro:hosts()[1].state) -- the primary: wrong role
+    assert.same({0, 1}, {pro:hosts()[1].open, pro:hosts()[2].open}) -- the primary's kept-aside one closed
+    T:signal("primary", "STOP")
+    local ok, err = pcall(function()
+      local t0 = core.monotonic()
+      local ticks = with_ticker(function() got.hung = port_of(hung) end)
+      report("io_wait, hung primary: replica served after", ("%.2f s, the ticker ticked %d times"):format(
+        core.monotonic() - t0, ticks))
+      assert.equal(R, got.hung)
+      assert.is_true(ticks >= 20, "the ticker ran only " .. ticks .. " times during the connect")
+      assert.equal("denied", hung:hosts()[1].state)
+    end)
+    T:signal("primary", "CONT")
+    for _, e in ipairs({rw, ro, pro, hung}) do e:dispose() end
+    assert(ok, err)
+  end)
+
   it("primary killed: connects go to the next host; after restart and deny_timeout, back", function()
     local e = scoped.create_engine(T:url({"primary", "replica"}, "deny_timeout=1"))
     assert.equal(P, port_of(e))
