@@ -352,6 +352,26 @@ describe("several hosts: one pool per host", function()
     e:dispose()
   end)
 
+  it("checkout waits per host: a checkout that opened a connection counts, an idle one taken at once not", function()
+    if not has_socket then return end
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. closed_port(), "S"}), {pool_size = 2})
+    local h = e:hosts()
+    assert.same({0, 0}, {h[1].checkout_waits, h[2].checkout_waits})
+    local c = e:connect() -- host 1 refused, a new connection on host 2
+    c:close()
+    h = e:hosts()
+    assert.same({0, 1}, {h[1].checkout_waits, h[2].checkout_waits})
+    assert.is_true(h[2].checkout_wait > 0 and h[2].checkout_wait == h[2].checkout_wait_max)
+    for _ = 1, 5 do -- the idle one, taken at once: not a wait
+      c = e:connect()
+      c:close()
+    end
+    h = e:hosts()
+    assert.same({0, 1}, {h[1].checkout_waits, h[2].checkout_waits})
+    assert.equal(0, h[1].checkout_wait)
+    e:dispose()
+  end)
+
   it("fail-back to a restored host: idle connections move, checked-out ones are kept", function()
     if not (has_socket and I.available) then return end
     local ind = I.connect()
@@ -501,6 +521,10 @@ describe("several hosts under cqueues (the non-blocking host loop)", function()
     assert.equal(1, h[1].failovers)
     assert.equal(1, h[2].connects)
     assert.equal(1, open_on_2) -- the connection is host 2's (its pool)
+    -- its checkout's wait (the hung host's connect_timeout included) is host 2's
+    assert.same({0, 1}, {h[1].checkout_waits, h[2].checkout_waits})
+    assert.is_true(h[2].checkout_wait_max > 0.5 and h[2].checkout_wait >= h[2].checkout_wait_max,
+      ("checkout wait %.3f s, max %.3f s"):format(h[2].checkout_wait, h[2].checkout_wait_max))
     assert.same({"host_denied:" .. next(h[1].failures), "failover:" .. next(h[1].failures)}, evs)
     -- denied: the next checkouts make no attempt on it
     with_ticker(function()
@@ -513,6 +537,32 @@ describe("several hosts under cqueues (the non-blocking host loop)", function()
     end)
     assert.equal(0, l.count())
     assert.equal(5, e:hosts()[2].connects) -- the first reused the idle one
+    e:dispose()
+  end)
+
+  it("a checkout that waited for a free connection counts as a checkout wait on its host", function()
+    if not (has_socket and has_cq) then return end
+    local e = scoped.create_engine(H.url, nonblocking.cqueues{pool_size = 1, max_overflow = 0, pool_timeout = 5})
+    local cq = cqueues.new()
+    local order = {}
+    cq:wrap(function()
+      local c = e:connect() -- opens: a wait
+      order[#order + 1] = "a"
+      cqueues.sleep(0.2) -- holds the only connection
+      c:close()
+    end)
+    cq:wrap(function()
+      cqueues.sleep(0.05)
+      local c = e:connect() -- waits in the queue for a's connection
+      order[#order + 1] = "b"
+      c:close()
+    end)
+    assert(cq:loop())
+    assert.same({"a", "b"}, order)
+    local h = e:hosts()[1]
+    assert.equal(2, h.checkout_waits)
+    assert.equal(1, h.connects)
+    assert.is_true(h.checkout_wait_max > 0.1, ("the longest wait %.3f s"):format(h.checkout_wait_max))
     e:dispose()
   end)
 

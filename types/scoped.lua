@@ -168,6 +168,9 @@ function Engine:hosts() end
 ---@field open integer connections to it open now
 ---@field checkedout integer of those, checked out
 ---@field idle integer of those, idle in the pool
+---@field checkout_waits integer checkouts that ended on it without an idle connection at hand
+---@field checkout_wait number their time in seconds, summed (hosts tried before included)
+---@field checkout_wait_max number the longest of them
 
 ---@class scoped.Pool
 local Pool = {}

@@ -72,6 +72,7 @@ struct sc_pool {
     sc_pool *g_next, *g_prev;
     int g_linked;
     sc_pool_counters n;   /* what stats() reports beside the state above */
+    sc_pool_host_wait hw[SC_POOL_MAX_HOSTS]; /* checkout waits by the host they ended on */
     char *name, *key;     /* shared pools only */
     int refs;             /* owners (g_mu): engines sharing it, leases away with a connection */
 };
@@ -604,8 +605,40 @@ static int too_old(const sc_pool *p, const sc_pool_entry *e)
 
 /* The unlocked half of every checkout: open what needs opening, recycle or
  * replace a dead connection (in the same slot, so the count is unchanged). */
+/* A checkout that began at start and did not get an idle connection at
+ * once (it waited in the queue, or a connection was opened for it) ended
+ * now on e: its time is counted on e's host (sc_pool_host_waits). Never on
+ * the fast path (an idle connection taken at once). */
+static void count_host_wait(sc_pool *p, const sc_pool_entry *e, double start)
+{
+    double waited = e->checked_out_at - start;
+    int h = p->c.host_of != NULL ? p->c.host_of(p->c.ud, e->conn) : 0;
+    if (h < 0 || h >= SC_POOL_MAX_HOSTS)
+        return;
+    if (waited < 0)
+        waited = 0;
+    pthread_mutex_lock(&p->mu);
+    sc_pool_host_wait *w = &p->hw[h];
+    w->n++;
+    w->seconds += waited;
+    if (waited > w->max)
+        w->max = waited;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void sc_pool_host_waits(sc_pool *p, int host, sc_pool_host_wait *out)
+{
+    memset(out, 0, sizeof *out);
+    if (host < 0 || host >= SC_POOL_MAX_HOSTS)
+        return;
+    pthread_mutex_lock(&p->mu);
+    *out = p->hw[host];
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* start: when the checkout began; waited: it waited in the queue. */
 static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
-                           sc_error *err)
+                           sc_error *err, double start, int waited)
 {
     sc_pool_entry *e = g.entry;
     int fresh = 0;
@@ -641,13 +674,16 @@ static int finish_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out,
     e->next = e->prev = NULL;
     e->fresh = fresh;
     e->checked_out_at = sc_monotonic();
+    if (fresh || waited)
+        count_host_wait(p, e, start);
     *out = e;
     return SC_POOL_OK;
 }
 
 /* finish_checkout for a deferred checkout: what would block is left to
  * the caller (SC_POOL_OPEN, e->need). */
-static int defer_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out, sc_error *err)
+static int defer_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out, sc_error *err,
+                          double start, int waited)
 {
     sc_pool_entry *e = g.entry;
     if (e == NULL) {
@@ -668,10 +704,14 @@ static int defer_checkout(sc_pool *p, grant g, pid_t me, sc_pool_entry **out, sc
         e->fresh = 0;
         e->need = SC_NEED_NONE;
         e->checked_out_at = sc_monotonic();
+        if (waited)
+            count_host_wait(p, e, start);
         *out = e;
         return SC_POOL_OK;
     }
     e->next = e->prev = NULL;
+    e->began = start;
+    e->waited = waited;
     *out = e;
     return SC_POOL_OPEN;
 }
@@ -719,6 +759,8 @@ void sc_pool_open_done(sc_pool *p, sc_pool_entry *e, void *conn)
     }
     e->need = SC_NEED_NONE;
     e->checked_out_at = sc_monotonic();
+    if (conn != NULL || e->waited)
+        count_host_wait(p, e, e->began);
 }
 
 void sc_pool_ping_failed(sc_pool *p, sc_pool_entry *e)
@@ -765,7 +807,7 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
         p->n.checkouts++;
         unlock_pool(p);
         close_entries(p, to_close, me);
-        return finish_checkout(p, g, me, out, err);
+        return finish_checkout(p, g, me, out, err, now, 0);
     }
     if (!(p->cfg.timeout > 0)) {
         p->n.timeouts++;
@@ -820,7 +862,7 @@ int sc_pool_checkout(sc_pool *p, sc_pool_entry **out, sc_error *err)
     close_entries(p, to_close, me);
     if (rc != SC_POOL_OK)
         return rc;
-    return finish_checkout(p, g, me, out, err);
+    return finish_checkout(p, g, me, out, err, start, 1);
 }
 
 /* ---- polling checkout ------------------------------------------------------ */
@@ -926,9 +968,12 @@ static int try_checkout(sc_pool *p, sc_waiter **ticket, sc_pool_entry **out, sc_
 
 take:
     p->n.checkouts++;
+    double start = now;
+    int waited = t != NULL;
     if (t != NULL) {
         /* the ticket was made pool_timeout before its deadline */
-        count_wait_locked(p, t->deadline - p->cfg.timeout, now);
+        start = t->deadline - p->cfg.timeout;
+        count_wait_locked(p, start, now);
         free(t);
         *ticket = NULL;
     }
@@ -938,8 +983,8 @@ take:
     free(inherited);
     close_entries(p, to_close, me);
     if (defer)
-        return defer_checkout(p, g, me, out, err);
-    return finish_checkout(p, g, me, out, err);
+        return defer_checkout(p, g, me, out, err, start, waited);
+    return finish_checkout(p, g, me, out, err, start, waited);
 
 done:
     unlock_pool(p);

@@ -90,6 +90,8 @@ typedef struct sc_pool_entry {
     int need;            /* sc_pool_try_checkout_deferred: what the caller must do
                           * before using it (SC_NEED_*), 0 when nothing */
     int why;             /* pool-private: why it is being opened */
+    double began;        /* pool-private: a deferred checkout's start, and */
+    int waited;          /* whether it waited in the queue (sc_pool_host_waits) */
     struct sc_pool_entry *next, *prev; /* pool-private */
 } sc_pool_entry;
 
@@ -222,6 +224,17 @@ const sc_pool_config *sc_pool_get_config(const sc_pool *p);
 /* Idle connections per host (the connector's host_of; all under host 0
  * without it): counts[0..n-1] filled. */
 void sc_pool_idle_by_host(sc_pool *p, int *counts, int n);
+/* Checkout waits by the host they ended on (host_of; host 0 without it):
+ * checkouts that did not get an idle connection at once, because they
+ * waited in the queue or a connection was opened for them (every host
+ * tried before included), timed from their start until the connection was
+ * handed out. Checkouts that failed are not counted. */
+typedef struct sc_pool_host_wait {
+    unsigned long long n;
+    double seconds; /* summed */
+    double max;
+} sc_pool_host_wait;
+void sc_pool_host_waits(sc_pool *p, int host, sc_pool_host_wait *out);
 /* The connector's ud (the pool owns it). */
 void *sc_pool_connector_ud(sc_pool *p);
 

@@ -452,7 +452,8 @@ static const char *role_name(int role)
 /* pool:hosts() -> a list, per host of the URL, of {host, port, state
  * ("up" | "denied"), restored_in (seconds), role, connects, failures
  * ({[code] = count}), denials, failovers (connects that went elsewhere
- * after it failed), open, checkedout, idle}. */
+ * after it failed), open, checkedout, idle, checkout_waits, checkout_wait,
+ * checkout_wait_max}. */
 static int l_hosts(lua_State *L)
 {
     lpool *lp = check_pool(L);
@@ -466,7 +467,7 @@ static int l_hosts(lua_State *L)
     for (int i = 0; i < n; i++) {
         sc_host_info info;
         sc_hosts_info(h, i, now, &info);
-        lua_createtable(L, 0, 14);
+        lua_createtable(L, 0, 17);
         push_host_name(L, u, i);
         lua_pushstring(L, info.denied ? "denied" : "up");
         lua_setfield(L, -2, "state");
@@ -494,6 +495,14 @@ static int l_hosts(lua_State *L)
         lua_setfield(L, -2, "idle");
         lua_pushinteger(L, out > 0 ? out : 0);
         lua_setfield(L, -2, "checkedout");
+        sc_pool_host_wait hw;
+        sc_pool_host_waits(lp->pool, i, &hw);
+        lua_pushinteger(L, (lua_Integer)hw.n);
+        lua_setfield(L, -2, "checkout_waits");
+        lua_pushnumber(L, hw.seconds);
+        lua_setfield(L, -2, "checkout_wait");
+        lua_pushnumber(L, hw.max);
+        lua_setfield(L, -2, "checkout_wait_max");
         lua_rawseti(L, -2, i + 1);
     }
     return 1;

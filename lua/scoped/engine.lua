@@ -720,7 +720,10 @@ end
 -- `connects` (connections opened on it), `failures` (`{[code] = count}`:
 -- failed connects and disconnects), `denials`, `failovers` (connects that
 -- went to another host after this one failed), and the pool's connections
--- to it: `open`, `checkedout`, `idle`.
+-- to it: `open`, `checkedout`, `idle`; the checkouts that ended on it
+-- without an idle connection at hand (they waited in the queue, or a
+-- connection was opened for them, the hosts tried before included):
+-- `checkout_waits`, `checkout_wait` (seconds, summed), `checkout_wait_max`.
 -- @treturn table
 function Engine:hosts()
   return self._cpool:hosts()
