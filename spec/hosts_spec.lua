@@ -612,6 +612,68 @@ describe("several hosts under cqueues (the non-blocking host loop)", function()
     e:dispose()
   end)
 
+  it("a host loop given up mid-way (its coroutine collected, its wait raising): the slot back", function()
+    if not (has_socket and has_cq) then return end
+    local l = silent_listener()
+    finally(l.close)
+    -- collected while the first (hung) host's connect waits
+    local e = scoped.create_engine(url_with({"127.0.0.1:" .. l.port, "S"}, {connect_timeout = "1"}),
+      {pool_size = 1, max_overflow = 0, pool_timeout = 0.5, io_wait = function() coroutine.yield("waiting") end})
+    local co = coroutine.create(function() e:connect() end)
+    local ok, what = coroutine.resume(co)
+    assert.is_true(ok)
+    assert.equal("waiting", what)
+    assert.equal(1, e.pool:stats().checkedout)
+    co = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    local st = e.pool:stats()
+    assert.same({0, 0}, {st.checkedout, st.open})
+    assert.same({0, 0}, {e:hosts()[1].open, e:hosts()[2].open})
+    e:dispose()
+    -- a wait that raises on the second host, after the first was refused
+    local n = 0
+    local base = nonblocking.cqueues{}
+    local opts = nonblocking.cqueues{pool_size = 1, max_overflow = 0}
+    opts.io_wait = function(raw, fd, events, timeout)
+      n = n + 1
+      -- the refused host's connect waits once too (a non-blocking connect
+      -- learns of the refusal from its socket): the second host's raises
+      if n == 1 then return base.io_wait(raw, fd, events, timeout) end
+      error("gave up", 0)
+    end
+    e = scoped.create_engine(url_with({"127.0.0.1:" .. closed_port(), "S"}), opts)
+    local err
+    local cq = cqueues.new()
+    cq:wrap(function()
+      local ok2, e2 = pcall(e.connect, e)
+      assert.is_false(ok2)
+      err = e2
+    end)
+    assert(cq:loop())
+    assert.equal("gave up", err)
+    assert.equal(2, n)
+    st = e.pool:stats()
+    assert.same({0, 0}, {st.checkedout, st.open})
+    local h = e:hosts()
+    assert.same({[2002] = 1}, h[1].failures)
+    assert.same({0, 0, 0}, {h[2].connects, h[2].open, h[2].checkout_waits})
+    -- the slot is usable again: through io_wait that waits
+    opts.io_wait = base.io_wait
+    e:dispose()
+    e = scoped.create_engine(url_with({"127.0.0.1:" .. closed_port(), "S"}), opts)
+    cq = cqueues.new()
+    local port
+    cq:wrap(function()
+      local c = e:connect()
+      port = tonumber(c:execute("SELECT @@port"):scalar())
+      c:close()
+    end)
+    assert(cq:loop())
+    assert.equal(test_port(), port)
+    e:dispose()
+  end)
+
   it("an auth error (1045) fails the checkout at once: the next host is not tried", function()
     if not (has_socket and has_cq) then return end
     local u = url_with({"S", "S"}):set({password = "surely-not-the-password", username = "scoped_nobody"})
