@@ -346,7 +346,8 @@ void scl_lnb_abandon(lconn *lc)
     if (lc->c != NULL && lc->c->nb_step != SC_NB_NONE) {
         /* first the server: its session ends, and with it the statement
          * (a SLEEP, a lock wait) that would otherwise run on */
-        if (lc->pool != NULL && lc->c->pid == sc_getpid() && !lc->c->nb_opening && !opening(lc))
+        if (lc->pool != NULL && lc->c->pid == sc_getpid() && !lc->c->nb_opening &&
+            !(opening(lc) && lc->entry->need == SC_NEED_OPEN))
             sc_pool_kill(lc->pool, lc->c);
         sc_conn_nb_abandon(lc->c);
     }
