@@ -64,6 +64,15 @@ function H.server_connections()
     " AND COMMAND <> 'Daemon' AND USER = 'root'"):scalar()
 end
 
+-- The port of the server an engine's next checkout lands on (several
+-- hosts: which one it chose).
+function H.port_of(engine)
+  local c = engine:connect()
+  local p = tonumber(c:execute("SELECT @@port"):scalar())
+  c:close()
+  return p
+end
+
 function H.sleep(s)
   local t = os.clock()
   if s > 0.01 then os.execute("sleep " .. s) return end

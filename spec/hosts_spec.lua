@@ -53,12 +53,7 @@ local function silent_listener()
   return l
 end
 
-local function port_of(e)
-  local c = e:connect()
-  local p = tonumber(c:execute("SELECT @@port"):scalar())
-  c:close()
-  return p
-end
+local port_of = H.port_of
 
 describe("several hosts at connect", function()
   before_each(function()

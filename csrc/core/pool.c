@@ -229,18 +229,8 @@ static int host_stale(const sc_pool *p, const sc_pool_entry *e)
 static sc_pool_entry *idle_take(sc_pool *p)
 {
     sc_pool_entry *e = p->cfg.use_lifo ? p->idle_tail : p->idle_head;
-    if (e == NULL)
-        return NULL;
-    if (e->prev != NULL)
-        e->prev->next = e->next;
-    else
-        p->idle_head = e->next;
-    if (e->next != NULL)
-        e->next->prev = e->prev;
-    else
-        p->idle_tail = e->prev;
-    e->next = e->prev = NULL;
-    p->nidle--;
+    if (e != NULL)
+        idle_unlink(p, e);
     return e;
 }
 

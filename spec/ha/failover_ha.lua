@@ -10,12 +10,7 @@ local core = require "scoped.core"
 
 local function report(what, v) io.stderr:write(("# %s: %s\n"):format(what, v)) end
 
-local function port_of(e)
-  local c = e:connect()
-  local p = tonumber(c:execute("SELECT @@port"):scalar())
-  c:close()
-  return p
-end
+local port_of = H.port_of
 
 describe("failover, primary + GTID replica", function()
   local T, P, R

@@ -10,12 +10,7 @@ local topology = require "support.topology"
 local core = require "scoped.core"
 
 -- the server port a checkout of e lands on
-local function port_of(e)
-  local c = e:connect()
-  local p = tonumber(c:execute("SELECT @@port"):scalar())
-  c:close()
-  return p
-end
+local port_of = H.port_of
 
 -- connection attempts the node has seen (failed ones included)
 local function attempts(root)
