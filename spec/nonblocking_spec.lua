@@ -768,6 +768,205 @@ describe("io_wait under cqueues", function()
       assert.equal(1, engine.pool:stats().checkedin)
       engine:dispose()
     end)
+
+    -- A CALL streamed: its second set comes after a wait on the server.
+    -- nextset() reads that set's header: through io_wait too, the loop
+    -- running meanwhile.
+    local function make_procs(conn)
+      conn:execute("DROP PROCEDURE IF EXISTS nb_two_sets")
+      conn:execute([[CREATE PROCEDURE nb_two_sets(pause DOUBLE) BEGIN
+        SELECT seq AS a FROM seq_1_to_3; DO SLEEP(pause); SELECT seq * 10 AS b FROM seq_1_to_2; END]])
+      conn:execute("DROP PROCEDURE IF EXISTS nb_second_fails")
+      conn:execute([[CREATE PROCEDURE nb_second_fails() BEGIN
+        SELECT 1 AS a; DO SLEEP(0.3);
+        SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'second set boom'; END]])
+    end
+    local function drop_procs()
+      obs:exec("DROP PROCEDURE IF EXISTS nb_two_sets")
+      obs:exec("DROP PROCEDURE IF EXISTS nb_second_fails")
+    end
+
+    -- cqueues options counting io_wait calls (waits.n), and a 10 ms ticker
+    -- to run beside: returns opts, waits, ticker(state) for cq:wrap.
+    local function ticking()
+      local opts = nonblocking.cqueues{pool_size = 1}
+      local base = opts.io_wait
+      local waits = {n = 0}
+      opts.io_wait = function(...)
+        waits.n = waits.n + 1
+        return base(...)
+      end
+      local function ticker(state)
+        return function()
+          while not state.done do cqueues.sleep(0.01); state.ticks = state.ticks + 1 end
+        end
+      end
+      return opts, waits, ticker
+    end
+
+    it("a CALL's next set: nextset() waits for its header through io_wait, the loop running", function()
+      local opts, waits, ticker = ticking()
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local state = {ticks = 0, done = false}
+      local first, second, rowcount, more, after, during_ticks, during_waits
+      cq:wrap(function()
+        local conn = engine:connect()
+        make_procs(conn)
+        local r = conn:execute("CALL nb_two_sets(0.3)", nil, {stream_results = true})
+        first = {r:fetchone().a}
+        local t0, w0 = state.ticks, waits.n
+        assert.is_true(r:nextset())
+        during_ticks, during_waits = state.ticks - t0, waits.n - w0
+        second = {}
+        for row in r:iter() do second[#second + 1] = row.b end
+        rowcount = r.rowcount
+        more = r:nextset()
+        after = conn:execute("SELECT 5"):scalar()
+        assert.is_false(conn.raw:is_invalidated())
+        conn:close()
+        state.done = true
+      end)
+      cq:wrap(ticker(state))
+      assert(cq:loop())
+      drop_procs()
+      assert.same({1}, first)
+      assert.same({10, 20}, second)
+      assert.equal(3, rowcount) -- the first set's, its rest dropped by nextset()
+      assert.is_false(more)
+      assert.equal(5, after)
+      assert.is_true(during_waits > 0, "nextset() never called io_wait")
+      -- blocking, the loop stands still for the 0.3 s: no tick at all
+      assert.is_true(during_ticks >= 5, "ticks during nextset(): " .. during_ticks)
+      assert.equal(1, engine.pool:stats().checkedin)
+      engine:dispose()
+    end)
+
+    it("read to the end of a CALL's set, the next header is read by the same waits", function()
+      local opts, _, ticker = ticking()
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local state = {ticks = 0, done = false}
+      local sets, during_ticks = {}, nil
+      cq:wrap(function()
+        local conn = engine:connect()
+        make_procs(conn)
+        local r = conn:execute("CALL nb_two_sets(0.3)", nil, {stream_results = true})
+        local t0 = state.ticks
+        sets[1] = {}
+        for row in r:iter() do sets[1][#sets[1] + 1] = row.a end -- its end: the header after the SLEEP
+        during_ticks = state.ticks - t0
+        assert.is_true(r:nextset())
+        sets[2] = r:fetchall()
+        assert.equal(3, r.rowcount)
+        assert.is_false(r:nextset())
+        assert.equal(6, conn:execute("SELECT 6"):scalar())
+        conn:close()
+        state.done = true
+      end)
+      cq:wrap(ticker(state))
+      assert(cq:loop())
+      drop_procs()
+      assert.same({1, 2, 3}, sets[1])
+      assert.same({10, 20}, {sets[2][1].b, sets[2][2].b})
+      assert.is_true(during_ticks >= 5, "ticks while the first set's end was read: " .. during_ticks)
+      engine:dispose()
+    end)
+
+    it("an error in a CALL's second set surfaces at nextset(); the connection goes on", function()
+      local opts, _, ticker = ticking()
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local state = {ticks = 0, done = false}
+      local err, during_ticks, closed_kind, after
+      cq:wrap(function()
+        local conn = engine:connect()
+        make_procs(conn)
+        local r = conn:execute("CALL nb_second_fails()", nil, {stream_results = true})
+        assert.equal(1, r:fetchone().a)
+        local t0 = state.ticks
+        local ok, e = pcall(r.nextset, r)
+        during_ticks = state.ticks - t0
+        assert.is_false(ok)
+        err = e
+        closed_kind = H.error_of(r.fetchone, r).kind
+        assert.is_false(conn.raw:is_invalidated())
+        conn:rollback()
+        after = conn:execute("SELECT 7"):scalar()
+        conn:close()
+        state.done = true
+      end)
+      cq:wrap(ticker(state))
+      assert(cq:loop())
+      drop_procs()
+      assert.truthy(tostring(err):find("second set boom", 1, true), tostring(err))
+      assert.equal(1644, err.code)
+      assert.equal("ResourceClosedError", closed_kind)
+      assert.equal(7, after)
+      assert.is_true(during_ticks >= 5, "ticks during nextset(): " .. during_ticks)
+      assert.equal(1, engine.pool:stats().checkedin) -- kept: in sync
+      engine:dispose()
+    end)
+
+    it("a wait in nextset() that raises: server session killed, connection discarded", function()
+      local opts, give_up = giving_up({pool_size = 1}, 0.1, "gave up in nextset")
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local err, tid
+      cq:wrap(function()
+        local conn = engine:connect()
+        make_procs(conn)
+        tid = conn:execute("SELECT CONNECTION_ID()"):scalar()
+        local r = conn:execute("CALL nb_two_sets(5)", nil, {stream_results = true})
+        assert.equal(1, r:fetchone().a)
+        give_up.on = true
+        local ok, e = pcall(r.nextset, r)
+        give_up.on = false
+        assert.is_false(ok)
+        err = e
+        assert.is_true(conn.raw:is_invalidated())
+        conn:close()
+      end)
+      assert(cq:loop())
+      drop_procs()
+      assert.equal("gave up in nextset", err)
+      assert.is_true(H.connection_gone(tid, 1), "the server still runs the abandoned session")
+      local st = engine.pool:stats()
+      assert.equal(0, st.checkedout)
+      assert.equal(0, st.checkedin) -- discarded, never pooled mid-reply
+      engine:dispose()
+    end)
+
+    it("a coroutine collected while nextset() waits: server session killed, connection back", function()
+      local engine = engine_with({pool_size = 1, io_wait = function() coroutine.yield("waiting") end})
+      local c0 = engine:connect() -- made here, in the main thread (blocking)
+      make_procs(c0)
+      c0:close()
+      local tid, in_nextset
+      local co = coroutine.create(function()
+        local conn = engine:connect()
+        tid = conn:execute("SELECT CONNECTION_ID()"):scalar()
+        local r = conn:execute("CALL nb_two_sets(5)", nil, {stream_results = true})
+        r:fetchone() -- (read to the set's end, the read would wait for the next header)
+        in_nextset = true
+        r:nextset()
+        in_nextset = false
+      end)
+      local ok, what = coroutine.resume(co)
+      while ok and what == "waiting" and not in_nextset do ok, what = coroutine.resume(co) end
+      assert.is_true(ok, tostring(what))
+      assert.is_true(in_nextset)
+      assert.equal("waiting", what)
+      assert.equal(1, engine.pool:stats().checkedout)
+      co = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      assert.is_true(H.connection_gone(tid, 1), "the server still runs the abandoned session")
+      assert.equal(0, engine.pool:stats().checkedout)
+      assert.equal(0, engine.pool:stats().checkedin)
+      drop_procs()
+      engine:dispose()
+    end)
   end)
 
   it("where the coroutine cannot yield (the main thread) the blocking call runs", function()

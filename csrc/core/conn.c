@@ -295,7 +295,9 @@ static void stored_clear(sc_conn *c)
 
 void sc_conn_drop_pending(sc_conn *c)
 {
+    int next_read = c->ahead_next; /* the next result's header was read ahead */
     c->ahead = 0;
+    c->ahead_next = 0;
     if (c->replay)
         stored_clear(c);
     if (c->pending == NULL)
@@ -308,12 +310,19 @@ void sc_conn_drop_pending(sc_conn *c)
     mysql_free_result(c->pending);
     c->pending = NULL;
     c->unclean = 1; /* a reply cut short: what the server did is not known */
-    while (!c->broken && mysql_more_results(c->my)) {
-        if (mysql_next_result(c->my) > 0) {
+    if (next_read == 2) {
+        /* reading the next result's header failed: the reply ends there */
+        if (sc_is_disconnect(mysql_errno(c->my)))
+            c->broken = 1;
+        return;
+    }
+    while (!c->broken && (next_read || mysql_more_results(c->my))) {
+        if (!next_read && mysql_next_result(c->my) > 0) {
             if (sc_is_disconnect(mysql_errno(c->my)))
                 c->broken = 1;
             break;
         }
+        next_read = 0;
         MYSQL_RES *res = mysql_store_result(c->my);
         if (res != NULL)
             mysql_free_result(res);
@@ -392,6 +401,7 @@ int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_err
         return 0;
     }
     MYSQL_ROW r;
+    int next_read = 0;
     if (c->ahead == 1) {
         /* read ahead by the non-blocking driver (sc_conn_nb_fetch) */
         c->ahead = 0;
@@ -401,6 +411,8 @@ int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_err
     }
     if (c->ahead == 2) {
         c->ahead = 0; /* the end (or an error) was read ahead */
+        next_read = c->ahead_next; /* and the next result's header with it */
+        c->ahead_next = 0;
         r = NULL;
     } else {
         r = mysql_fetch_row(res);
@@ -410,15 +422,23 @@ int sc_conn_stream_next(sc_conn *c, MYSQL_ROW *row, unsigned long **lens, sc_err
         *lens = mysql_fetch_lengths(res);
         return 1;
     }
-    /* the end, or an error the server sent after some rows */
-    int failed = sc_conn_fetch_error(c, err);
+    /* the end, or an error the server sent after some rows (the next
+     * result's header is read only after an end without error) */
+    int failed = next_read ? 0 : sc_conn_fetch_error(c, err);
     c->pending = NULL;
     mysql_free_result(res);
     if (failed)
         return -1;
     err->code = 0;
     for (;;) {
-        int more = sc_conn_next_result(c, err);
+        int more;
+        if (next_read == 2)
+            more = fail(c, err); /* what mysql_next_result_start/_cont reported */
+        else if (next_read == 1)
+            more = 1;            /* its header is read: the result is there */
+        else
+            more = sc_conn_next_result(c, err);
+        next_read = 0;
         if (more < 0)
             return -1;
         if (more == 0)
@@ -440,9 +460,11 @@ void sc_conn_stream_close(sc_conn *c, int discard)
         sc_conn_nb_abandon(c); /* a read ahead left waiting: out of sync */
         discard = 1;
     }
-    c->ahead = 0;
-    if (c->pending == NULL)
+    c->ahead = 0; /* (ahead_next: sc_conn_drop_pending reads it) */
+    if (c->pending == NULL) {
+        c->ahead_next = 0;
         return;
+    }
     sc_error ignored;
     if (discard || c->broken || foreign(c, &ignored)) {
         forget_pending(c); /* nothing read: out of sync, so never reused */
@@ -483,6 +505,7 @@ int sc_conn_ping(sc_conn *c)
 static void forget_pending(sc_conn *c)
 {
     c->ahead = 0;
+    c->ahead_next = 0;
     if (c->pending == NULL)
         return;
     c->pending->handle = NULL;
@@ -779,7 +802,31 @@ static int nb_advance(sc_conn *c, int st, sc_error *err)
                 c->ahead_lens = mysql_fetch_lengths(c->pending);
             } else {
                 c->ahead = 2; /* sc_conn_stream_next tells the end from an error */
+                if (mysql_errno(c->my) == 0 && mysql_more_results(c->my)) {
+                    /* a CALL's set ended: its next result's header too,
+                     * where the blocking mysql_next_result would wait */
+                    c->nb_step = SC_NB_FETCH_NEXT;
+                    st = mysql_next_result_start(&c->nb_ret, c->my);
+                    break;
+                }
             }
+            err->code = 0;
+            return 0;
+        case SC_NB_FETCH_NEXT:
+            if (c->nb_ret > 0) {
+                c->nb_step = SC_NB_NONE;
+                c->ahead_next = 2; /* sc_conn_stream_next reports it */
+                err->code = 0;
+                return 0;
+            }
+            if (mysql_field_count(c->my) == 0 && mysql_more_results(c->my)) {
+                /* a result without rows (a statement of the procedure
+                 * that returns none): on to the next one */
+                st = mysql_next_result_start(&c->nb_ret, c->my);
+                break;
+            }
+            c->nb_step = SC_NB_NONE;
+            c->ahead_next = 1;
             err->code = 0;
             return 0;
         case SC_NB_PING:
@@ -901,6 +948,9 @@ int sc_conn_nb_cont(sc_conn *c, int ready, sc_error *err)
         break;
     case SC_NB_FETCH:
         st = mysql_fetch_row_cont(&c->nb_row, c->pending, ready);
+        break;
+    case SC_NB_FETCH_NEXT:
+        st = mysql_next_result_cont(&c->nb_ret, c->my, ready);
         break;
     default:
         err->code = 0;

@@ -72,6 +72,9 @@ typedef struct sc_conn {
                          * readers read only what sc_conn_nb_fetch read ahead */
     int ahead;          /* sc_conn_nb_fetch: 1 a row read ahead, 2 its end (or an
                          * error), 0 nothing; sc_conn_stream_next takes it first */
+    int ahead_next;     /* with ahead 2 at a CALL's set end: 1 the next result's header
+                         * read too (mysql_next_result, past any result without rows),
+                         * 2 that read failed (the error in mysql_errno), 0 not read */
     MYSQL_ROW ahead_row;
     unsigned long *ahead_lens;
     int nb_enabled;     /* MYSQL_OPT_NONBLOCK is set (its context made once) */
@@ -96,7 +99,7 @@ typedef struct sc_stored {
 
 /* The Connector/C call a non-blocking operation is in (sc_conn.nb_step). */
 enum { SC_NB_NONE, SC_NB_QUERY, SC_NB_STORE, SC_NB_NEXT, SC_NB_PING, SC_NB_CONNECT, SC_NB_RESET,
-       SC_NB_FETCH };
+       SC_NB_FETCH, SC_NB_FETCH_NEXT };
 
 /* What a non-blocking operation waits for: Connector/C's MYSQL_WAIT_* bits. */
 enum { SC_WAIT_READ = 1, SC_WAIT_WRITE = 2, SC_WAIT_EXCEPT = 4, SC_WAIT_TIMEOUT = 8 };
@@ -247,7 +250,10 @@ int sc_conn_nb_reset(sc_conn *c, sc_error *err);
 /* Reads the next row of the open stream (c->pending) ahead, for
  * sc_conn_stream_next to take (its end, or an error, too): 0 once read
  * (or when there is nothing to read), or the wait. A row read ahead stays
- * valid until the stream's next read. */
+ * valid until the stream's next read. At the end of a set of a CALL the
+ * next result's header is read too (mysql_next_result_start, past the
+ * results without rows; c->ahead_next), so that sc_conn_stream_next moves
+ * to it without a blocking read; an error there is reported by it. */
 int sc_conn_nb_fetch(sc_conn *c, sc_error *err);
 /* sc_conn_nb_query's end 3: the statement and its result header only; the
  * rows are left on the socket for a stream (sc_conn_stream_open). */

@@ -13,7 +13,8 @@
  *   raw:_nb(op, sql [, params [, text]])  starts op: "execute",
  *       "exec_driver_sql", "batch" (text: one statement of an executemany,
  *       errors quoting sql and params), "stream" (text: yield_per; a
- *       streaming Result), "fetch" (the open stream's next row read ahead),
+ *       streaming Result), "fetch" (the open stream's next row read ahead;
+ *       at the end of a CALL's set, the next result's header too),
  *       "commit", "rollback", "ping", "reset", "open"
  *   raw:_nb_cont(ready, op, sql [, params [, text]])  goes on after the wait;
  *       ready false: it timed out

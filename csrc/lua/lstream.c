@@ -17,7 +17,10 @@
  * A CALL's result sets are read one after the other: at the end of one,
  * the next one's header is read and it waits in c->pending (set_ended);
  * nextset() moves to it (reading and dropping what is left of the current
- * one first). The connection stays busy until the last set's end.
+ * one first). The connection stays busy until the last set's end. Under
+ * the non-blocking driver that header was read with the set's end by the
+ * read ahead (sc_conn_nb_fetch, through io_wait): sc_conn_stream_next then
+ * takes it without a read of its own.
  *
  * While it is open its connection is busy (lc->busy: SCL_STREAM_OPEN; the
  * reading method's name during a read, so that a finalizer or hook run
@@ -153,6 +156,15 @@ void scl_stream_detach(lconn *lc, int discard)
     if (s == NULL)
         return;
     if (lc->c != NULL) {
+        if (lc->c->nb_step != SC_NB_NONE) {
+            /* a read ahead (a row, or a CALL's next header) still waiting:
+             * its coroutine is gone (the collector finalizes the stream).
+             * As for any abandoned operation: the server session killed
+             * (the procedure may sleep or hold locks), the connection
+             * invalidated */
+            scl_lnb_abandon(lc);
+            discard = 1;
+        }
         sc_conn_stream_close(lc->c, discard);
         lc->c->nb_stream = 0;
     }
