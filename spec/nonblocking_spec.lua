@@ -822,6 +822,7 @@ describe("io_wait under cqueues", function()
         for row in r:iter() do second[#second + 1] = row.b end
         rowcount = r.rowcount
         more = r:nextset()
+        assert.is_false(r:nextset()) -- past the last set: false again, as the blocking stream says
         after = conn:execute("SELECT 5"):scalar()
         assert.is_false(conn.raw:is_invalidated())
         conn:close()
@@ -965,6 +966,77 @@ describe("io_wait under cqueues", function()
       assert.equal(0, engine.pool:stats().checkedout)
       assert.equal(0, engine.pool:stats().checkedin)
       drop_procs()
+      engine:dispose()
+    end)
+
+    it("commit, rollback and close drain an open stream through io_wait, the loop running", function()
+      local opts, _, ticker = ticking()
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local state = {ticks = 0, done = false}
+      local during, kinds, after = {}, {}, {}
+      cq:wrap(function()
+        local conn = engine:connect()
+        make_procs(conn)
+        for _, how in ipairs({"commit", "rollback", "close"}) do
+          conn = conn.closed and engine:connect() or conn
+          conn:execute("INSERT INTO nb_t (k, v) VALUES (?, ?)", {#during + 1, how})
+          -- the second set comes 0.3 s after the first: the drain waits for it
+          local r = conn:execute("CALL nb_two_sets(0.3)", nil, {stream_results = true})
+          assert.equal(1, r:fetchone().a)
+          local t0 = state.ticks
+          conn[how](conn)
+          during[#during + 1] = state.ticks - t0
+          kinds[#kinds + 1] = H.error_of(r.fetchone, r).kind
+          if how ~= "close" then after[#after + 1] = conn:execute("SELECT 8"):scalar() end
+        end
+        state.done = true
+      end)
+      cq:wrap(ticker(state))
+      assert(cq:loop())
+      drop_procs()
+      for i, how in ipairs({"commit", "rollback", "close"}) do
+        -- blocking, the loop stands still while the rest is read: no tick
+        assert.is_true(during[i] >= 5, ("ticks during %s(): %d"):format(how, during[i]))
+        assert.equal("ResourceClosedError", kinds[i])
+      end
+      assert.same({8, 8}, after)
+      -- the drained connection is in sync: kept, and what commit ended is there
+      assert.equal("commit", obs:scalar("SELECT GROUP_CONCAT(v) FROM nb_t"))
+      local st = engine.pool:stats()
+      assert.equal(0, st.checkedout)
+      assert.equal(1, st.checkedin)
+      engine:dispose()
+    end)
+
+    it("a wait that raises while commit drains a stream: the error goes on, the connection discarded", function()
+      local opts, give_up = giving_up({pool_size = 1}, 0.1, "gave up draining")
+      local engine = engine_with(opts)
+      local cq = cqueues.new()
+      local err, tid, pending_kind
+      cq:wrap(function()
+        local conn = engine:connect()
+        make_procs(conn)
+        tid = conn:execute("SELECT CONNECTION_ID()"):scalar()
+        local r = conn:execute("CALL nb_two_sets(5)", nil, {stream_results = true})
+        assert.equal(1, r:fetchone().a)
+        give_up.on = true
+        local ok, e = pcall(conn.commit, conn)
+        give_up.on = false
+        assert.is_false(ok)
+        err = e
+        assert.is_true(conn.raw:is_invalidated())
+        pending_kind = H.error_of(conn.execute, conn, "SELECT 1").kind
+        conn:close()
+      end)
+      assert(cq:loop())
+      drop_procs()
+      assert.equal("gave up draining", err)
+      assert.equal("PendingRollbackError", pending_kind)
+      assert.is_true(H.connection_gone(tid, 1), "the server still runs the abandoned session")
+      local st = engine.pool:stats()
+      assert.equal(0, st.checkedout)
+      assert.equal(0, st.checkedin)
       engine:dispose()
     end)
   end)

@@ -18,11 +18,15 @@
 -- host's connect and the target_session_attrs / galera check: the host loop
 -- of csrc/core/connector.c stops at each wait).
 --
--- What still blocks: a TLS connection (its handshake and reads), a CALL's
--- next result set header in a stream, a stream drained by commit, rollback
--- or the collector, host name lookups, and anything run where the coroutine
--- cannot yield (the main thread, a finalizer, a C callback): there the
--- blocking call is made.
+-- A streaming Result waits too: each row, and a CALL's next result set
+-- header (read with the end of the set before it), are read ahead through
+-- io_wait; a stream still open at commit, rollback, close or invalidate is
+-- drained the same way first (NonBlocking:_check_idle).
+--
+-- What still blocks: a TLS connection (its handshake and reads), a stream
+-- drained by the collector, host name lookups, and anything run where the
+-- coroutine cannot yield (the main thread, a finalizer, a C callback): there
+-- the blocking call is made.
 -- @module scoped.nonblocking
 local core = require "scoped.core"
 
@@ -196,7 +200,7 @@ end
 
 function stream_methods.nextset(self)
   local s = self._s
-  if s.closed then return s:nextset() end
+  if not s.returns_rows then return s:nextset() end -- closed, or past its last set
   while true do
     ahead(self)
     if s:fetchone() == nil then break end
@@ -204,17 +208,18 @@ function stream_methods.nextset(self)
   return s:nextset()
 end
 
+-- Reads and drops the rest of the current set through io_wait.
+local function drain_set(self)
+  local s = self._s
+  while true do
+    ahead(self)
+    if s:fetchone() == nil then break end
+  end
+end
+
 local function closing(self, how)
   local s = self._s
-  if not s.closed then
-    local ok = pcall(function()
-      while true do
-        ahead(self)
-        if s:fetchone() == nil then break end
-      end
-    end)
-    if not ok then return s[how](s) end
-  end
+  if s.returns_rows then pcall(drain_set, self) end
   return s[how](s)
 end
 function stream_methods.close(self) return closing(self, "close") end
@@ -223,7 +228,16 @@ function stream_methods.keys(self) return self._s:keys() end
 
 local function wrap_stream(self, res)
   if getmetatable(res) ~= core.stream_result_mt then return res end -- no rows: buffered
-  return setmetatable({_s = res, _raw = self._raw, _engine = self._engine}, StreamNB)
+  local st = setmetatable({_s = res, _raw = self._raw, _engine = self._engine}, StreamNB)
+  -- for _check_idle (commit, rollback, close): weak, so that a stream
+  -- dropped unread is still the collector's to give back
+  local open = self._open
+  if open == nil then
+    open = setmetatable({}, {__mode = "v"})
+    self._open = open
+  end
+  open[1] = st
+  return st
 end
 
 function NonBlocking:stream(sql, params, yield_per)
@@ -341,9 +355,33 @@ function M.session_ops(engine, checkout)
   return ops
 end
 
+-- _check_idle(what, true) comes before a commit, rollback, close or
+-- invalidate of the Connection, and closes a streaming Result still open on
+-- it: its rows (every set of a CALL) are first read and dropped here through
+-- io_wait, where the C side would drain them the blocking way. A wait that
+-- raises gives the stream up (the connection invalidated) and the error
+-- goes on; a server error in the rows just ends the stream, as the blocking
+-- drain ends it. Called from inside a read of the stream (a finalizer, a
+-- hook), the drain is refused and the C check raises as before.
+function NonBlocking:_check_idle(what, ends)
+  local raw = self._raw
+  local open = ends and self._open
+  local st = open and open[1]
+  if st ~= nil then
+    open[1] = nil
+    if st._s.returns_rows and not raw:is_invalidated() and can_wait(self._engine) then
+      local ok, err = pcall(function()
+        while stream_methods.nextset(st) do end -- each set drained, then the next one's header
+      end)
+      if not ok and raw:is_invalidated() then error(err, 0) end
+    end
+  end
+  return raw:_check_idle(what, ends)
+end
+
 for _, name in ipairs({"render", "in_transaction", "thread_id", "last_gtid", "invalidate",
                        "is_invalidated", "invalidation_error", "set_hide_parameters",
-                       "_check_idle", "closed", "_pin"}) do
+                       "closed", "_pin"}) do
   NonBlocking[name] = function(self, ...)
     local raw = self._raw
     return raw[name](raw, ...)
