@@ -221,6 +221,50 @@ describe('sessionmaker{causal = "sync_wait"} (Galera; the cluster itself is spec
     r:dispose()
   end)
 
+  it("the server receives SET STATEMENT wsrep_sync_wait = 1 FOR START TRANSACTION (its general log)", function()
+    -- without Galera the variable changes nothing here: what the reader
+    -- sent is read back from the server's general log, for its thread only
+    local I = require "support.independent"
+    if not I.available then pending(I.why) return end
+    local ind = I.connect()
+    local was_on = ind:scalar("SELECT @@global.general_log")
+    local was_output = ind:scalar("SELECT @@global.log_output")
+    ind:run("SET GLOBAL log_output = 'TABLE'")
+    ind:run("SET GLOBAL general_log = 1")
+    finally(function()
+      ind:run("SET GLOBAL general_log = " .. was_on)
+      ind:run("SET GLOBAL log_output = '" .. was_output .. "'")
+      ind:close()
+    end)
+    local w = scoped.create_engine(H.url, {track_gtid = true})
+    local r = scoped.create_engine(H.url)
+    local W = scoped.sessionmaker{bind = w}
+    local tids = {}
+    for i, ro in ipairs({false, true}) do
+      local R = scoped.sessionmaker{bind = r, causal_from = W, causal = "sync_wait", readonly = ro}
+      local co = coroutine.create(function()
+        local s = W()
+        s:execute("DO 1")
+        s:commit()
+        s:close()
+        local rs = R()
+        rs:execute("SELECT 1")
+        tids[i] = rs:connection().raw:thread_id()
+        rs:close()
+      end)
+      local ok, err = coroutine.resume(co)
+      assert(ok, err)
+    end
+    local function sent(tid, like)
+      return tonumber(ind:scalar(("SELECT COUNT(*) FROM mysql.general_log WHERE thread_id = %d"
+        .. " AND command_type = 'Query' AND CONVERT(argument USING utf8mb4) = '%s'"):format(tid, like)))
+    end
+    assert.equal(1, sent(tids[1], "SET STATEMENT wsrep_sync_wait = 1 FOR START TRANSACTION"))
+    assert.equal(1, sent(tids[2], "SET STATEMENT wsrep_sync_wait = 1 FOR START TRANSACTION READ ONLY"))
+    w:dispose()
+    r:dispose()
+  end)
+
   it("with readonly the same statement starts the transaction READ ONLY (1792 on a write)", function()
     local w = scoped.create_engine(H.url, {track_gtid = true})
     local r = scoped.create_engine(H.url)
