@@ -136,6 +136,41 @@ describe("pool:stats() counters", function()
 end)
 
 describe("scoped.metrics.prometheus", function()
+  -- name="value" pairs separated by commas, values with \\ \" \n escaped
+  local function labels_of(s)
+    local t, i = {}, 1
+    local unescape = {["\\"] = "\\", ['"'] = '"', n = "\n"}
+    while i <= #s do
+      local name, j = s:match('^([%a_][%w_]*)="()', i)
+      assert.truthy(name, "bad labels: " .. s)
+      local v = {}
+      while true do
+        local ch = s:sub(j, j)
+        assert.truthy(ch ~= "", "an unterminated label value: " .. s)
+        if ch == "\\" then
+          v[#v + 1] = unescape[s:sub(j + 1, j + 1)]
+          assert.truthy(v[#v], "a bad escape: " .. s)
+          j = j + 2
+        elseif ch == '"' then
+          j = j + 1
+          break
+        else
+          v[#v + 1] = ch
+          j = j + 1
+        end
+      end
+      assert.is_nil(t[name], "a label twice: " .. s)
+      t[name] = table.concat(v)
+      if s:sub(j, j) == "," then
+        j = j + 1
+      else
+        assert.equal(#s + 1, j, "bad labels: " .. s)
+      end
+      i = j
+    end
+    return t
+  end
+
   -- the text format: HELP and TYPE before a family's samples, one family
   -- once, samples "name{labels} value"; returns samples by name and label
   local function parse(text)
@@ -157,12 +192,21 @@ describe("scoped.metrics.prometheus", function()
           local sname, labels, value = line:match('^([%w_]+){(.-)} (%S+)$')
           assert.truthy(sname, "not a sample: " .. line)
           assert.equal(typed, sname, "sample outside its family")
-          local engine = labels:match('^engine="(.*)"$')
-          assert.truthy(engine, labels)
-          engine = engine:gsub('\\(.)', {["\\"] = "\\", ['"'] = '"', n = "\n"})
+          local l = labels_of(labels)
+          assert.truthy(l.engine, labels)
+          -- by engine; a host's series by "engine|host" (and "|code")
+          local key = l.engine
+          if sname:find("^scoped_host_") then
+            assert.truthy(l.host, labels)
+            key = key .. "|" .. l.host
+            if sname == "scoped_host_failures_total" then key = key .. "|" .. assert(l.code, labels) end
+          else
+            assert.is_nil(l.host, labels)
+          end
           assert.truthy(tonumber(value), value)
           samples[sname] = samples[sname] or {}
-          samples[sname][engine] = tonumber(value)
+          assert.is_nil(samples[sname][key], "the same series twice: " .. line)
+          samples[sname][key] = tonumber(value)
         end
       end
     end
@@ -203,6 +247,113 @@ describe("scoped.metrics.prometheus", function()
     local _, twice = parse(scoped.metrics.prometheus({a, a}))
     assert.equal(3, twice.scoped_pool_size[na .. " #2"])
     a:dispose(); b:dispose()
+  end)
+
+  it("reports engine:hosts() per host, labelled host=\"h:port\", and the pool's failbacks", function()
+    local has_socket, socket = pcall(require, "socket")
+    if not has_socket then pending("no luasocket") return end
+    local u = scoped.make_url(H.url)
+    local port = tonumber(H.url:match("@[^/:]*:(%d+)"))
+    local server = "127.0.0.1:" .. port
+    -- a loopback port nothing listens on: connects to it are refused
+    local s = assert(socket.bind("127.0.0.1", 0))
+    local _, dead = s:getsockname()
+    s:close()
+    dead = "127.0.0.1:" .. dead
+    local function with_hosts(hosts, query)
+      local q = {}
+      for k, v in pairs(u.query) do q[k] = v end
+      for k, v in pairs(query or {}) do q[k] = v end
+      return u:set({hosts = hosts, query = q})
+    end
+    -- every host series against engine:hosts() itself
+    local fields = {scoped_host_connects_total = "connects", scoped_host_denials_total = "denials",
+                    scoped_host_failovers_total = "failovers", scoped_host_open = "open",
+                    scoped_host_checked_out = "checkedout", scoped_host_checked_in = "idle",
+                    scoped_host_checkout_waits_total = "checkout_waits",
+                    scoped_host_checkout_wait_seconds_total = "checkout_wait",
+                    scoped_host_checkout_wait_seconds_max = "checkout_wait_max"}
+    local function same_as_hosts(samples, e, names)
+      local en = tostring(e.url)
+      for i, h in ipairs(e:hosts()) do
+        local key = en .. "|" .. names[i]
+        for metric, field in pairs(fields) do
+          assert.equal(h[field], samples[metric][key], metric .. " " .. key)
+        end
+        assert.equal(h.state == "up" and 1 or 0, samples.scoped_host_up[key])
+        for code, n in pairs(h.failures) do
+          assert.equal(n, samples.scoped_host_failures_total[key .. "|" .. code])
+        end
+      end
+    end
+
+    -- one host: one entry, named as in the URL
+    local a = engine({pool_size = 2}, with_hosts({server}))
+    local one = scoped.create_engine(H.url, {pool_size = 2})
+    local c1, c2 = a:connect(), one:connect()
+    local families, samples = parse(scoped.metrics.prometheus({a, one}))
+    assert.equal("counter", families.scoped_host_connects_total.type)
+    assert.equal("gauge", families.scoped_host_checked_out.type)
+    assert.equal("counter", families.scoped_pool_failbacks_total.type)
+    local na, n1 = tostring(a.url), tostring(one.url)
+    assert.equal(1, samples.scoped_host_connects_total[na .. "|" .. server])
+    assert.equal(1, samples.scoped_host_checked_out[na .. "|" .. server])
+    assert.equal(1, samples.scoped_host_up[na .. "|" .. server])
+    assert.equal(1, samples.scoped_host_checkout_waits_total[na .. "|" .. server])
+    local h1 = one:hosts()[1]
+    assert.equal(1, samples.scoped_host_connects_total[n1 .. "|" .. h1.host .. ":" .. h1.port])
+    assert.is_nil(samples.scoped_host_failures_total) -- no failure yet: no sample
+    same_as_hosts(samples, a, {server})
+    c1:close(); c2:close()
+    one:dispose()
+
+    -- a refused first host: counted against it, by code; the server serves
+    local e = engine({pool_size = 2}, with_hosts({dead, server}, {deny_timeout = "1"}))
+    local c = e:connect()
+    local ne = tostring(e.url)
+    _, samples = parse(scoped.metrics.prometheus({a, e}))
+    assert.equal(0, samples.scoped_host_up[ne .. "|" .. dead])
+    assert.equal(1, samples.scoped_host_up[ne .. "|" .. server])
+    assert.equal(1, samples.scoped_host_failures_total[ne .. "|" .. dead .. "|2002"])
+    assert.equal(1, samples.scoped_host_denials_total[ne .. "|" .. dead])
+    assert.equal(1, samples.scoped_host_failovers_total[ne .. "|" .. dead])
+    assert.equal(0, samples.scoped_host_connects_total[ne .. "|" .. dead])
+    assert.equal(1, samples.scoped_host_connects_total[ne .. "|" .. server])
+    assert.equal(1, samples.scoped_host_checked_out[ne .. "|" .. server])
+    assert.equal(0, samples.scoped_pool_failbacks_total[ne])
+    same_as_hosts(samples, e, {dead, server})
+    same_as_hosts(samples, a, {server})
+    c:close()
+    -- once its denial ends, the idle connection to the server is replaced
+    -- to fail back: host 1 refused again, a new one on the server
+    for _ = 1, 300 do
+      if e:hosts()[1].state == "up" then break end
+      socket.sleep(0.02)
+    end
+    assert.equal("up", e:hosts()[1].state)
+    c = e:connect()
+    c:close()
+    _, samples = parse(scoped.metrics.prometheus(e))
+    assert.equal(1, samples.scoped_pool_failbacks_total[ne])
+    assert.equal(e.pool:stats().failbacks, samples.scoped_pool_failbacks_total[ne])
+    assert.equal(2, samples.scoped_host_failures_total[ne .. "|" .. dead .. "|2002"])
+    assert.equal(2, samples.scoped_host_connects_total[ne .. "|" .. server])
+    same_as_hosts(samples, e, {dead, server})
+    e:dispose()
+
+    -- the same host twice: told apart; never the user or the password
+    local pw = engine({pool_size = 1}, with_hosts({server, server}):set({password = "s3cret"}))
+    local text = scoped.metrics.prometheus(pw)
+    assert.is_nil(text:find("s3cret", 1, true))
+    for host in text:gmatch('host="([^"]*)"') do
+      assert.truthy(host == server or host == server .. " #2", host)
+    end
+    _, samples = parse(text)
+    local np = tostring(pw.url)
+    assert.equal(1, samples.scoped_host_up[np .. "|" .. server])
+    assert.equal(1, samples.scoped_host_up[np .. "|" .. server .. " #2"])
+    pw:dispose()
+    a:dispose()
   end)
 
   it("checks what it is given", function()

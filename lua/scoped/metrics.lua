@@ -9,7 +9,9 @@
 --   }
 --
 -- Each series is labelled engine="<URL, password masked>"; two engines with
--- the same URL in one list are told apart by a " #2", " #3" suffix.
+-- the same URL in one list are told apart by a " #2", " #3" suffix. The
+-- series of engine:hosts() (scoped_host_*) are labelled host="h:port" as
+-- well, never with a user or a password.
 -- @module scoped.metrics
 local exc = require "scoped.exc"
 
@@ -84,6 +86,27 @@ local FAMILIES = {
   {"invalidations_total", "counter", "invalidations", "connections discarded as invalid"},
   {"recycles_total", "counter", "recycles", "connections replaced for being older than pool_recycle"},
   {"preping_failures_total", "counter", "preping_failures", "connections replaced after failing the pre-ping"},
+  {"failbacks_total", "counter", "failbacks",
+   "idle connections to a later host replaced once an earlier host was back (several hosts, sequential)"},
+}
+
+-- per host of the engine's URL (engine:hosts()): name (after scoped_host_),
+-- type, the hosts() field (a function: computed), help
+local HOST_FAMILIES = {
+  {"up", "gauge", function(h) return h.state == "up" and 1 or 0 end,
+   "1 when the host may be tried, 0 while it is denied"},
+  {"connects_total", "counter", "connects", "connections opened on the host"},
+  {"failures_total", "counter", false,
+   "failed connects and disconnects on the host, by error code (label code)"},
+  {"denials_total", "counter", "denials", "times the host was denied"},
+  {"failovers_total", "counter", "failovers", "connects that went to another host after this one failed"},
+  {"open", "gauge", "open", "the pool's connections open to the host (idle and checked out)"},
+  {"checked_out", "gauge", "checkedout", "the pool's connections to the host handed out now"},
+  {"checked_in", "gauge", "idle", "the pool's idle connections to the host"},
+  {"checkout_waits_total", "counter", "checkout_waits",
+   "checkouts that ended on the host without an idle connection at hand"},
+  {"checkout_wait_seconds_total", "counter", "checkout_wait", "time spent by those checkouts"},
+  {"checkout_wait_seconds_max", "gauge", "checkout_wait_max", "the longest of those checkouts"},
 }
 
 local function label_value(s)
@@ -102,10 +125,29 @@ local function is_engine(e)
   return type(e) == "table" and e.pool ~= nil and type(e.pool.stats) == "function"
 end
 
+-- host="h:port" ([h]:port for an IPv6 address); the same host twice in one
+-- URL is told apart by " #2", " #3"
+local function host_rows(e, engine_label)
+  if type(e.hosts) ~= "function" then return {} end
+  local list, seen = e:hosts(), {}
+  local out = {}
+  for i, h in ipairs(list) do
+    local name = tostring(h.host)
+    if name:find(":", 1, true) then name = "[" .. name .. "]" end
+    name = name .. ":" .. tostring(h.port)
+    seen[name] = (seen[name] or 0) + 1
+    if seen[name] > 1 then name = name .. " #" .. seen[name] end
+    out[i] = {label = engine_label .. ',host="' .. label_value(name) .. '"', info = h}
+  end
+  return out
+end
+
 --- prometheus(engine | {engine, ...}) -> the text exposition of every
 --- engine's pool: gauges for its state, counters since it was made, and the
 --- causal read and retry `counters` (scoped_causal_waits_total, ...,
---- scoped_retries_total, scoped_retries_exhausted_total).
+--- scoped_retries_total, scoped_retries_exhausted_total), and per host of
+--- its URL what `engine:hosts()` tells (scoped_host_up, ...,
+--- scoped_host_failures_total by code), labelled host="h:port" as well.
 -- @tparam Engine|{Engine,...} engines
 -- @treturn string
 function M.prometheus(engines)
@@ -122,8 +164,10 @@ function M.prometheus(engines)
     local name = tostring(e.url)
     seen[name] = (seen[name] or 0) + 1
     if seen[name] > 1 then name = name .. " #" .. seen[name] end
-    rows[#rows + 1] = {label = 'engine="' .. label_value(name) .. '"', stats = e.pool:stats(),
-                       counters = rawget(e, "_unit_counters") or fresh_counters()}
+    local label = 'engine="' .. label_value(name) .. '"'
+    rows[#rows + 1] = {label = label, stats = e.pool:stats(),
+                       counters = rawget(e, "_unit_counters") or fresh_counters(),
+                       hosts = host_rows(e, label)}
   end
   local out = {}
   for _, f in ipairs(FAMILIES) do
@@ -140,6 +184,27 @@ function M.prometheus(engines)
     out[#out + 1] = "# TYPE " .. metric .. " counter"
     for _, r in ipairs(rows) do
       out[#out + 1] = metric .. "{" .. r.label .. "} " .. number(r.counters[f[1]])
+    end
+  end
+  for _, f in ipairs(HOST_FAMILIES) do
+    local metric = "scoped_host_" .. f[1]
+    out[#out + 1] = "# HELP " .. metric .. " " .. f[4]
+    out[#out + 1] = "# TYPE " .. metric .. " " .. f[2]
+    for _, r in ipairs(rows) do
+      for _, h in ipairs(r.hosts) do
+        if f[3] == false then
+          local codes = {}
+          for code in pairs(h.info.failures or {}) do codes[#codes + 1] = code end
+          table.sort(codes)
+          for _, code in ipairs(codes) do
+            out[#out + 1] = metric .. "{" .. h.label .. ',code="' .. code .. '"} '
+              .. number(h.info.failures[code])
+          end
+        else
+          local v = type(f[3]) == "function" and f[3](h.info) or h.info[f[3]]
+          out[#out + 1] = metric .. "{" .. h.label .. "} " .. number(v or 0)
+        end
+      end
     end
   end
   out[#out + 1] = ""
