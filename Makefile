@@ -25,7 +25,7 @@
 #   make mutants         the mutation run: each mutant of spec/mutants/list.lua applied to a
 #                        scratch copy, which the specs must fail (MUTANTS=id1,id2 for some,
 #                        MUTANTS_SINCE=<rev> for those of files changed since rev)
-#   make mutants-ci      the same on a fixed sample of five (CI)
+#   make mutants-ci      the same on a fixed sample of seven (CI)
 
 LUA ?= lua5.4
 CC ?= cc
@@ -157,7 +157,7 @@ soak: deps
 
 # ---- mutation testing: spec/mutants/ (CONTRIBUTING.md, "Mutants") -----------------
 # one throwaway MariaDB for the whole run; never part of `make test`
-MUTANTS_CI = esc-quote-double,pool-timeout-late,needs-end-in-trans,busy-not-marked,savepoint-name-reused
+MUTANTS_CI = esc-quote-double,pool-timeout-late,needs-end-in-trans,busy-not-marked,savepoint-name-reused,hosts-disconnect-no-deny,causal-sync-wait-dropped
 
 mutants: deps
 	@MUTANTS="$(MUTANTS)" MUTANTS_SINCE="$(MUTANTS_SINCE)" \

@@ -641,4 +641,13 @@ return {
     why = "scoped.retry redoes a unit whose COMMIT may have committed (commit_unknown) when idempotent is not given: a transfer is applied twice",
     specs = {"spec/retry_spec.lua"},
   },
+  {
+    id = "metrics-host-twice-same-label",
+    file = "lua/scoped/metrics.lua",
+    before = [[    if seen[name] > 1 then name = name .. " #" .. seen[name] end
+    out[i] = ]],
+    after = [[    out[i] = ]],
+    why = "the same host twice in one URL gives two series with the same labels: Prometheus rejects the scrape",
+    specs = {"spec/metrics_spec.lua"},
+  },
 }
