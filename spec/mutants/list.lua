@@ -552,8 +552,8 @@ return {
   {
     id = "hosts-role-unchecked",
     file = "csrc/core/connector.c",
-    before = [[(tsa == SC_TSA_READ_ONLY && role != SC_ROLE_READ_ONLY)) {]],
-    after = [[(tsa == SC_TSA_READ_ONLY && role == SC_ROLE_UNKNOWN)) {]],
+    before = [[(o->tsa == SC_TSA_READ_ONLY && role != SC_ROLE_READ_ONLY)) {]],
+    after = [[(o->tsa == SC_TSA_READ_ONLY && role == SC_ROLE_UNKNOWN)) {]],
     why = "target_session_attrs=read-only takes a read-write host: reads meant for a replica land on the primary",
     specs = {"spec/hosts_spec.lua"},
   },
